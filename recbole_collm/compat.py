@@ -1,0 +1,68 @@
+"""Small, tested shims that let RecBole 1.2.1 run on a modern stack.
+
+Each one is applied once, when ``recbole_collm`` is imported, and is idempotent.
+README.md ("Compatibility") lists every breakage and whether it is handled by a pin or here.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+# numpy 2 removed these aliases; RecBole's Config.compatibility_settings reads them and
+# RecBole's code uses the old spellings (np.float, np.long, np.bool) elsewhere.
+_NUMPY_ALIASES = {
+    "float_": "float64",
+    "complex_": "complex128",
+    "unicode_": "str_",
+    "bool": "bool_",
+    "int": "int_",
+    "float": "float64",
+    "complex": "complex128",
+    "object": "object_",
+    "str": "str_",
+    "long": "int_",
+    "unicode": "str_",
+}
+
+
+def patch_numpy_aliases() -> None:
+    """Restore the removed numpy aliases RecBole reads (only those that are missing)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy warns on hasattr(np, "object") etc.
+        for alias, target in _NUMPY_ALIASES.items():
+            if alias not in np.__dict__:
+                setattr(np, alias, getattr(np, target))
+
+
+def patch_scipy_dok_update() -> None:
+    """scipy >= 1.13 renamed ``dok_matrix._update`` to the validated ``update``; RecBole's graph
+    models (LightGCN, NGCF, NCL, GCMC, SpectralCF) still call ``_update``."""
+    import scipy.sparse as sp
+
+    for cls in (sp.dok_matrix, getattr(sp, "dok_array", None)):
+        if cls is not None and not hasattr(cls, "_update"):
+            cls._update = cls.update
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """Load a RecBole checkpoint, which pickles the Config and so needs full unpickling.
+
+    torch >= 2.6 defaults to ``weights_only=True``. Only call this on files the user named or
+    that this process wrote itself: unpickling runs code from the file.
+    """
+    import torch
+
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file '{path}' does not exist")
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def apply() -> None:
+    """Apply every shim; safe to call more than once."""
+    patch_numpy_aliases()
+    patch_scipy_dok_update()

@@ -1,0 +1,112 @@
+"""Config that layers the plugin's yaml files over RecBole's, the way RecBole-GNN does."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from recbole.config.configurator import Config as RecBoleConfig
+
+from recbole_collm import compat
+from recbole_collm.utils import get_model
+
+PLUGIN_ROOT = Path(__file__).resolve().parent.parent
+PROPERTIES_DIR = PLUGIN_ROOT / "properties"
+RECBOLE_EXAMPLE_DIR = Path(__import__("recbole").__file__).resolve().parent / "dataset_example"
+
+
+def plugin_yaml_files(model: str, dataset: str) -> list[Path]:
+    """The plugin's yaml files for a model/dataset, lowest precedence first."""
+    files = [
+        PROPERTIES_DIR / "overall.yaml",
+        PROPERTIES_DIR / "model" / f"{model}.yaml",
+        PROPERTIES_DIR / "dataset" / f"{dataset}.yaml",
+    ]
+    return [f for f in files if f.is_file()]
+
+
+class Config(RecBoleConfig):
+    """RecBole's Config plus the plugin's ``properties/`` and plugin model lookup.
+
+    Precedence, lowest first: RecBole's own yaml files, ``properties/overall.yaml``,
+    ``properties/model/<model>.yaml``, ``properties/dataset/<dataset>.yaml``, then the user's
+    config files, config dict and command line (RecBole's order for the external ones).
+    """
+
+    def compatibility_settings(self) -> None:
+        # RecBole's version reads np.float_ etc., which numpy 2 removed.
+        compat.patch_numpy_aliases()
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            if "model" not in self.external_config_dict:
+                raise KeyError("model: not given; pass --model=NAME, a config file or a config dict")
+            model = self.external_config_dict["model"]
+        if isinstance(model, str):
+            model_class = get_model(model)
+        else:
+            model_class, model = model, model.__name__
+        if dataset is None:
+            if "dataset" not in self.external_config_dict:
+                raise KeyError("dataset: not given; pass --dataset=NAME, a config file or a config dict")
+            dataset = self.external_config_dict["dataset"]
+        return model, model_class, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        if not PROPERTIES_DIR.is_dir():
+            raise FileNotFoundError(
+                f"properties/: not found at {PROPERTIES_DIR}; install the plugin with `pip install -e .`"
+            )
+        for file in plugin_yaml_files(model, dataset):
+            config_dict = self._update_internal_config_dict(str(file))
+            if file.parent.name == "dataset" and config_dict:
+                self.parameters["Dataset"] += [
+                    k for k in config_dict if k not in self.parameters["Dataset"]
+                ]
+        # a plugin yaml may not change what kind of model this is
+        self.internal_config_dict["MODEL_TYPE"] = model_class.type
+
+    def _set_default_parameters(self):
+        super()._set_default_parameters()
+        self.final_config_dict["data_path"] = resolve_data_path(
+            self.final_config_dict["data_path"], self.dataset
+        )
+
+    def _init_device(self):
+        # RecBole's DDP path hard-codes NCCL and CUDA devices; on a machine without CUDA use gloo
+        # on the CPU instead of failing inside init_process_group.
+        if "local_rank" in self.final_config_dict and not torch.cuda.is_available():
+            cfg = self.final_config_dict
+            gpu_id = cfg.get("gpu_id")
+            cfg["gpu_id"] = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
+            torch.distributed.init_process_group(
+                backend="gloo",
+                rank=cfg["local_rank"] + cfg["offset"],
+                world_size=cfg["world_size"],
+                init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
+            )
+            cfg["device"] = torch.device("cpu")
+            cfg["single_spec"] = False
+            if cfg["local_rank"] != 0:
+                cfg["state"] = "error"
+                cfg["show_progress"] = False
+                cfg["verbose"] = False
+            return
+        super()._init_device()
+
+
+def resolve_data_path(data_path: str, dataset: str) -> str:
+    """Where the dataset's atomic files are: the configured path if it exists, else the plugin's
+    ``dataset/`` folder, else RecBole's bundled examples (ml-100k ships inside RecBole's wheel).
+
+    RecBole itself would try to download a missing dataset; this machine, and many users', cannot.
+    """
+    candidates = [Path(data_path)]
+    if not Path(data_path).is_absolute():
+        candidates.append(PLUGIN_ROOT / data_path)
+    candidates += [PLUGIN_ROOT / "dataset" / dataset, RECBOLE_EXAMPLE_DIR / dataset]
+    for candidate in candidates:
+        if candidate.is_dir() and any(candidate.glob(f"{dataset}*.inter")):
+            return str(candidate)
+    return data_path  # CollmDataset raises the clear error naming this path

@@ -1,0 +1,119 @@
+"""RecBole Dataset for labeled (user, item, label) data with the CoLLM paper's extras."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from recbole.data.dataset import Dataset
+from recbole.utils import FeatureSource, FeatureType
+
+from recbole_collm.data.history import last_positive_history
+
+
+class CollmDataset(Dataset):
+    """Labeled interactions plus, computed once for every row before splitting:
+
+    - ``item_id_list`` / ``item_length``: the user's last ``MAX_ITEM_LIST_LENGTH`` earlier
+      positive items across all splits (RecBole's sequence field names, so SASRec/DIN read them);
+    - ``item_titles``: item titles as text (prompt material, not a model feature);
+    - ``train_user_count`` / ``train_item_count`` on every split, for warm/cold evaluation.
+    """
+
+    def _download(self):
+        # RecBole would try the network; say instead what is missing and where.
+        names = self.config["benchmark_filename"]
+        expected = (
+            ", ".join(f"{self.dataset_name}.{n}.inter" for n in names)
+            if names
+            else f"{self.dataset_name}.inter"
+        )
+        raise FileNotFoundError(
+            f"data_path: no folder {self.dataset_path} for dataset '{self.dataset_name}' "
+            f"(expected {expected} there); set data_path to the folder holding it"
+        )
+
+    def _data_processing(self):
+        super()._data_processing()
+        self._check_labels()
+        self._extract_titles()
+        self._build_history()
+
+    def _check_labels(self) -> None:
+        """Every row needs a 0/1 label: a silent wrong label is worse than an error."""
+        field = self.label_field
+        if field not in self.inter_feat:
+            raise ValueError(
+                f"{self.dataset_name}.inter: no '{field}' column; add a {field}:float column "
+                f"with 0/1 values or set `threshold: {{rating: 4}}` to derive it"
+            )
+        values = self.inter_feat[field].to_numpy()
+        bad = ~np.isin(values, (0, 1))
+        if bad.any():
+            examples = ", ".join(map(str, np.unique(values[bad])[:5]))
+            raise ValueError(
+                f"{self.dataset_name}.inter: field '{field}' must be 0 or 1, found {examples}"
+            )
+
+    def _extract_titles(self) -> None:
+        """Keep titles as text indexed by internal item id and drop them from the features, so
+        that ID-based models (MF, DIN, ...) do not silently use them."""
+        field = self.config["title_field"]
+        self.item_titles = None
+        if not field or self.item_feat is None or field not in self.item_feat:
+            return
+        id2token = self.field2id_token[field]
+        titles = [""] * self.item_num
+        for item, value in zip(self.item_feat[self.iid_field], self.item_feat[field]):
+            if self.field2type[field] == FeatureType.TOKEN_SEQ:
+                titles[item] = " ".join(id2token[t] for t in value if t != 0)
+            else:
+                titles[item] = "" if value == 0 else str(id2token[value])
+        self.item_titles = np.array(titles, dtype=object)
+        self._del_col(self.item_feat, field)
+
+    def _build_history(self) -> None:
+        if self.time_field is None or self.time_field not in self.inter_feat:
+            raise ValueError(
+                f"{self.dataset_name}.inter: TIME_FIELD '{self.time_field}' is required to order "
+                "each user's history"
+            )
+        max_len = self.config["MAX_ITEM_LIST_LENGTH"]
+        history, length = last_positive_history(
+            self.inter_feat[self.uid_field].to_numpy(),
+            self.inter_feat[self.iid_field].to_numpy(),
+            self.inter_feat[self.time_field].to_numpy(),
+            self.inter_feat[self.label_field].to_numpy(),
+            max_len,
+        )
+        list_field = self.iid_field + self.config["LIST_SUFFIX"]
+        length_field = self.config["ITEM_LIST_LENGTH_FIELD"]
+        self.set_field_property(list_field, FeatureType.TOKEN_SEQ, FeatureSource.INTERACTION, max_len)
+        self.set_field_property(length_field, FeatureType.TOKEN, FeatureSource.INTERACTION, 1)
+        self.inter_feat[list_field] = list(history)
+        self.inter_feat[length_field] = length
+
+    def build(self):
+        datasets = super().build()
+        train = datasets[0].inter_feat
+        user_count = np.bincount(train[self.uid_field].numpy(), minlength=self.user_num)
+        item_count = np.bincount(train[self.iid_field].numpy(), minlength=self.item_num)
+        for dataset in datasets:
+            dataset.train_user_count = user_count
+            dataset.train_item_count = item_count
+        return datasets
+
+    def positive_inter_matrix(self, form: str = "coo"):
+        """User × item matrix of the positive rows only (the paper builds LightGCN's graph so)."""
+        feat = self.inter_feat
+        positive = feat[self.label_field] > 0.5
+        if isinstance(positive, torch.Tensor):
+            feat = feat[positive]
+        else:
+            feat = feat[positive.to_numpy()]
+        return self._create_sparse_matrix(feat, self.uid_field, self.iid_field, form, None)
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if getattr(self, "item_titles", None) is not None:
+            text += f"\nItem titles: {sum(bool(t) for t in self.item_titles)} of {self.item_num}"
+        return text
+

@@ -1,0 +1,34 @@
+"""What every labeled (CTR-style) model of the plugin shares: BCE on the label, sigmoid scores."""
+from __future__ import annotations
+
+import torch
+from recbole.utils import InputType, ModelType
+from torch import nn
+
+
+class PointwiseMixin:
+    """Turns a model's ``logits(interaction)`` into RecBole's ``calculate_loss``/``predict``.
+
+    The models are ``ModelType.CONTEXT``: RecBole then feeds them labeled rows (no negative
+    sampling) and evaluates with value metrics, which is the CoLLM paper's protocol.
+    """
+
+    type = ModelType.CONTEXT
+    input_type = InputType.POINTWISE
+
+    def _init_pointwise(self, config) -> None:
+        self.LABEL = config["LABEL_FIELD"]
+        self.bce = nn.BCEWithLogitsLoss()
+
+    def logits(self, interaction) -> torch.Tensor:
+        raise NotImplementedError
+
+    def regularization(self, interaction) -> torch.Tensor | float:
+        return 0.0
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        loss = self.bce(self.logits(interaction), interaction[self.LABEL].float())
+        return loss + self.regularization(interaction)
+
+    def predict(self, interaction) -> torch.Tensor:
+        return torch.sigmoid(self.logits(interaction))

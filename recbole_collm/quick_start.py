@@ -1,0 +1,76 @@
+"""Train and evaluate one model, RecBole's ``run_recbole`` for the plugin (without ray)."""
+from __future__ import annotations
+
+from logging import getLogger
+
+from recbole.data import data_preparation
+from recbole.utils import get_environment, init_logger, init_seed, set_color
+
+from recbole_collm.compat import load_checkpoint
+from recbole_collm.config import Config
+from recbole_collm.data import create_dataset
+from recbole_collm.utils import get_model, get_trainer
+
+
+def run_recbole_collm(
+    model: str | None = None,
+    dataset: str | None = None,
+    config_file_list: list[str] | None = None,
+    config_dict: dict | None = None,
+    saved: bool = True,
+) -> dict:
+    """Train ``model`` on ``dataset``, then evaluate the best checkpoint on the test split.
+
+    Returns RecBole's result dict: best_valid_score, valid_score_bigger, best_valid_result,
+    test_result, plus ``model_file`` (the saved checkpoint, when ``saved``).
+    """
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(config)
+
+    data = create_dataset(config)
+    logger.info(data)
+    train_data, valid_data, test_data = data_preparation(config, data)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_obj = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model_obj)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+
+    environment = get_environment(config)
+    logger.info("The running environment of this training is as follows:\n" + environment.draw())
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "model_file": trainer.saved_model_file if saved else None,
+    }
+
+
+def load_data_and_model(model_file: str):
+    """Rebuild config, data and model from a checkpoint this plugin (or RecBole) saved.
+
+    The checkpoint pickles the Config, so it is fully unpickled: pass only files you trust.
+    Returns ``(config, model, dataset, train_data, valid_data, test_data)``.
+    """
+    checkpoint = load_checkpoint(model_file)
+    config = checkpoint["config"]
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    data = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, data, train_data, valid_data, test_data

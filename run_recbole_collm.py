@@ -1,0 +1,23 @@
+"""Train and evaluate a model through the plugin:
+
+    python run_recbole_collm.py --model=MF --dataset=ml-100k [--config_files=a.yaml,b.yaml] [--key=value ...]
+
+Any RecBole model name works too; extra ``--key=value`` pairs override the yaml (RecBole's rule).
+"""
+import argparse
+
+from recbole_collm import run_recbole_collm
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", "-m", type=str, default="MF", help="model name")
+    parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
+    parser.add_argument("--config_files", type=str, default=None, help="comma-separated yaml files")
+    args, _ = parser.parse_known_args()  # the rest is read by RecBole's Config from sys.argv
+    config_files = [f for f in args.config_files.split(",") if f] if args.config_files else None
+    run_recbole_collm(model=args.model, dataset=args.dataset, config_file_list=config_files)
+
+
+if __name__ == "__main__":
+    main()
