@@ -1,6 +1,8 @@
 """Trainers: RecBole's, with the plugin's evaluator and explicit checkpoint loading."""
 from __future__ import annotations
 
+import os
+
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
@@ -20,6 +22,10 @@ class PluginEvaluationMixin:
 
     def __init__(self, config, model):
         super().__init__(config, model)
+        # RecBole names checkpoints by the second; two runs started together would overwrite
+        # each other's file, so the process id is added.
+        stem, ext = os.path.splitext(self.saved_model_file)
+        self.saved_model_file = f"{stem}-{os.getpid()}{ext}"
         self.eval_collector = CollmCollector(config)
         self.evaluator = CollmEvaluator(config)
 

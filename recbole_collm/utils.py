@@ -16,9 +16,11 @@ def get_model(model_name: str) -> type:
             return getattr(module, model_name)
     try:
         return get_recbole_model(model_name)
-    except ValueError:
+    except (ValueError, ImportError) as err:
+        # RecBole's search imports its exlib package, which fails without lightgbm/xgboost
+        detail = f" ({err})" if isinstance(err, ImportError) else ""
         raise ValueError(
-            f"model '{model_name}': not found in recbole_collm.model nor in RecBole"
+            f"model '{model_name}': not found in recbole_collm.model nor in RecBole{detail}"
         ) from None
 
 

@@ -1,0 +1,68 @@
+"""Train MF, LightGCN, SASRec and DIN through the plugin on ml-100k and (when present) the CoLLM
+paper's ML-1M split; print and write a markdown table of test metrics.
+
+    python benchmarks/baselines.py [--datasets ml-100k,ml-1m-collm] [--models MF,DIN] [--out results/baselines.md]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from recbole_collm import run_recbole_collm  # noqa: E402
+from recbole_collm.config import resolve_data_path  # noqa: E402
+
+PAPER_AUC = {"MF": 0.6482, "LightGCN": 0.5959, "SASRec": 0.7078, "DIN": 0.7166}
+COLUMNS = [("auc", "AUC"), ("uauc", "UAUC"), ("undcg", "NDCG"), ("warm_auc", "warm AUC"), ("cold_auc", "cold AUC")]
+
+
+def fmt(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.4f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="ml-100k,ml-1m-collm")
+    parser.add_argument("--models", default="MF,LightGCN,SASRec,DIN")
+    parser.add_argument("--out", default=str(ROOT / "results" / "baselines.md"))
+    parser.add_argument("--epochs", type=int, default=None, help="override the yaml's epoch cap")
+    args = parser.parse_args(sys.argv[1:])
+    sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from sys.argv
+
+    rows = []
+    for dataset in args.datasets.split(","):
+        if dataset == "ml-1m-collm" and not Path(resolve_data_path("../shared/data/ml-1m-collm", dataset)).is_dir():
+            print(f"skipping {dataset}: ../shared/data/ml-1m-collm not found", flush=True)
+            continue
+        for model in args.models.split(","):
+            overrides = {"show_progress": False, "checkpoint_dir": str(ROOT / "saved")}
+            if args.epochs:
+                overrides["epochs"] = args.epochs
+            start = time.time()
+            result = run_recbole_collm(model=model, dataset=dataset, config_dict=overrides)
+            test = result["test_result"]
+            rows.append((dataset, model, test, time.time() - start, result["model_file"]))
+            print(f"{dataset} {model}: " + ", ".join(f"{n} {fmt(test.get(k))}" for k, n in COLUMNS), flush=True)
+
+    lines = [
+        "| dataset | model | " + " | ".join(n for _, n in COLUMNS) + " | paper AUC | seconds |",
+        "|---|---|" + "---|" * (len(COLUMNS) + 2),
+    ]
+    for dataset, model, test, seconds, _ in rows:
+        paper = fmt(PAPER_AUC.get(model)) if dataset == "ml-1m-collm" else ""
+        lines.append(
+            f"| {dataset} | {model} | " + " | ".join(fmt(test.get(k)) for k, _ in COLUMNS) + f" | {paper} | {seconds:.0f} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(table + "\n\nCheckpoints:\n" + "\n".join(f"- {r[4]}" for r in rows) + "\n")
+
+
+if __name__ == "__main__":
+    main()

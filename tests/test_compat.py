@@ -1,0 +1,65 @@
+"""The shims that keep RecBole 1.2.1 working on numpy 2, scipy >= 1.13 and torch >= 2.6."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recbole_collm import compat
+
+
+def test_numpy_aliases_restored():
+    assert np.float_ is np.float64
+    assert np.unicode_ is np.str_
+    assert np.complex_ is np.complex128
+    assert np.long is np.int_
+
+
+def test_dok_update_matches_coo_construction():
+    data = {(0, 2): 1.0, (1, 0): 1.0, (2, 1): 1.0}
+    dok = sp.dok_matrix((3, 3), dtype=np.float32)
+    dok._update(data)
+    expected = sp.coo_matrix(([1.0] * 3, ([0, 1, 2], [2, 0, 1])), shape=(3, 3)).toarray()
+    np.testing.assert_array_equal(dok.toarray(), expected)
+
+
+def test_load_checkpoint_reads_pickled_config(tmp_path):
+    from recbole.config import Config as RecBoleConfig  # noqa: F401  (class the file pickles)
+    from tests.conftest import tiny_config
+
+    path = tmp_path / "ckpt.pth"
+    torch.save({"config": tiny_config(), "state_dict": {}}, path)
+    with pytest.raises(Exception):
+        torch.load(path)  # torch >= 2.6: weights_only=True refuses the pickled Config
+    assert compat.load_checkpoint(path)["config"]["model"] == "MF"
+
+
+def test_load_checkpoint_missing_file_is_one_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        compat.load_checkpoint(tmp_path / "nope.pth")
+
+
+def test_import_does_not_pull_ray():
+    code = "import sys, recbole_collm, recbole_collm.quick_start; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_ddp_config_on_cpu_uses_gloo(tmp_path):
+    """RecBole's DDP path hard-codes NCCL/CUDA; on CPU the plugin's Config initialises gloo."""
+    import socket
+
+    from tests.conftest import tiny_config
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tiny_config(local_rank=0, world_size=1, nproc=1, offset=0, ip="127.0.0.1", port=port)
+    try:
+        assert torch.distributed.get_backend() == "gloo"
+        assert config["device"] == torch.device("cpu")
+        assert config["single_spec"] is False
+    finally:
+        torch.distributed.destroy_process_group()
