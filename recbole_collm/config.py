@@ -15,13 +15,17 @@ PROPERTIES_DIR = PLUGIN_ROOT / "properties"
 RECBOLE_EXAMPLE_DIR = Path(__import__("recbole").__file__).resolve().parent / "dataset_example"
 
 
-def plugin_yaml_files(model: str, dataset: str) -> list[Path]:
-    """The plugin's yaml files for a model/dataset, lowest precedence first."""
-    files = [
-        PROPERTIES_DIR / "overall.yaml",
-        PROPERTIES_DIR / "model" / f"{model}.yaml",
-        PROPERTIES_DIR / "dataset" / f"{dataset}.yaml",
+def plugin_yaml_files(model: str, model_class: type, dataset: str) -> list[Path]:
+    """The plugin's yaml files for a model/dataset, lowest precedence first. A plugin model that
+    subclasses another (TALLRec, ICL of CoLLM) gets its parents' yaml first."""
+    names = [
+        cls.__name__
+        for cls in reversed(model_class.__mro__)
+        if cls.__module__.startswith("recbole_collm.") and cls.__name__ != model
     ]
+    files = [PROPERTIES_DIR / "overall.yaml"]
+    files += [PROPERTIES_DIR / "model" / f"{name}.yaml" for name in [*names, model]]
+    files.append(PROPERTIES_DIR / "dataset" / f"{dataset}.yaml")
     return [f for f in files if f.is_file()]
 
 
@@ -58,7 +62,7 @@ class Config(RecBoleConfig):
             raise FileNotFoundError(
                 f"properties/: not found at {PROPERTIES_DIR}; install the plugin with `pip install -e .`"
             )
-        for file in plugin_yaml_files(model, dataset):
+        for file in plugin_yaml_files(model, model_class, dataset):
             config_dict = self._update_internal_config_dict(str(file))
             if file.parent.name == "dataset" and config_dict:
                 self.parameters["Dataset"] += [
@@ -108,5 +112,5 @@ def resolve_data_path(data_path: str, dataset: str) -> str:
     candidates += [PLUGIN_ROOT / "dataset" / dataset, RECBOLE_EXAMPLE_DIR / dataset]
     for candidate in candidates:
         if candidate.is_dir() and any(candidate.glob(f"{dataset}*.inter")):
-            return str(candidate)
+            return str(candidate.resolve())  # absolute: checkpoints must not depend on the cwd
     return data_path  # CollmDataset raises the clear error naming this path

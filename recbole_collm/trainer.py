@@ -1,10 +1,15 @@
 """Trainers: RecBole's, with the plugin's evaluator and explicit checkpoint loading."""
 from __future__ import annotations
 
+import math
 import os
 
+import numpy as np
+import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
+from torch.nn.utils.clip_grad import clip_grad_norm_
+from tqdm import tqdm
 
 from recbole_collm.compat import load_checkpoint
 from recbole_collm.evaluator import CollmCollector, CollmEvaluator
@@ -77,3 +82,86 @@ def with_plugin_evaluation(trainer_class: type) -> type:
 
 
 CollmTrainer = with_plugin_evaluation(Trainer)
+
+
+class CoLLMTrainer(CollmTrainer):
+    """RecBole's fit loop (early stopping on ``valid_metric``) for the LLM models, with AdamW
+    over the trainable parameters only, linear warmup + cosine decay, gradient accumulation,
+    and ``stage: all`` = the LoRA stage, then the CIE stage from the best LoRA weights."""
+
+    def _build_optimizer(self, **kwargs):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            return None  # ICL: nothing to train
+        return torch.optim.AdamW(params, lr=self.learning_rate, weight_decay=self.config["weight_decay"])
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        if self.config["stage"] != "all" or not self.model.uses_ids:
+            return self._fit_stage(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        final_file = self.saved_model_file
+        stem, ext = os.path.splitext(final_file)
+        self.saved_model_file = f"{stem}-lora{ext}"
+        self._fit_stage(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        if saved:
+            self._load_model_file(self.saved_model_file)
+        self.logger.info(set_color("Stage 2: CIE with LLM and LoRA frozen", "green"))
+        self.model.set_stage("cie")
+        self.saved_model_file = final_file
+        self.start_epoch, self.cur_step = 0, 0
+        self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
+        self.best_valid_result = None
+        self.optimizer = self._build_optimizer()
+        return self._fit_stage(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+
+    def _fit_stage(self, train_data, valid_data, verbose, saved, show_progress, callback_fn):
+        if self.optimizer is None:
+            if saved:
+                self._save_checkpoint(-1, verbose=verbose)
+            return self.best_valid_score, None
+        accumulation = max(1, int(self.config["gradient_accumulation_steps"] or 1))
+        steps = max(1, self.epochs * math.ceil(len(train_data) / accumulation))
+        warmup = min(int(self.config["warmup_steps"] or 0), steps // 10)
+        from transformers import get_cosine_schedule_with_warmup
+
+        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, warmup, steps)
+        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self.model.train()
+        accumulation = max(1, int(self.config["gradient_accumulation_steps"] or 1))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        total_loss = 0.0
+        batches = tqdm(train_data, total=len(train_data), ncols=100, desc=f"Train {epoch_idx:>4}") if show_progress else train_data
+        self.optimizer.zero_grad()
+        for batch_idx, interaction in enumerate(batches):
+            interaction = interaction.to(self.device)
+            loss = self.model.calculate_loss(interaction)
+            self._check_nan(loss)
+            (loss / accumulation).backward()
+            total_loss += loss.item()
+            if (batch_idx + 1) % accumulation == 0 or batch_idx + 1 == len(train_data):
+                if self.clip_grad_norm:
+                    clip_grad_norm_(params, **self.clip_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad()
+            if show_progress:
+                batches.set_postfix(loss=f"{loss.item():.4f}")
+        return total_loss
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if self.optimizer is None:
+            state = {"config": self.config, "epoch": epoch, "cur_step": self.cur_step,
+                     "best_valid_score": self.best_valid_score, "state_dict": self.model.state_dict(),
+                     "other_parameter": self.model.other_parameter(), "optimizer": None}
+            torch.save(state, self.saved_model_file, pickle_protocol=4)
+            return
+        super()._save_checkpoint(epoch, verbose=verbose, **kwargs)
+        if self.model.uses_lora:
+            # the adapter in peft's own format too, loadable with PeftModel.from_pretrained
+            stem, _ = os.path.splitext(self.saved_model_file)
+            self.model.llm.save_pretrained(f"{stem}-adapter")
+
+
+TALLRecTrainer = CoLLMTrainer
+ICLTrainer = CoLLMTrainer

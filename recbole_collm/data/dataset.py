@@ -92,7 +92,7 @@ class CollmDataset(Dataset):
         self.inter_feat[length_field] = length
 
     def build(self):
-        datasets = super().build()
+        datasets = self._limit_rows(super().build())
         train = datasets[0].inter_feat
         user_count = np.bincount(train[self.uid_field].numpy(), minlength=self.user_num)
         item_count = np.bincount(train[self.iid_field].numpy(), minlength=self.item_num)
@@ -100,6 +100,23 @@ class CollmDataset(Dataset):
             dataset.train_user_count = user_count
             dataset.train_item_count = item_count
         return datasets
+
+    def _limit_rows(self, datasets: list) -> list:
+        """CPU budgets: ``train_rows_limit`` keeps the most recent train rows (by time),
+        ``eval_rows_limit`` a seeded random sample of valid and test rows. Histories and train
+        counts are unaffected (computed on all rows)."""
+        train_limit, eval_limit = self.config["train_rows_limit"], self.config["eval_rows_limit"]
+        out = list(datasets)
+        if train_limit and len(out[0]) > train_limit:
+            order = torch.argsort(out[0].inter_feat[self.time_field], stable=True)
+            out[0] = out[0].copy(out[0].inter_feat[order[-train_limit:]])
+        if eval_limit:
+            generator = torch.Generator().manual_seed(int(self.config["seed"]))
+            for k in (1, 2):
+                if len(out[k]) > eval_limit:
+                    keep = torch.randperm(len(out[k]), generator=generator)[:eval_limit].sort().values
+                    out[k] = out[k].copy(out[k].inter_feat[keep])
+        return out
 
     def positive_inter_matrix(self, form: str = "coo"):
         """User × item matrix of the positive rows only (the paper builds LightGCN's graph so)."""

@@ -15,6 +15,7 @@ class LightGCN(PointwiseMixin, RecBoleLightGCN):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self._init_pointwise(config)
+        self.vector_dim = self.latent_dim
         # RecBole builds the graph from every train row; rebuild it from the positives
         self.interaction_matrix = dataset.positive_inter_matrix(form="coo").astype(np.float32)
         self.norm_adj_matrix = self.get_norm_adj_mat().to(self.device)

@@ -15,7 +15,7 @@ class MF(PointwiseMixin, GeneralRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self._init_pointwise(config)
-        self.embedding_size = config["embedding_size"]
+        self.embedding_size = self.vector_dim = config["embedding_size"]
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         self.apply(xavier_normal_initialization)

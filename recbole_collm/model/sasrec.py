@@ -15,6 +15,7 @@ class SASRec(PointwiseMixin, RecBoleSASRec):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self._init_pointwise(config)
+        self.vector_dim = self.hidden_size
 
     def user_item_vectors(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
         seq_len = interaction[self.ITEM_SEQ_LEN].clamp(min=1)

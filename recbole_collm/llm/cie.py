@@ -1,0 +1,121 @@
+"""CIE: collaborative user/item vectors mapped by an MLP into the LLM's embedding space."""
+from __future__ import annotations
+
+from logging import getLogger
+
+import numpy as np
+import torch
+from recbole.data.interaction import Interaction
+from torch import nn
+
+from recbole_collm.compat import load_checkpoint
+
+SUPPORTED_SOURCES = ("MF", "LightGCN", "SASRec", "DIN")
+
+
+def token_map(source_tokens: np.ndarray, target_tokens: np.ndarray) -> tuple[torch.Tensor, float]:
+    """Map from internal ids of one dataset to another's, by token; unknown tokens map to 0.
+
+    Returns the map (indexed by source id; id 0 = padding maps to 0) and the share of the
+    source's real tokens (ids ≥ 1) found in the target.
+    """
+    index = {tok: i for i, tok in enumerate(target_tokens) if i > 0}
+    mapped = np.array([index.get(tok, 0) if i > 0 else 0 for i, tok in enumerate(source_tokens)], dtype=np.int64)
+    coverage = float((mapped[1:] > 0).mean()) if len(mapped) > 1 else 0.0
+    return torch.from_numpy(mapped), coverage
+
+
+class CheckpointSource(nn.Module):
+    """User/item vectors from a RecBole checkpoint of the plugin's MF, LightGCN, SASRec or DIN.
+
+    The checkpoint's dataset is rebuilt from its own config to recover its id maps, and ids are
+    aligned by token. Users/items unknown to the checkpoint get the zero vector (documented
+    choice: the MLP then maps them to its bias, the same vector for every unknown id).
+    """
+
+    def __init__(self, path: str, dataset, min_overlap: float = 0.5, trainable: bool = False):
+        super().__init__()
+        from recbole_collm.data import CollmDataset
+        from recbole_collm.utils import get_model
+
+        checkpoint = load_checkpoint(path)
+        cf_config = checkpoint["config"]
+        name = cf_config["model"]
+        if name not in SUPPORTED_SOURCES:
+            raise ValueError(f"cie_checkpoint: {path} holds a {name} model; expected one of {', '.join(SUPPORTED_SOURCES)}")
+        cf_dataset = CollmDataset(cf_config)
+        cf_train = cf_dataset.build()[0]
+        self.model = get_model(name)(cf_config, cf_train)
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.model.requires_grad_(trainable)
+        self.name, self.dim = name, self.model.vector_dim
+        self.cf_uid, self.cf_iid = cf_dataset.uid_field, cf_dataset.iid_field
+        maps = {}
+        for field, cf_field in ((dataset.uid_field, self.cf_uid), (dataset.iid_field, self.cf_iid)):
+            maps[field], coverage = token_map(dataset.field2id_token[field], cf_dataset.field2id_token[cf_field])
+            _, reverse = token_map(cf_dataset.field2id_token[cf_field], dataset.field2id_token[field])
+            getLogger().info(
+                f"cie_checkpoint: {coverage:.1%} of {dataset.dataset_name}'s {field}s found in {path}, "
+                f"{reverse:.1%} of its {cf_field}s in {dataset.dataset_name}"
+            )
+            # both directions: numeric ids of unrelated datasets overlap one way easily
+            if min(coverage, reverse) < min_overlap:
+                raise ValueError(
+                    f"cie_checkpoint: {path} was trained on '{cf_config['dataset']}'; {field} tokens overlap "
+                    f"{coverage:.1%} / {reverse:.1%} with {dataset.dataset_name} (cie_min_overlap: {min_overlap})"
+                )
+        self.register_buffer("user_map", maps[dataset.uid_field], persistent=False)
+        self.register_buffer("item_map", maps[dataset.iid_field], persistent=False)
+        self.uid, self.iid = dataset.uid_field, dataset.iid_field
+        self.list_field = dataset.iid_field + cf_config["LIST_SUFFIX"]
+        self.length_field = cf_config["ITEM_LIST_LENGTH_FIELD"]
+
+    def translate(self, interaction) -> Interaction:
+        """The batch in the checkpoint's id space; unknown history items are dropped."""
+        users = self.user_map[interaction[self.uid]]
+        items = self.item_map[interaction[self.iid]]
+        fields = {self.cf_uid: users, self.cf_iid: items}
+        if self.list_field in interaction:
+            history = self.item_map[interaction[self.list_field]]
+            known = history > 0
+            order = torch.argsort((~known).to(torch.int8), dim=1, stable=True)  # known first, in order
+            fields[self.cf_iid + "_list"] = torch.gather(history, 1, order)
+            fields[self.length_field] = known.sum(1)
+        return Interaction(fields)
+
+    def forward(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+        translated = self.translate(interaction)
+        user, item = self.model.user_item_vectors(translated)
+        user = user * (translated[self.cf_uid] > 0).unsqueeze(-1)
+        item = item * (translated[self.cf_iid] > 0).unsqueeze(-1)
+        return user, item
+
+
+class ScratchMFSource(nn.Module):
+    """An MF embedding table trained from scratch inside CoLLM (variant T2)."""
+
+    def __init__(self, dataset, dim: int):
+        super().__init__()
+        self.uid, self.iid, self.dim, self.name = dataset.uid_field, dataset.iid_field, dim, "MF"
+        self.user = nn.Embedding(dataset.user_num, dim)
+        self.item = nn.Embedding(dataset.item_num, dim)
+        nn.init.normal_(self.user.weight, std=0.1)
+        nn.init.normal_(self.item.weight, std=0.1)
+
+    def forward(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user(interaction[self.uid]), self.item(interaction[self.iid])
+
+
+class CollaborativeEncoder(nn.Module):
+    """source vectors → ``Linear(d, factor·d) → ReLU → Linear(factor·d, llm_hidden)``, shared by
+    the user and the item vector (the paper's CIE)."""
+
+    def __init__(self, source: nn.Module, llm_hidden: int, factor: int = 10):
+        super().__init__()
+        self.source = source
+        self.mlp = nn.Sequential(nn.Linear(source.dim, factor * source.dim), nn.ReLU(), nn.Linear(factor * source.dim, llm_hidden))
+
+    def forward(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+        user, item = self.source(interaction)
+        return self.mlp(user), self.mlp(item)

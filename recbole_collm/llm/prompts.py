@@ -1,0 +1,115 @@
+"""Prompt construction by token segments, with the positions of the two ID slots recorded.
+
+Slots are never found by searching for a token afterwards (SmolLM2's unk token is its
+``<|endoftext|>``): each prompt is assembled from pre-tokenized pieces, so the slot positions
+are known exactly. Titles are tokenized once per dataset; a batch only concatenates ids.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+
+HISTORY, USER, TARGET, ITEM = "<HisItemTitleList>", "<UserID>", "<TargetItemTitle>", "<TargetItemID>"
+SLOT_PATTERN = re.compile(r"(<HisItemTitleList>|<UserID>|<TargetItemTitle>|<TargetItemID>)")
+
+
+def answer_token_ids(tokenizer, cue: str) -> tuple[int, int]:
+    """The ids of " Yes" / " No" as they follow ``cue`` in this tokenizer (never hard-coded)."""
+    base = tokenizer.encode(cue, add_special_tokens=False)
+    ids = []
+    for word in ("Yes", "No"):
+        full = tokenizer.encode(f"{cue} {word}", add_special_tokens=False)
+        if full[: len(base)] != base or len(full) <= len(base):
+            raise ValueError(f"prompt_template: cannot derive the '{word}' token after '{cue[-20:]}'")
+        ids.append(full[len(base)])
+    if ids[0] == ids[1]:
+        raise ValueError("tokenizer: 'Yes' and 'No' map to the same token")
+    return ids[0], ids[1]
+
+
+class PromptBuilder:
+    """Builds left-padded token batches for (history, target) rows from a template.
+
+    ``with_ids=False`` is the text-only (TALLRec) variant: the template must then have no ID slots.
+    """
+
+    def __init__(self, tokenizer, template: str, item_titles, domain: str = "movie", with_ids: bool = True):
+        template = template.replace("{item}", domain)
+        required = [HISTORY, TARGET] + ([USER, ITEM] if with_ids else [])
+        for slot in required:
+            if template.count(slot) != 1:
+                raise ValueError(f"prompt_template: needs exactly one {slot} slot, found {template.count(slot)}")
+        if not with_ids and (USER in template or ITEM in template):
+            raise ValueError("text_prompt_template: must not contain <UserID>/<TargetItemID>")
+        if item_titles is None:
+            raise ValueError("title_field: the dataset has no item titles; load the title column in load_col")
+        self.tokenizer = tokenizer
+        self.with_ids = with_ids
+        self.placeholder_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        pieces = [p for p in SLOT_PATTERN.split(template) if p]
+        # a space before a slot belongs to the slot's first token (as joint tokenization would do)
+        self.pieces = []
+        for i, piece in enumerate(pieces):
+            if piece in (HISTORY, USER, TARGET, ITEM):
+                self.pieces.append(piece)
+            else:
+                nxt = pieces[i + 1] if i + 1 < len(pieces) else None
+                text = piece.rstrip(" ") if nxt is not None else piece
+                self.pieces.append(tokenizer.encode(text, add_special_tokens=False))
+        encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+        self.history_title_ids = [encode(f' "{t}"') for t in item_titles]
+        self.target_title_ids = [encode(f" {t}") for t in item_titles]
+        self.comma_ids = encode(",")
+        if pieces[-1] in (HISTORY, USER, TARGET, ITEM) or not pieces[-1].strip():
+            raise ValueError("prompt_template: must end with the answer cue (e.g. '#Answer:'), not a slot")
+        self.yes_id, self.no_id = answer_token_ids(tokenizer, pieces[-1])
+
+    def row(self, history: np.ndarray, target: int) -> tuple[list[int], int, int]:
+        """Token ids of one prompt and the positions of the user and item slots (-1 if none)."""
+        ids: list[int] = []
+        user_pos = item_pos = -1
+        for piece in self.pieces:
+            if piece == HISTORY:
+                for k, item in enumerate(history):
+                    if k:
+                        ids += self.comma_ids
+                    ids += self.history_title_ids[item]
+            elif piece == TARGET:
+                ids += self.target_title_ids[target]
+            elif piece == USER:
+                user_pos = len(ids)
+                ids.append(self.placeholder_id)
+            elif piece == ITEM:
+                item_pos = len(ids)
+                ids.append(self.placeholder_id)
+            else:
+                ids += piece
+        return ids, user_pos, item_pos
+
+    def batch(self, history: torch.Tensor, length: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Left-padded ``input_ids``, ``attention_mask``, ``position_ids`` and the slot positions
+        in padded coordinates. Masks come from lengths, never from ``ids != pad_id``."""
+        history, length, target = history.cpu().numpy(), length.cpu().numpy(), target.cpu().numpy()
+        rows = [self.row(h[:n], t) for h, n, t in zip(history, length, target)]
+        width = max(len(r[0]) for r in rows)
+        batch = len(rows)
+        input_ids = torch.full((batch, width), self.placeholder_id, dtype=torch.long)
+        attention_mask = torch.zeros((batch, width), dtype=torch.long)
+        user_pos = torch.full((batch,), -1, dtype=torch.long)
+        item_pos = torch.full((batch,), -1, dtype=torch.long)
+        for b, (ids, upos, ipos) in enumerate(rows):
+            pad = width - len(ids)
+            input_ids[b, pad:] = torch.tensor(ids)
+            attention_mask[b, pad:] = 1
+            if upos >= 0:
+                user_pos[b], item_pos[b] = upos + pad, ipos + pad
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+            "user_pos": user_pos,
+            "item_pos": item_pos,
+        }

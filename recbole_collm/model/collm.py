@@ -1,0 +1,156 @@
+"""CoLLM: an LLM scores "Yes" for a (user, item) prompt whose two ID slots hold collaborative
+embeddings mapped into the LLM's token space (Zhang et al., 2023)."""
+from __future__ import annotations
+
+
+import torch
+from recbole.model.abstract_recommender import AbstractRecommender
+from recbole.utils import InputType, ModelType
+from torch import nn
+
+from recbole_collm.llm.backbone import add_lora, load_llm
+from recbole_collm.llm.cie import CheckpointSource, CollaborativeEncoder, ScratchMFSource
+from recbole_collm.llm.prompts import PromptBuilder
+
+STAGES = ("lora", "cie", "one_step")
+
+
+class CoLLM(AbstractRecommender):
+    """Two-step tuning (``stage``): ``lora`` trains LoRA on text-only prompts (TALLRec), ``cie``
+    freezes LLM and LoRA and trains the CIE on full prompts, ``all`` runs both in sequence
+    (see ``CoLLMTrainer``), ``one_step`` trains LoRA and CIE together (variant T3).
+
+    Score: at the last prompt position, logit("Yes") − logit("No") (``score_mode: yes_no``), or the
+    raw "Yes" logit (``score_mode: yes_logit``, the paper's loss); BCE-with-logits on the label.
+    Only the last position's hidden state meets the two LM-head rows needed.
+    """
+
+    type = ModelType.CONTEXT
+    input_type = InputType.POINTWISE
+    uses_ids = True  # subclasses without the CIE (TALLRec, ICL) set False
+    uses_lora = True
+
+    def __init__(self, config, dataset):
+        super().__init__()
+        self.config = config
+        self.device = config["device"]
+        self.USER_ID, self.ITEM_ID = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+        self.LABEL = config["LABEL_FIELD"]
+        self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
+        self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
+        if config["score_mode"] not in ("yes_no", "yes_logit"):
+            raise ValueError(f"score_mode: '{config['score_mode']}' is not one of yes_no, yes_logit")
+        self.score_mode = config["score_mode"]
+
+        llm, self.tokenizer = load_llm(config)
+        self.llm = add_lora(llm, config) if self.uses_lora else llm
+        hidden = self.base_llm.config.hidden_size
+        titles = getattr(dataset, "item_titles", None)
+        domain = config["domain_item"] or "item"
+        self.text_prompts = PromptBuilder(self.tokenizer, config["text_prompt_template"], titles, domain, with_ids=False)
+        self.cie = None
+        if self.uses_ids:
+            self.full_prompts = PromptBuilder(self.tokenizer, config["prompt_template"], titles, domain, with_ids=True)
+            self.cie = CollaborativeEncoder(self._build_source(config, dataset), hidden, config["cie_hidden_factor"])
+        self.bce = nn.BCEWithLogitsLoss()
+        self.stage = None
+        self.set_stage(config["stage"] if config["stage"] != "all" else "lora")
+
+    # --- construction -------------------------------------------------------------------------
+    def _build_source(self, config, dataset) -> nn.Module:
+        if config["cie_checkpoint"]:
+            trainable = bool(config["tune_cf_model"])
+            return CheckpointSource(config["cie_checkpoint"], dataset, config["cie_min_overlap"], trainable)
+        if config["cie_model"] == "MF":
+            return ScratchMFSource(dataset, config["cie_embedding_size"])
+        raise ValueError("cie_checkpoint: not set; give a saved MF/LightGCN/SASRec/DIN checkpoint or set cie_model: MF")
+
+    @property
+    def base_llm(self):
+        """The causal LM under the peft wrapper (or the LLM itself)."""
+        return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+
+    # --- stages -------------------------------------------------------------------------------
+    def set_stage(self, stage: str) -> None:
+        """Choose the prompts and which parameters train (everything else is frozen)."""
+        if stage not in STAGES:
+            raise ValueError(f"stage: '{stage}' is not one of lora, cie, all, one_step")
+        if stage in ("cie", "one_step") and not self.uses_ids:
+            raise ValueError(f"stage: '{stage}' needs the CIE; {type(self).__name__} has none")
+        self.stage = stage
+        self.requires_grad_(False)
+        if stage in ("lora", "one_step") and self.uses_lora:
+            for name, param in self.llm.named_parameters():
+                if "lora_" in name:
+                    param.requires_grad_(True)
+        if stage in ("cie", "one_step"):
+            self.cie.mlp.requires_grad_(True)
+            if isinstance(self.cie.source, ScratchMFSource) or self.config["tune_cf_model"]:
+                self.cie.source.requires_grad_(True)
+
+    @property
+    def prompts(self) -> PromptBuilder:
+        return self.full_prompts if self.stage in ("cie", "one_step") else self.text_prompts
+
+    # --- scoring ------------------------------------------------------------------------------
+    def logits(self, interaction) -> torch.Tensor:
+        prompts = self.prompts
+        batch = prompts.batch(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID])
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        embeds = self.base_llm.get_input_embeddings()(batch["input_ids"])
+        if prompts.with_ids:
+            user_vec, item_vec = self.cie(interaction)
+            embeds = splice(embeds, batch["user_pos"], user_vec.to(embeds.dtype))
+            embeds = splice(embeds, batch["item_pos"], item_vec.to(embeds.dtype))
+        decoder = self.base_llm.get_decoder()
+        hidden = decoder(
+            inputs_embeds=embeds, attention_mask=batch["attention_mask"], position_ids=batch["position_ids"]
+        ).last_hidden_state[:, -1]
+        head = self.base_llm.get_output_embeddings()
+        rows = head.weight[[prompts.yes_id, prompts.no_id]]
+        out = hidden.to(rows.dtype) @ rows.T
+        if getattr(head, "bias", None) is not None:
+            out = out + head.bias[[prompts.yes_id, prompts.no_id]]
+        cap = getattr(self.base_llm.config, "final_logit_softcapping", None)
+        if cap:
+            out = torch.tanh(out / cap) * cap
+        out = out.float()
+        return out[:, 0] - out[:, 1] if self.score_mode == "yes_no" else out[:, 0]
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        return self.bce(self.logits(interaction), interaction[self.LABEL].float())
+
+    def predict(self, interaction) -> torch.Tensor:
+        return torch.sigmoid(self.logits(interaction))
+
+    # --- small checkpoints --------------------------------------------------------------------
+    def state_dict(self, *args, **kwargs):
+        """Only what training can change (LoRA and CIE): a checkpoint never holds the LLM."""
+        full = super().state_dict(*args, **kwargs)
+        return type(full)((k, v) for k, v in full.items() if _is_tunable_key(k))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        expected = set(self.state_dict())
+        missing, unexpected = expected - set(state_dict), set(state_dict) - expected
+        if strict and (missing or unexpected):
+            raise RuntimeError(
+                f"CoLLM checkpoint does not match the model: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+            )
+        return super().load_state_dict(state_dict, strict=False, assign=assign)
+
+    def __str__(self) -> str:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        return f"{type(self).__name__}(stage={self.stage}, trainable={trainable:,} of {total:,} parameters)"
+
+
+def _is_tunable_key(key: str) -> bool:
+    return "lora_" in key or key.startswith("cie.")
+
+
+def splice(embeds: torch.Tensor, positions: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """``embeds`` with ``vectors[b]`` at ``[b, positions[b]]``, differentiable w.r.t. vectors."""
+    index = positions.view(-1, 1, 1).expand(-1, 1, embeds.shape[-1])
+    return embeds.scatter(1, index, vectors.unsqueeze(1))
+
+

@@ -1,0 +1,174 @@
+"""CoLLM on a tiny random LLaMA with SmolLM2's tokenizer: splice, stages, alignment, reload."""
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recbole_collm import load_data_and_model, run_recbole_collm
+from recbole_collm.data import CollmDataset
+from recbole_collm.llm.cie import CheckpointSource
+from recbole_collm.model.collm import CoLLM, splice
+from recbole_collm.model.tallrec import TALLRec
+from recbole_collm.trainer import CoLLMTrainer
+from tests.conftest import ROOT, TINY_YAML, llm_config
+
+
+def train_split(config):
+    return CollmDataset(config).build()[0]
+
+
+@pytest.fixture(scope="module")
+def mf_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mf")
+    result = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML],
+                               config_dict={"epochs": 2, "checkpoint_dir": str(out), "state": "WARNING"})
+    return result["model_file"]
+
+
+def test_splice_puts_vectors_exactly_at_slots():
+    embeds = torch.randn(3, 7, 4)
+    positions = torch.tensor([6, 2, 4])
+    vectors = torch.randn(3, 4, requires_grad=True)
+    out = splice(embeds, positions, vectors)
+    for b in range(3):
+        assert torch.equal(out[b, positions[b]], vectors[b])
+        others = [t for t in range(7) if t != positions[b]]
+        assert torch.equal(out[b, others], embeds[b, others])
+    out.sum().backward()
+    assert torch.equal(vectors.grad, torch.ones(3, 4))
+
+
+def test_model_splices_cie_vectors_at_slot_positions_of_left_padded_batch(tiny_llm_dir, mf_checkpoint, tmp_path):
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=mf_checkpoint, stage="cie")
+    train = train_split(config)
+    model = CoLLM(config, train).eval()
+    batch = train.inter_feat[torch.arange(6)]
+    batch["item_length"] = torch.tensor([0, 1, 3, 10, 2, 5])  # mixed lengths: left padding differs
+    seen = {}
+    decoder = model.base_llm.get_decoder()
+    hook = decoder.register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
+    with torch.no_grad():
+        model.logits(batch)
+    hook.remove()
+    prompts = model.prompts.batch(batch["item_id_list"], batch["item_length"], batch["item_id"])
+    user_vec, item_vec = model.cie(batch)
+    embeds = seen["inputs_embeds"]
+    rows = torch.arange(6)
+    assert torch.allclose(embeds[rows, prompts["user_pos"]], user_vec)
+    assert torch.allclose(embeds[rows, prompts["item_pos"]], item_vec)
+    plain = model.base_llm.get_input_embeddings()(prompts["input_ids"])
+    mask = torch.ones_like(prompts["input_ids"], dtype=torch.bool)
+    mask[rows, prompts["user_pos"]] = False
+    mask[rows, prompts["item_pos"]] = False
+    assert torch.equal(embeds[mask], plain[mask])
+
+
+def test_left_padding_does_not_change_a_rows_score(tiny_llm_dir, tmp_path):
+    config = llm_config("TALLRec", tiny_llm_dir, tmp_path)
+    train = train_split(config)
+    model = TALLRec(config, train).eval()
+    batch = train.inter_feat[torch.arange(5)]
+    batch["item_length"] = torch.tensor([0, 4, 10, 1, 7])
+    with torch.no_grad():
+        together = model.logits(batch)
+        alone = torch.cat([model.logits(batch[[i]]) for i in range(5)])
+    assert torch.allclose(together, alone, atol=1e-4)
+
+
+def snapshot(module, predicate):
+    return {n: p.detach().clone() for n, p in module.named_parameters() if predicate(n)}
+
+
+def one_step(config, model, train):
+    trainer = CoLLMTrainer(config, model)
+    trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda _: 1.0)
+    batch = train.inter_feat[torch.arange(8)]
+    model.train()
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    trainer.optimizer.step()
+
+
+@pytest.mark.parametrize("stage", ["cie", "lora", "one_step"])
+def test_gradients_reach_only_the_stage_parameters(tiny_llm_dir, mf_checkpoint, tmp_path, stage):
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=mf_checkpoint, stage=stage, learning_rate=0.05)
+    train = train_split(config)
+    model = CoLLM(config, train)
+    lora = snapshot(model, lambda n: "lora_" in n)
+    base = snapshot(model, lambda n: n.startswith("llm.") and "lora_" not in n)
+    mlp = snapshot(model, lambda n: n.startswith("cie.mlp"))
+    cf = snapshot(model, lambda n: n.startswith("cie.source"))
+    one_step(config, model, train)
+    after = dict(model.named_parameters())
+    changed = lambda snap: any(not torch.equal(after[n], v) for n, v in snap.items())  # noqa: E731
+    assert not changed(base)  # the LLM never moves
+    assert not changed(cf)  # the checkpoint's CF model is frozen unless tune_cf_model
+    assert changed(lora) == (stage in ("lora", "one_step"))
+    assert changed(mlp) == (stage in ("cie", "one_step"))
+
+
+def test_ids_align_by_token_with_a_permuted_checkpoint(tiny_llm_dir, tmp_path):
+    # the same rows in reverse file order: RecBole assigns internal ids in order of appearance
+    raw = pd.read_csv(ROOT / "tests/data/tiny/tiny.inter", sep="\t")
+    folder = tmp_path / "data" / "tinyrev"
+    folder.mkdir(parents=True)
+    raw.iloc[::-1].to_csv(folder / "tinyrev.inter", sep="\t", index=False)
+    (folder / "tinyrev.item").write_text((ROOT / "tests/data/tiny/tiny.item").read_text())
+    result = run_recbole_collm(model="MF", dataset="tinyrev", config_file_list=[TINY_YAML], config_dict={
+        "epochs": 1, "data_path": str(tmp_path / "data"), "checkpoint_dir": str(tmp_path / "ck"), "state": "WARNING"})
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=result["model_file"])
+    dataset = CollmDataset(config)
+    source = CheckpointSource(result["model_file"], dataset)
+    cf_config, cf_model, cf_dataset, *_ = load_data_and_model(result["model_file"])
+    assert not np.array_equal(dataset.field2id_token["user_id"], cf_dataset.field2id_token["user_id"])
+    batch = dataset.inter_feat[torch.arange(20)] if not isinstance(dataset.inter_feat, pd.DataFrame) else None
+    train = dataset.build()[0]
+    batch = train.inter_feat[torch.arange(20)]
+    user_vec, item_vec = source(batch)
+    user_tokens = dataset.id2token("user_id", batch["user_id"].numpy())
+    item_tokens = dataset.id2token("item_id", batch["item_id"].numpy())
+    cf_users = torch.tensor(cf_dataset.token2id("user_id", user_tokens))
+    cf_items = torch.tensor(cf_dataset.token2id("item_id", item_tokens))
+    assert torch.allclose(user_vec, cf_model.user_embedding(cf_users))
+    assert torch.allclose(item_vec, cf_model.item_embedding(cf_items))
+
+
+def test_checkpoint_of_unrelated_dataset_is_rejected(tiny_llm_dir, tmp_path):
+    result = run_recbole_collm(model="MF", dataset="ml-100k", config_dict={
+        "epochs": 1, "checkpoint_dir": str(tmp_path), "state": "WARNING", "eval_subsets": False,
+        "metrics": ["AUC"], "train_rows_limit": 2000, "eval_rows_limit": 200})
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=result["model_file"])
+    with pytest.raises(ValueError, match="cie_checkpoint: .* was trained on 'ml-100k'"):
+        CoLLM(config, train_split(config))
+
+
+def test_two_step_run_saves_small_checkpoint_and_reloads_same_scores(tiny_llm_dir, mf_checkpoint, tmp_path):
+    config_dict = dict(llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=mf_checkpoint).final_config_dict)
+    overrides = {k: config_dict[k] for k in ("llm_path", "train_rows_limit", "eval_rows_limit", "checkpoint_dir",
+                                             "lora_dropout", "warmup_steps", "cie_checkpoint")}
+    result = run_recbole_collm(model="CoLLM", dataset="tiny", config_file_list=[TINY_YAML],
+                               config_dict={**overrides, "state": "WARNING", "epochs": 1, "show_progress": False})
+    files = sorted(p.name for p in (tmp_path / "saved").iterdir())
+    assert any(f.endswith("-lora.pth") for f in files) and any(f.endswith("-adapter") for f in files)
+    checkpoint = torch.load(result["model_file"], weights_only=False)
+    assert all("lora_" in k or k.startswith("cie.") for k in checkpoint["state_dict"])
+    assert (tmp_path / "saved" / result["model_file"].split("/")[-1]).stat().st_size < 5_000_000
+
+    config, model, _, _, _, test_data = load_data_and_model(result["model_file"])
+    model.set_stage("cie")
+    again = CoLLMTrainer(config, model).evaluate(test_data, load_best_model=False)
+    assert again["auc"] == pytest.approx(result["test_result"]["auc"], abs=1e-6)
+
+
+def test_4bit_on_cpu_is_a_clear_error(tiny_llm_dir, tmp_path):
+    config = llm_config("TALLRec", tiny_llm_dir, tmp_path, load_in_4bit=True)
+    with pytest.raises(RuntimeError, match="load_in_4bit: needs a CUDA GPU"):
+        TALLRec(config, train_split(config))
+
+
+def test_missing_llm_path_is_a_clear_error(tmp_path):
+    config = llm_config("TALLRec", tmp_path / "nowhere", tmp_path)
+    with pytest.raises(FileNotFoundError, match="llm_path: .* is not a local Hugging Face model folder"):
+        TALLRec(config, train_split(config))
