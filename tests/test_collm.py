@@ -172,3 +172,16 @@ def test_missing_llm_path_is_a_clear_error(tmp_path):
     config = llm_config("TALLRec", tmp_path / "nowhere", tmp_path)
     with pytest.raises(FileNotFoundError, match="llm_path: .* is not a local Hugging Face model folder"):
         TALLRec(config, train_split(config))
+
+
+def test_stage_cie_starts_from_a_tallrec_checkpoint(tiny_llm_dir, mf_checkpoint, tmp_path):
+    tallrec = run_recbole_collm(model="TALLRec", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
+        "llm_path": str(tiny_llm_dir), "train_rows_limit": 16, "eval_rows_limit": 8, "epochs": 1, "learning_rate": 0.05,
+        "checkpoint_dir": str(tmp_path), "state": "WARNING", "show_progress": False, "warmup_steps": 0})
+    saved = torch.load(tallrec["model_file"], weights_only=False)["state_dict"]
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=mf_checkpoint, stage="cie",
+                        lora_checkpoint=tallrec["model_file"])
+    model = CoLLM(config, train_split(config))
+    own = model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in saved.items())
+    assert any(v.abs().sum() > 0 for k, v in saved.items() if "lora_B" in k)  # the run trained LoRA

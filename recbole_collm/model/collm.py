@@ -8,6 +8,7 @@ from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.utils import InputType, ModelType
 from torch import nn
 
+from recbole_collm.compat import load_checkpoint
 from recbole_collm.llm.backbone import add_lora, load_llm
 from recbole_collm.llm.cie import CheckpointSource, CollaborativeEncoder, ScratchMFSource
 from recbole_collm.llm.prompts import PromptBuilder
@@ -52,6 +53,8 @@ class CoLLM(AbstractRecommender):
         if self.uses_ids:
             self.full_prompts = PromptBuilder(self.tokenizer, config["prompt_template"], titles, domain, with_ids=True)
             self.cie = CollaborativeEncoder(self._build_source(config, dataset), hidden, config["cie_hidden_factor"])
+        if config["lora_checkpoint"]:
+            self.load_lora(config["lora_checkpoint"])
         self.bce = nn.BCEWithLogitsLoss()
         self.stage = None
         self.set_stage(config["stage"] if config["stage"] != "all" else "lora")
@@ -64,6 +67,15 @@ class CoLLM(AbstractRecommender):
         if config["cie_model"] == "MF":
             return ScratchMFSource(dataset, config["cie_embedding_size"])
         raise ValueError("cie_checkpoint: not set; give a saved MF/LightGCN/SASRec/DIN checkpoint or set cie_model: MF")
+
+    def load_lora(self, path: str) -> None:
+        """Start from the LoRA weights of an earlier stage-1 run (a TALLRec or CoLLM checkpoint)."""
+        state = load_checkpoint(path)["state_dict"]
+        lora = {k: v for k, v in state.items() if "lora_" in k}
+        own = {k for k in self.state_dict() if "lora_" in k}
+        if not lora or set(lora) != own:
+            raise ValueError(f"lora_checkpoint: {path} holds no LoRA weights matching this LLM and lora_* settings")
+        super().load_state_dict(lora, strict=False)
 
     @property
     def base_llm(self):
