@@ -185,3 +185,11 @@ def test_stage_cie_starts_from_a_tallrec_checkpoint(tiny_llm_dir, mf_checkpoint,
     own = model.state_dict()
     assert all(torch.equal(own[k], v) for k, v in saved.items())
     assert any(v.abs().sum() > 0 for k, v in saved.items() if "lora_B" in k)  # the run trained LoRA
+
+
+def test_icl_trains_nothing_and_still_evaluates(tiny_llm_dir, tmp_path):
+    result = run_recbole_collm(model="ICL", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
+        "llm_path": str(tiny_llm_dir), "eval_rows_limit": 8, "checkpoint_dir": str(tmp_path),
+        "state": "WARNING", "show_progress": False})
+    assert 0.0 <= result["test_result"]["auc"] <= 1.0
+    assert torch.load(result["model_file"], weights_only=False)["state_dict"] == {}
