@@ -58,7 +58,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
 
     path = str(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file '{path}' does not exist")
+        from recbole_collm.errors import MissingInputError
+
+        raise MissingInputError(f"checkpoint file '{path}' does not exist")
     return torch.load(path, map_location=map_location, weights_only=False)
 
 

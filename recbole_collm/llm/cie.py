@@ -9,6 +9,7 @@ from recbole.data.interaction import Interaction
 from torch import nn
 
 from recbole_collm.compat import load_checkpoint
+from recbole_collm.errors import InputError
 
 SUPPORTED_SOURCES = ("MF", "LightGCN", "SASRec", "DIN")
 
@@ -42,7 +43,7 @@ class CheckpointSource(nn.Module):
         cf_config = checkpoint["config"]
         name = cf_config["model"]
         if name not in SUPPORTED_SOURCES:
-            raise ValueError(f"cie_checkpoint: {path} holds a {name} model; expected one of {', '.join(SUPPORTED_SOURCES)}")
+            raise InputError(f"cie_checkpoint: {path} holds a {name} model; expected one of {', '.join(SUPPORTED_SOURCES)}")
         cf_dataset = CollmDataset(cf_config)
         cf_train = cf_dataset.build()[0]
         self.model = get_model(name)(cf_config, cf_train)
@@ -61,7 +62,7 @@ class CheckpointSource(nn.Module):
             )
             # both directions: numeric ids of unrelated datasets overlap one way easily
             if min(coverage, reverse) < min_overlap:
-                raise ValueError(
+                raise InputError(
                     f"cie_checkpoint: {path} was trained on '{cf_config['dataset']}'; {field} tokens overlap "
                     f"{coverage:.1%} / {reverse:.1%} with {dataset.dataset_name} (cie_min_overlap: {min_overlap})"
                 )

@@ -11,6 +11,8 @@ import re
 import numpy as np
 import torch
 
+from recbole_collm.errors import InputError
+
 HISTORY, USER, TARGET, ITEM = "<HisItemTitleList>", "<UserID>", "<TargetItemTitle>", "<TargetItemID>"
 SLOT_PATTERN = re.compile(r"(<HisItemTitleList>|<UserID>|<TargetItemTitle>|<TargetItemID>)")
 
@@ -22,10 +24,10 @@ def answer_token_ids(tokenizer, cue: str) -> tuple[int, int]:
     for word in ("Yes", "No"):
         full = tokenizer.encode(f"{cue} {word}", add_special_tokens=False)
         if full[: len(base)] != base or len(full) <= len(base):
-            raise ValueError(f"prompt_template: cannot derive the '{word}' token after '{cue[-20:]}'")
+            raise InputError(f"prompt_template: cannot derive the '{word}' token after '{cue[-20:]}'")
         ids.append(full[len(base)])
     if ids[0] == ids[1]:
-        raise ValueError("tokenizer: 'Yes' and 'No' map to the same token")
+        raise InputError("tokenizer: 'Yes' and 'No' map to the same token")
     return ids[0], ids[1]
 
 
@@ -35,18 +37,27 @@ class PromptBuilder:
     ``with_ids=False`` is the text-only (TALLRec) variant: the template must then have no ID slots.
     """
 
-    def __init__(self, tokenizer, template: str, item_titles, domain: str = "movie", with_ids: bool = True):
+    def __init__(
+        self,
+        tokenizer,
+        template: str,
+        item_titles,
+        domain: str = "movie",
+        with_ids: bool = True,
+        max_tokens: int | None = None,
+    ):
         template = template.replace("{item}", domain)
         required = [HISTORY, TARGET] + ([USER, ITEM] if with_ids else [])
         for slot in required:
             if template.count(slot) != 1:
-                raise ValueError(f"prompt_template: needs exactly one {slot} slot, found {template.count(slot)}")
+                raise InputError(f"prompt_template: needs exactly one {slot} slot, found {template.count(slot)}")
         if not with_ids and (USER in template or ITEM in template):
-            raise ValueError("text_prompt_template: must not contain <UserID>/<TargetItemID>")
+            raise InputError("text_prompt_template: must not contain <UserID>/<TargetItemID>")
         if item_titles is None:
-            raise ValueError("title_field: the dataset has no item titles; load the title column in load_col")
+            raise InputError("title_field: the dataset has no item titles; load the title column in load_col")
         self.tokenizer = tokenizer
         self.with_ids = with_ids
+        self.max_tokens = max_tokens
         self.placeholder_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         pieces = [p for p in SLOT_PATTERN.split(template) if p]
         # a space before a slot belongs to the slot's first token (as joint tokenization would do)
@@ -63,11 +74,33 @@ class PromptBuilder:
         self.target_title_ids = [encode(f" {t}") for t in item_titles]
         self.comma_ids = encode(",")
         if pieces[-1] in (HISTORY, USER, TARGET, ITEM) or not pieces[-1].strip():
-            raise ValueError("prompt_template: must end with the answer cue (e.g. '#Answer:'), not a slot")
+            raise InputError("prompt_template: must end with the answer cue (e.g. '#Answer:'), not a slot")
         self.yes_id, self.no_id = answer_token_ids(tokenizer, pieces[-1])
+
+    def fit_history(self, history: np.ndarray, target: int) -> np.ndarray:
+        """The most recent history items whose titles fit in ``max_tokens`` (oldest dropped first);
+        the ID slots, target title and answer cue are never cut."""
+        if not self.max_tokens:
+            return history
+        fixed = sum(len(p) for p in self.pieces if not isinstance(p, str))
+        fixed += len(self.target_title_ids[target]) + (2 if self.with_ids else 0)
+        if fixed > self.max_tokens:
+            raise InputError(
+                f"max_prompt_tokens: {self.max_tokens} is too small for item {target}'s prompt without "
+                f"history ({fixed} tokens); raise it"
+            )
+        budget, keep = self.max_tokens - fixed, 0
+        for k, item in enumerate(reversed(history)):
+            cost = len(self.history_title_ids[item]) + (len(self.comma_ids) if k else 0)
+            if cost > budget:
+                break
+            budget -= cost
+            keep += 1
+        return history[len(history) - keep :]
 
     def row(self, history: np.ndarray, target: int) -> tuple[list[int], int, int]:
         """Token ids of one prompt and the positions of the user and item slots (-1 if none)."""
+        history = self.fit_history(history, target)
         ids: list[int] = []
         user_pos = item_pos = -1
         for piece in self.pieces:

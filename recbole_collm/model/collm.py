@@ -9,6 +9,7 @@ from recbole.utils import InputType, ModelType
 from torch import nn
 
 from recbole_collm.compat import load_checkpoint
+from recbole_collm.errors import InputError
 from recbole_collm.llm.backbone import add_lora, load_llm
 from recbole_collm.llm.cie import CheckpointSource, CollaborativeEncoder, ScratchMFSource
 from recbole_collm.llm.prompts import PromptBuilder
@@ -40,7 +41,7 @@ class CoLLM(AbstractRecommender):
         self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
         self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
         if config["score_mode"] not in ("yes_no", "yes_logit"):
-            raise ValueError(f"score_mode: '{config['score_mode']}' is not one of yes_no, yes_logit")
+            raise InputError(f"score_mode: '{config['score_mode']}' is not one of yes_no, yes_logit")
         self.score_mode = config["score_mode"]
 
         llm, self.tokenizer = load_llm(config)
@@ -48,10 +49,15 @@ class CoLLM(AbstractRecommender):
         hidden = self.base_llm.config.hidden_size
         titles = getattr(dataset, "item_titles", None)
         domain = config["domain_item"] or "item"
-        self.text_prompts = PromptBuilder(self.tokenizer, config["text_prompt_template"], titles, domain, with_ids=False)
+        max_tokens = config["max_prompt_tokens"]
+        self.text_prompts = PromptBuilder(
+            self.tokenizer, config["text_prompt_template"], titles, domain, with_ids=False, max_tokens=max_tokens
+        )
         self.cie = None
         if self.uses_ids:
-            self.full_prompts = PromptBuilder(self.tokenizer, config["prompt_template"], titles, domain, with_ids=True)
+            self.full_prompts = PromptBuilder(
+                self.tokenizer, config["prompt_template"], titles, domain, with_ids=True, max_tokens=max_tokens
+            )
             self.cie = CollaborativeEncoder(self._build_source(config, dataset), hidden, config["cie_hidden_factor"])
         if config["lora_checkpoint"]:
             self.load_lora(config["lora_checkpoint"])
@@ -66,7 +72,7 @@ class CoLLM(AbstractRecommender):
             return CheckpointSource(config["cie_checkpoint"], dataset, config["cie_min_overlap"], trainable)
         if config["cie_model"] == "MF":
             return ScratchMFSource(dataset, config["cie_embedding_size"])
-        raise ValueError("cie_checkpoint: not set; give a saved MF/LightGCN/SASRec/DIN checkpoint or set cie_model: MF")
+        raise InputError("cie_checkpoint: not set; give a saved MF/LightGCN/SASRec/DIN checkpoint or set cie_model: MF")
 
     def load_lora(self, path: str) -> None:
         """Start from the LoRA weights of an earlier stage-1 run (a TALLRec or CoLLM checkpoint)."""
@@ -74,7 +80,7 @@ class CoLLM(AbstractRecommender):
         lora = {k: v for k, v in state.items() if "lora_" in k}
         own = {k for k in self.state_dict() if "lora_" in k}
         if not lora or set(lora) != own:
-            raise ValueError(f"lora_checkpoint: {path} holds no LoRA weights matching this LLM and lora_* settings")
+            raise InputError(f"lora_checkpoint: {path} holds no LoRA weights matching this LLM and lora_* settings")
         super().load_state_dict(lora, strict=False)
 
     @property
@@ -86,9 +92,9 @@ class CoLLM(AbstractRecommender):
     def set_stage(self, stage: str) -> None:
         """Choose the prompts and which parameters train (everything else is frozen)."""
         if stage not in STAGES:
-            raise ValueError(f"stage: '{stage}' is not one of lora, cie, all, one_step")
+            raise InputError(f"stage: '{stage}' is not one of lora, cie, all, one_step")
         if stage in ("cie", "one_step") and not self.uses_ids:
-            raise ValueError(f"stage: '{stage}' needs the CIE; {type(self).__name__} has none")
+            raise InputError(f"stage: '{stage}' needs the CIE; {type(self).__name__} has none")
         self.stage = stage
         self.requires_grad_(False)
         if stage in ("lora", "one_step") and self.uses_lora:
