@@ -1,6 +1,8 @@
 """Train and evaluate one model, RecBole's ``run_recbole`` for the plugin (without ray)."""
 from __future__ import annotations
 
+import glob
+import os
 from logging import getLogger
 
 from recbole.data import data_preparation
@@ -9,6 +11,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 from recbole_collm.compat import load_checkpoint
 from recbole_collm.config import Config
 from recbole_collm.data import create_dataset
+from recbole_collm.errors import MissingInputError
 from recbole_collm.utils import get_model, get_trainer
 
 
@@ -39,6 +42,9 @@ def run_recbole_collm(
     logger.info(model_obj)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+    resume = find_resume_file(config)
+    if resume:
+        trainer.resume_checkpoint(resume)
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
@@ -55,6 +61,20 @@ def run_recbole_collm(
         "test_result": test_result,
         "model_file": trainer.saved_model_file if saved else None,
     }
+
+
+def find_resume_file(config) -> str | None:
+    """``resume: <file>`` as given; ``resume: auto`` = the newest ``<model>-*-last.pth`` in
+    ``checkpoint_dir`` (none: start afresh)."""
+    resume = config["resume"]
+    if not resume:
+        return None
+    if str(resume).lower() != "auto":
+        if not os.path.isfile(resume):
+            raise MissingInputError(f"resume: checkpoint '{resume}' not found")
+        return str(resume)
+    candidates = glob.glob(os.path.join(config["checkpoint_dir"], f"{config['model']}-*-last.pth"))
+    return max(candidates, key=os.path.getmtime) if candidates else None
 
 
 def load_data_and_model(model_file: str):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from torch.nn.utils.clip_grad import clip_grad_norm_
 from tqdm import tqdm
 
 from recbole_collm.compat import load_checkpoint
+from recbole_collm.errors import InputError
 from recbole_collm.evaluator import CollmCollector, CollmEvaluator
 
 _CACHE: dict[type, type] = {}
@@ -87,21 +89,79 @@ class PluginEvaluationMixin:
         )
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
+    # --- resume ---------------------------------------------------------------------------------
+    @property
+    def last_checkpoint_file(self) -> str:
+        stem, ext = os.path.splitext(self.saved_model_file)
+        return f"{stem}-last{ext}"
+
+    def _resume_state(self) -> dict:
+        """Everything a later run needs to continue exactly where this one is now."""
+        state = self._checkpoint_state(self._epoch)
+        state.update(
+            best_valid_result=self.best_valid_result,
+            best_file=self.saved_model_file,
+            scheduler=self.scheduler.state_dict() if getattr(self, "scheduler", None) is not None else None,
+            rng={
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "train_data": self._train_data.generator.get_state(),
+            },
+        )
+        return state
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        """RecBole's fit, plus a ``<best>-last.pth`` checkpoint after every validation, from which
+        ``--resume`` continues with the same random state (same final metrics as an unbroken run)."""
+        self._train_data = train_data
+        if self.start_epoch >= self.epochs:
+            # resumed after the last epoch: RecBole would overwrite the best checkpoint with the
+            # current weights here; keep it
+            return self.best_valid_score, self.best_valid_result
+        if getattr(self, "_pending_rng", None) is not None:
+            train_data.generator.set_state(self._pending_rng["train_data"])
+            self._pending_rng = None
+
+        def after_validation(epoch_idx, valid_score):
+            self._epoch = epoch_idx
+            if saved:
+                atomic_torch_save(self._resume_state(), self.last_checkpoint_file)
+            if callback_fn:
+                callback_fn(epoch_idx, valid_score)
+
+        return super().fit(train_data, valid_data, verbose, saved, show_progress, after_validation)
+
     def resume_checkpoint(self, resume_file):
+        """Continue from a ``-last.pth`` checkpoint (model, optimizer, scheduler, early-stopping
+        state and random state); a best-model checkpoint resumes without the random state."""
         resume_file = str(resume_file)
         checkpoint = load_checkpoint(resume_file, map_location=self.device)
         if checkpoint["config"]["model"].lower() != self.config["model"].lower():
-            raise ValueError(
-                f"{resume_file}: checkpoint of model '{checkpoint['config']['model']}', "
+            raise InputError(
+                f"resume: {resume_file} holds a '{checkpoint['config']['model']}' checkpoint, "
                 f"cannot resume model '{self.config['model']}'"
             )
+        self._restore_stage(checkpoint)
         self._load_model_file(resume_file, checkpoint)
-        self.saved_model_file = resume_file
+        self.saved_model_file = checkpoint.get("best_file") or resume_file
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+        self.best_valid_result = checkpoint.get("best_valid_result")
+        if self.optimizer is not None and checkpoint["optimizer"] is not None:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self._pending_scheduler = checkpoint.get("scheduler")
+        rng = checkpoint.get("rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+            self._pending_rng = rng
+        self.logger.info(f"Checkpoint {resume_file} loaded. Resume training from epoch {self.start_epoch}")
+
+    def _restore_stage(self, checkpoint: dict) -> None:
+        """Hook for trainers with several stages."""
 
 
 def atomic_torch_save(obj, path: str) -> None:
@@ -155,22 +215,28 @@ class CoLLMTrainer(CollmTrainer):
             return None  # ICL: nothing to train
         return torch.optim.AdamW(params, lr=self.learning_rate, weight_decay=self.config["weight_decay"])
 
+    _final_file = None  # stage "all": where the stage-2 (final) checkpoint goes
+    _resume_in_stage2 = False
+    _pending_scheduler = None
+
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         if self.config["stage"] != "all" or not self.model.uses_ids:
             return self._fit_stage(train_data, valid_data, verbose, saved, show_progress, callback_fn)
-        final_file = self.saved_model_file
-        stem, ext = os.path.splitext(final_file)
-        self.saved_model_file = f"{stem}-lora{ext}"
-        self._fit_stage(train_data, valid_data, verbose, saved, show_progress, callback_fn)
-        if saved:
-            self._load_model_file(self.saved_model_file)
-        self.logger.info(set_color("Stage 2: CIE with LLM and LoRA frozen", "green"))
-        self.model.set_stage("cie")
-        self.saved_model_file = final_file
-        self.start_epoch, self.cur_step = 0, 0
-        self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
-        self.best_valid_result = None
-        self.optimizer = self._build_optimizer()
+        if not self._resume_in_stage2:
+            if self._final_file is None:  # a fresh run (a resumed one already points at -lora)
+                self._final_file = self.saved_model_file
+                stem, ext = os.path.splitext(self._final_file)
+                self.saved_model_file = f"{stem}-lora{ext}"
+            self._fit_stage(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+            if saved:
+                self._load_model_file(self.saved_model_file)
+            self.logger.info(set_color("Stage 2: CIE with LLM and LoRA frozen", "green"))
+            self.model.set_stage("cie")
+            self.saved_model_file = self._final_file
+            self.start_epoch, self.cur_step = 0, 0
+            self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
+            self.best_valid_result = None
+            self.optimizer = self._build_optimizer()
         return self._fit_stage(train_data, valid_data, verbose, saved, show_progress, callback_fn)
 
     def _fit_stage(self, train_data, valid_data, verbose, saved, show_progress, callback_fn):
@@ -184,7 +250,26 @@ class CoLLMTrainer(CollmTrainer):
         from transformers import get_cosine_schedule_with_warmup
 
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, warmup, steps)
+        if self._pending_scheduler is not None:
+            self.scheduler.load_state_dict(self._pending_scheduler)
+            # building the scheduler reset the learning rates to step 0's; put back the saved ones
+            for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
+                group["lr"] = lr
+            self._pending_scheduler = None
         return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+
+    def _resume_state(self) -> dict:
+        state = super()._resume_state()
+        state.update(stage=self.model.stage, final_file=self._final_file)
+        return state
+
+    def _restore_stage(self, checkpoint: dict) -> None:
+        self._final_file = checkpoint.get("final_file")
+        stage = checkpoint.get("stage")
+        if self.config["stage"] == "all" and stage == "cie":
+            self.model.set_stage("cie")
+            self.optimizer = self._build_optimizer()
+            self._resume_in_stage2 = True
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self.model.train()

@@ -49,3 +49,75 @@ def test_nan_in_llm_training_names_users(tiny_llm_dir, tmp_path, monkeypatch):
         run_recbole_collm(model="TALLRec", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
             "llm_path": str(tiny_llm_dir), "train_rows_limit": 16, "eval_rows_limit": 8,
             "checkpoint_dir": str(tmp_path), "state": "WARNING", "show_progress": False})
+
+
+import os  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from tests.conftest import ROOT  # noqa: E402
+
+MF_RUN = {"epochs": 25, "train_batch_size": 16, "stopping_step": 100, "state": "WARNING", "seed": 7,
+          "learning_rate": 0.01}
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    reference = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML],
+                                  config_dict={**MF_RUN, "checkpoint_dir": str(tmp_path / "ref")})
+    killed_dir = tmp_path / "killed"
+    args = [sys.executable, str(ROOT / "run_recbole_collm.py"), "--model=MF", "--dataset=tiny",
+            f"--config_files={TINY_YAML}", f"--checkpoint_dir={killed_dir}"]
+    args += [f"--{k}={v}" for k, v in MF_RUN.items()]
+    process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list(killed_dir.glob("*-last.pth")) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 1.0))  # a random point: mid-epoch, mid-validation or mid-save
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    last = list(killed_dir.glob("*-last.pth"))
+    assert len(last) == 1
+    resumed = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML],
+                                config_dict={**MF_RUN, "checkpoint_dir": str(killed_dir), "resume": "auto"})
+    assert resumed["test_result"]["auc"] == pytest.approx(reference["test_result"]["auc"], abs=1e-6)
+    assert resumed["test_result"]["logloss"] == pytest.approx(reference["test_result"]["logloss"], abs=1e-6)
+    assert resumed["best_valid_score"] == pytest.approx(reference["best_valid_score"], abs=1e-6)
+
+
+def test_same_seed_same_scores(tmp_path):
+    runs = [run_recbole_collm(model="SASRec", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
+        "epochs": 2, "state": "WARNING", "checkpoint_dir": str(tmp_path / str(k))}) for k in range(2)]
+    assert runs[0]["test_result"] == runs[1]["test_result"]
+
+
+@pytest.mark.parametrize("interrupt_at", [2, 3, 4])  # epochs: stage 1 = calls 1-2, stage 2 = calls 3-4
+def test_two_step_run_interrupted_in_either_stage_resumes_the_same(tiny_llm_dir, tmp_path, monkeypatch, interrupt_at):
+    from recbole_collm.trainer import CoLLMTrainer
+
+    llm_run = {"llm_path": str(tiny_llm_dir), "train_rows_limit": 16, "eval_rows_limit": 8, "epochs": 2,
+               "stopping_step": 10, "state": "WARNING", "show_progress": False, "warmup_steps": 0,
+               "learning_rate": 0.01, "cie_model": "MF", "seed": 3}
+    reference = run_recbole_collm(model="CoLLM", dataset="tiny", config_file_list=[TINY_YAML],
+                                  config_dict={**llm_run, "checkpoint_dir": str(tmp_path / "ref")})
+    real = CoLLMTrainer._train_epoch
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == interrupt_at:
+            raise KeyboardInterrupt("simulated kill")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(CoLLMTrainer, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_recbole_collm(model="CoLLM", dataset="tiny", config_file_list=[TINY_YAML],
+                          config_dict={**llm_run, "checkpoint_dir": str(tmp_path / "run")})
+    monkeypatch.setattr(CoLLMTrainer, "_train_epoch", real)
+    resumed = run_recbole_collm(model="CoLLM", dataset="tiny", config_file_list=[TINY_YAML],
+                                config_dict={**llm_run, "checkpoint_dir": str(tmp_path / "run"), "resume": "auto"})
+    assert resumed["test_result"]["auc"] == pytest.approx(reference["test_result"]["auc"], abs=1e-6)
+    assert resumed["test_result"]["logloss"] == pytest.approx(reference["test_result"]["logloss"], abs=1e-6)
