@@ -296,10 +296,17 @@ class CoLLMTrainer(CollmTrainer):
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         super()._save_checkpoint(epoch, verbose=verbose, **kwargs)
+        stem, _ = os.path.splitext(kwargs.get("saved_model_file", self.saved_model_file))
         if self.model.uses_lora and self.optimizer is not None:
-            # the adapter in peft's own format too, loadable with PeftModel.from_pretrained
-            stem, _ = os.path.splitext(self.saved_model_file)
+            # the adapter in peft's own format (safetensors), loadable without unpickling
             atomic_save_dir(self.model.llm.save_pretrained, f"{stem}-adapter")
+        if self.model.cie is not None:
+            from safetensors.torch import save_file
+
+            cie = {k: v.detach().contiguous().cpu() for k, v in self.model.cie.state_dict().items()}
+            tmp = f"{stem}-cie.safetensors.tmp{os.getpid()}"
+            save_file(cie, tmp)
+            os.replace(tmp, f"{stem}-cie.safetensors")
 
 
 TALLRecTrainer = CoLLMTrainer

@@ -194,3 +194,22 @@ def test_icl_trains_nothing_and_still_evaluates(tiny_llm_dir, tmp_path):
         "state": "WARNING", "show_progress": False})
     assert 0.0 <= result["test_result"]["auc"] <= 1.0
     assert torch.load(result["model_file"], weights_only=False)["state_dict"] == {}
+
+
+def test_adapter_and_cie_weights_are_safetensors(tiny_llm_dir, mf_checkpoint, tmp_path):
+    from safetensors.torch import load_file
+
+    result = run_recbole_collm(model="CoLLM", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
+        "llm_path": str(tiny_llm_dir), "train_rows_limit": 16, "eval_rows_limit": 8, "epochs": 1, "learning_rate": 0.05,
+        "checkpoint_dir": str(tmp_path), "state": "WARNING", "show_progress": False, "warmup_steps": 0,
+        "cie_checkpoint": mf_checkpoint})
+    stem = result["model_file"][: -len(".pth")]
+    saved = torch.load(result["model_file"], weights_only=False)["state_dict"]
+    cie = load_file(f"{stem}-cie.safetensors")
+    assert cie and all(torch.equal(cie[k], saved[f"cie.{k}"]) for k in cie)
+    # stage 2 from the peft adapter folder: the same LoRA weights as from the .pth
+    from_dir = CoLLM(llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=mf_checkpoint,
+                                lora_checkpoint=f"{stem}-adapter"), train_split(llm_config("CoLLM", tiny_llm_dir, tmp_path)))
+    own = from_dir.state_dict()
+    lora = {k: v for k, v in saved.items() if "lora_" in k}
+    assert lora and all(torch.equal(own[k], v) for k, v in lora.items())

@@ -2,6 +2,8 @@
 embeddings mapped into the LLM's token space (Zhang et al., 2023)."""
 from __future__ import annotations
 
+import os
+
 
 import torch
 from recbole.model.abstract_recommender import AbstractRecommender
@@ -9,7 +11,7 @@ from recbole.utils import InputType, ModelType
 from torch import nn
 
 from recbole_collm.compat import load_checkpoint
-from recbole_collm.errors import InputError
+from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.llm.backbone import add_lora, load_llm
 from recbole_collm.llm.cie import CheckpointSource, CollaborativeEncoder, ScratchMFSource
 from recbole_collm.llm.prompts import PromptBuilder
@@ -75,7 +77,21 @@ class CoLLM(AbstractRecommender):
         raise InputError("cie_checkpoint: not set; give a saved MF/LightGCN/SASRec/DIN checkpoint or set cie_model: MF")
 
     def load_lora(self, path: str) -> None:
-        """Start from the LoRA weights of an earlier stage-1 run (a TALLRec or CoLLM checkpoint)."""
+        """Start from the LoRA weights of an earlier stage-1 run: its ``-adapter`` folder (peft
+        format, safetensors, nothing unpickled) or its ``.pth`` checkpoint (fully unpickled: only
+        files you trust)."""
+        if os.path.isdir(path):
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            weights = os.path.join(path, "adapter_model.safetensors")
+            if not os.path.isfile(weights):
+                raise MissingInputError(f"lora_checkpoint: {weights} not found (expected a peft adapter folder)")
+            result = set_peft_model_state_dict(self.llm, load_file(weights))
+            missing = [k for k in result.missing_keys if "lora_" in k]
+            if result.unexpected_keys or missing:
+                raise InputError(f"lora_checkpoint: {path} does not match this LLM and lora_* settings")
+            return
         state = load_checkpoint(path)["state_dict"]
         lora = {k: v for k, v in state.items() if "lora_" in k}
         own = {k for k in self.state_dict() if "lora_" in k}
