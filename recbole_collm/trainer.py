@@ -65,8 +65,17 @@ class PluginEvaluationMixin:
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
 
+    _steps = 0  # training batches seen by this process (RecBole's cur_step is the early-stopping count)
+    _current_epoch = 0
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self._current_epoch = epoch_idx
+        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+
     def _check_nan(self, loss, interaction=None):
-        """Stop on a NaN/inf loss with where it happened; the last good checkpoint is untouched."""
+        """Stop on a NaN/inf loss with where it happened; the last good checkpoint is untouched.
+        Called once per training batch."""
+        self._steps += 1
         if torch.isfinite(loss).all():
             return
         users = ""
@@ -75,7 +84,8 @@ class PluginEvaluationMixin:
             users = f", batch user ids (internal) {ids}"
         kept = self.saved_model_file if os.path.isfile(self.saved_model_file) else "none saved yet"
         raise FloatingPointError(
-            f"training loss is {loss.item()} at step {self.cur_step}{users}; last good checkpoint: {kept}"
+            f"training loss is {loss.item()} at step {self._steps} (epoch {self._current_epoch}){users}; "
+            f"last good checkpoint: {kept}"
         )
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
@@ -272,6 +282,7 @@ class CoLLMTrainer(CollmTrainer):
             self._resume_in_stage2 = True
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self._current_epoch = epoch_idx
         self.model.train()
         accumulation = max(1, int(self.config["gradient_accumulation_steps"] or 1))
         params = [p for p in self.model.parameters() if p.requires_grad]

@@ -36,7 +36,7 @@ def test_nan_loss_stops_with_step_users_and_checkpoint(tmp_path, monkeypatch):
         return loss * float("nan") if calls["n"] > 3 else loss
 
     monkeypatch.setattr(MF, "calculate_loss", sometimes_nan)
-    with pytest.raises(FloatingPointError, match=r"training loss is nan at step \d+; last good checkpoint: none saved yet"):
+    with pytest.raises(FloatingPointError, match=r"training loss is nan at step 4 \(epoch 0\); last good checkpoint: none saved yet"):
         run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
             "epochs": 3, "train_batch_size": 64, "checkpoint_dir": str(tmp_path), "state": "WARNING"})
 
