@@ -141,3 +141,14 @@ def test_benchmark_files_keep_their_split_and_share_history(tmp_path):
         if checked == 5:
             break
     assert checked == 5
+
+
+def test_row_limits_keep_recent_train_rows_and_full_train_counts():
+    _, (train, _, _) = build(tiny_config())
+    _, (small_train, small_valid, small_test) = build(tiny_config(train_rows_limit=100, eval_rows_limit=30))
+    assert [len(small_train), len(small_valid), len(small_test)] == [100, 30, 30]
+    times = train.inter_feat["timestamp"].numpy()
+    assert small_train.inter_feat["timestamp"].numpy().min() >= np.sort(times)[-100]
+    # warm/cold membership must not depend on the CPU budget
+    np.testing.assert_array_equal(small_test.train_user_count, train.train_user_count)
+    np.testing.assert_array_equal(small_test.train_item_count, train.train_item_count)

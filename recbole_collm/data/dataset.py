@@ -135,8 +135,9 @@ class CollmDataset(Dataset):
         self.inter_feat[length_field] = length
 
     def build(self):
-        datasets = self._limit_rows(super().build())
-        train = datasets[0].inter_feat
+        datasets = super().build()
+        train = datasets[0].inter_feat  # warm/cold are defined by the whole train split
+        datasets = self._limit_rows(datasets)
         user_count = np.bincount(train[self.uid_field].numpy(), minlength=self.user_num)
         item_count = np.bincount(train[self.iid_field].numpy(), minlength=self.item_num)
         for dataset in datasets:
