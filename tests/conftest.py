@@ -22,10 +22,13 @@ def tiny_config(model: str = "MF", tmp_path: Path | None = None, **overrides):
     return Config(model=model, dataset="tiny", config_file_list=[TINY_YAML], config_dict=config_dict)
 
 
-@pytest.fixture(autouse=True)
-def _no_argv(monkeypatch):
-    # RecBole's Config parses sys.argv; pytest's own arguments must not leak into it
-    monkeypatch.setattr("sys.argv", ["pytest"])
+@pytest.fixture(autouse=True, scope="session")
+def _no_argv():
+    # RecBole's Config parses sys.argv for --key=value; pytest's own options (e.g. --durations=8)
+    # must not leak into it, also in module- and session-scoped fixtures
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["pytest"])
+        yield
 
 
 @pytest.fixture

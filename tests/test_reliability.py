@@ -64,13 +64,15 @@ MF_RUN = {"epochs": 25, "train_batch_size": 16, "stopping_step": 100, "state": "
           "learning_rate": 0.01}
 
 
-def test_killed_run_resumes_to_the_same_result(tmp_path):
-    reference = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML],
-                                  config_dict={**MF_RUN, "checkpoint_dir": str(tmp_path / "ref")})
+def kill_and_resume(tmp_path, model, run):
+    """Run ``model`` in a subprocess, SIGKILL it at a random point after its first -last.pth,
+    resume in-process, and return (reference result, resumed result)."""
+    reference = run_recbole_collm(model=model, dataset="tiny", config_file_list=[TINY_YAML],
+                                  config_dict={**run, "checkpoint_dir": str(tmp_path / "ref")})
     killed_dir = tmp_path / "killed"
-    args = [sys.executable, str(ROOT / "run_recbole_collm.py"), "--model=MF", "--dataset=tiny",
+    args = [sys.executable, str(ROOT / "run_recbole_collm.py"), f"--model={model}", "--dataset=tiny",
             f"--config_files={TINY_YAML}", f"--checkpoint_dir={killed_dir}"]
-    args += [f"--{k}={v}" for k, v in MF_RUN.items()]
+    args += [f"--{k}={v}" for k, v in run.items()]
     process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not list(killed_dir.glob("*-last.pth")) and time.time() < deadline and process.poll() is None:
@@ -79,13 +81,26 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    last = list(killed_dir.glob("*-last.pth"))
-    assert len(last) == 1
-    resumed = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML],
-                                config_dict={**MF_RUN, "checkpoint_dir": str(killed_dir), "resume": "auto"})
+    assert list(killed_dir.glob("*-last.pth"))
+    resumed = run_recbole_collm(model=model, dataset="tiny", config_file_list=[TINY_YAML],
+                                config_dict={**run, "checkpoint_dir": str(killed_dir), "resume": "auto"})
+    return reference, resumed
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    reference, resumed = kill_and_resume(tmp_path, "MF", MF_RUN)
     assert resumed["test_result"]["auc"] == pytest.approx(reference["test_result"]["auc"], abs=1e-6)
     assert resumed["test_result"]["logloss"] == pytest.approx(reference["test_result"]["logloss"], abs=1e-6)
     assert resumed["best_valid_score"] == pytest.approx(reference["best_valid_score"], abs=1e-6)
+
+
+def test_killed_collm_run_resumes_to_the_same_result(tiny_llm_dir, tmp_path):
+    run = {"llm_path": str(tiny_llm_dir), "train_rows_limit": 48, "eval_rows_limit": 16, "epochs": 4,
+           "stopping_step": 10, "state": "WARNING", "show_progress": False, "warmup_steps": 0,
+           "learning_rate": 0.01, "cie_model": "MF", "seed": 5}
+    reference, resumed = kill_and_resume(tmp_path, "CoLLM", run)
+    assert resumed["test_result"]["auc"] == pytest.approx(reference["test_result"]["auc"], abs=1e-6)
+    assert resumed["test_result"]["logloss"] == pytest.approx(reference["test_result"]["logloss"], abs=1e-6)
 
 
 def test_same_seed_same_scores(tmp_path):
