@@ -213,3 +213,28 @@ def test_adapter_and_cie_weights_are_safetensors(tiny_llm_dir, mf_checkpoint, tm
     own = from_dir.state_dict()
     lora = {k: v for k, v in saved.items() if "lora_" in k}
     assert lora and all(torch.equal(own[k], v) for k, v in lora.items())
+
+
+@pytest.mark.parametrize("source", ["LightGCN", "SASRec", "DIN"])
+def test_every_cf_checkpoint_feeds_the_cie(source, tiny_llm_dir, tmp_path):
+    result = run_recbole_collm(model=source, dataset="tiny", config_file_list=[TINY_YAML],
+                               config_dict={"epochs": 1, "checkpoint_dir": str(tmp_path), "state": "WARNING"})
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=result["model_file"], stage="cie")
+    train = train_split(config)
+    model = CoLLM(config, train)
+    batch = train.inter_feat[torch.arange(8)]
+    user_vec, item_vec = model.cie.source(batch)
+    assert user_vec.shape == item_vec.shape == (8, model.cie.source.dim)
+    assert torch.isfinite(user_vec).all() and user_vec.abs().sum() > 0
+    assert torch.isfinite(model.logits(batch)).all()
+
+
+def test_t1_tunes_the_checkpoint_model(tiny_llm_dir, mf_checkpoint, tmp_path):
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=mf_checkpoint, stage="cie",
+                        tune_cf_model=True, learning_rate=0.05)
+    train = train_split(config)
+    model = CoLLM(config, train)
+    cf = snapshot(model, lambda n: n.startswith("cie.source"))
+    one_step(config, model, train)
+    after = dict(model.named_parameters())
+    assert any(not torch.equal(after[n], v) for n, v in cf.items())
