@@ -1,6 +1,7 @@
 """Config that layers the plugin's yaml files over RecBole's, the way RecBole-GNN does."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -37,10 +38,16 @@ RUNTIME_KEYS = {"model", "dataset", "config_files", "local_rank", "world_size", 
 def known_keys(internal: dict) -> set[str]:
     """Every key RecBole or the plugin defines: the loaded yaml files, RecBole's argument lists,
     all RecBole and plugin yaml files (a dataset key is valid with any model)."""
+    return set(internal) | _static_known_keys()
+
+
+@functools.lru_cache(maxsize=1)
+def _static_known_keys() -> frozenset[str]:
+    """The model-independent part of :func:`known_keys`, read from disk once per process."""
     import yaml
     from recbole.utils import argument_list
 
-    keys = set(internal) | RUNTIME_KEYS
+    keys = set(RUNTIME_KEYS)
     for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
         keys |= set(getattr(argument_list, name))
     recbole_properties = RECBOLE_EXAMPLE_DIR.parent / "properties"
@@ -48,7 +55,7 @@ def known_keys(internal: dict) -> set[str]:
         for file in folder.glob("*.yaml"):
             keys |= set(yaml.safe_load(file.read_text()) or {})
     keys |= set(yaml.safe_load((recbole_properties / "overall.yaml").read_text()) or {})
-    return keys
+    return frozenset(keys)
 
 
 class Config(RecBoleConfig):

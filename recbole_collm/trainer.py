@@ -65,6 +65,7 @@ class PluginEvaluationMixin:
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
 
+    _pending_rng = None  # random state from resume_checkpoint, applied when fit gets the train data
     _steps = 0  # training batches seen by this process (RecBole's cur_step is the early-stopping count)
     _current_epoch = 0
 
@@ -129,7 +130,7 @@ class PluginEvaluationMixin:
             # resumed after the last epoch: RecBole would overwrite the best checkpoint with the
             # current weights here; keep it
             return self.best_valid_score, self.best_valid_result
-        if getattr(self, "_pending_rng", None) is not None:
+        if self._pending_rng is not None:
             train_data.generator.set_state(self._pending_rng["train_data"])
             self._pending_rng = None
 

@@ -39,15 +39,14 @@ def test_empty_inter_file(tmp_path):
         CollmDataset(config)
 
 
-def test_missing_title_column(tmp_path):
-    config = make_dataset(tmp_path, item="item_id:token\tgenre:token\n1\tx\n")
-    with pytest.raises(InputError, match=r"d/d.item: no 'movie_title' column \(load_col asks for it\)"):
-        CollmDataset(config)
-
-
-def test_tab_inside_a_title(tmp_path):
-    config = make_dataset(tmp_path, item="item_id:token\tmovie_title:token_seq\n1\tHeat\t(1995)\n2\tBig\n")
-    with pytest.raises(InputError, match=r"d/d.item, line 2: 3 tab-separated fields, the header has 2"):
+@pytest.mark.parametrize("item,message", [
+    ("item_id:token\tgenre:token\n1\tx\n", r"d/d.item: no 'movie_title' column \(load_col asks for it\)"),
+    ("item_id:token\tmovie_title:token_seq\n1\tHeat\t(1995)\n2\tBig\n",
+     r"d/d.item, line 2: 3 tab-separated fields, the header has 2"),  # a tab inside a title
+])
+def test_bad_item_file(tmp_path, item, message):
+    config = make_dataset(tmp_path, item=item)
+    with pytest.raises(InputError, match=message):
         CollmDataset(config)
 
 
