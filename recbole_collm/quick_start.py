@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from logging import getLogger
 
-from recbole.data import data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_collm.compat import load_checkpoint
 from recbole_collm.config import Config
 from recbole_collm.data import create_dataset
+from recbole_collm.data.ranking import data_preparation
 from recbole_collm.errors import MissingInputError
 from recbole_collm.utils import get_model, get_trainer
 
@@ -25,7 +26,8 @@ def run_recbole_collm(
     """Train ``model`` on ``dataset``, then evaluate the best checkpoint on the test split.
 
     Returns RecBole's result dict: best_valid_score, valid_score_bigger, best_valid_result,
-    test_result, plus ``model_file`` (the saved checkpoint, when ``saved``).
+    test_result, plus ``model_file`` (the saved checkpoint, when ``saved``), ``train_seconds``,
+    ``test_seconds`` and ``test_rows`` (per-row tokens, labels, scores; labeled evaluation).
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
@@ -45,10 +47,14 @@ def run_recbole_collm(
     resume = find_resume_file(config)
     if resume:
         trainer.resume_checkpoint(resume)
+    start = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    test_seconds = time.perf_counter() - start
 
     environment = get_environment(config)
     logger.info("The running environment of this training is as follows:\n" + environment.draw())
@@ -60,6 +66,22 @@ def run_recbole_collm(
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "model_file": trainer.saved_model_file if saved else None,
+        "train_seconds": train_seconds,  # fit, validation included
+        "test_seconds": test_seconds,  # test evaluation, checkpoint loading included
+        "test_rows": _test_rows(data, trainer.evaluator.last_rows),
+    }
+
+
+def _test_rows(dataset, rows: dict | None) -> dict | None:
+    """The test rows' external user/item tokens, labels and scores (labeled evaluation only):
+    what ensembles and per-row comparisons between runs need."""
+    if rows is None:
+        return None
+    return {
+        "user": dataset.id2token(dataset.uid_field, rows["uid"]),
+        "item": dataset.id2token(dataset.iid_field, rows["iid"]),
+        "label": rows["label"],
+        "score": rows["score"],
     }
 
 

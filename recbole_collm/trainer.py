@@ -95,6 +95,8 @@ class PluginEvaluationMixin:
         if load_best_model:
             self._load_model_file(model_file or self.saved_model_file)
         dataset = eval_data._dataset
+        # full-sort ranking: the loader owns the (possibly capped) catalogue the model ranks over
+        self.model.full_sort_items = getattr(eval_data, "items", None)
         self.evaluator.set_train_counts(
             getattr(dataset, "train_user_count", None), getattr(dataset, "train_item_count", None)
         )
@@ -323,3 +325,4 @@ class CoLLMTrainer(CollmTrainer):
 
 TALLRecTrainer = CoLLMTrainer
 ICLTrainer = CoLLMTrainer
+UITokenTrainer = CoLLMTrainer

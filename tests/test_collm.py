@@ -42,7 +42,7 @@ def test_splice_puts_vectors_exactly_at_slots():
 
 
 def test_model_splices_cie_vectors_at_slot_positions_of_left_padded_batch(tiny_llm_dir, mf_checkpoint, tmp_path):
-    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=mf_checkpoint, stage="cie")
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=mf_checkpoint, stage="cie", prefix_cache=False)
     train = train_split(config)
     model = CoLLM(config, train).eval()
     batch = train.inter_feat[torch.arange(6)]

@@ -138,6 +138,10 @@ class CollmDataset(Dataset):
         datasets = super().build()
         train = datasets[0].inter_feat  # warm/cold are defined by the whole train split
         datasets = self._limit_rows(datasets)
+        for dataset in datasets[1:]:
+            # metrics do not depend on row order; a user's rows side by side share their prompt
+            # prefix inside one eval batch (the LLM models' prefix cache)
+            dataset.sort(by=[self.uid_field, self.time_field])
         user_count = np.bincount(train[self.uid_field].numpy(), minlength=self.user_num)
         item_count = np.bincount(train[self.iid_field].numpy(), minlength=self.item_num)
         for dataset in datasets:

@@ -24,8 +24,17 @@ class CollmEvaluator(Evaluator):
     def set_train_counts(self, user_count: np.ndarray | None, item_count: np.ndarray | None) -> None:
         self.train_user_count, self.train_item_count = user_count, item_count
 
+    last_rows: dict | None = None  # the last labeled evaluation's rows: uid, iid, label, score
+
     def evaluate(self, dataobject):
         result = super().evaluate(dataobject)
+        if "data.uid" in dataobject and "rec.score" in dataobject:
+            self.last_rows = {
+                "uid": dataobject["data.uid"].numpy(),
+                "iid": dataobject["data.iid"].numpy(),
+                "label": dataobject["data.label"].numpy(),
+                "score": dataobject["rec.score"].float().numpy(),
+            }
         if (
             not self.config["eval_subsets"]
             or self.train_user_count is None

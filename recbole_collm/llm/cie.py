@@ -117,6 +117,33 @@ class CollaborativeEncoder(nn.Module):
         self.source = source
         self.mlp = nn.Sequential(nn.Linear(source.dim, factor * source.dim), nn.ReLU(), nn.Linear(factor * source.dim, llm_hidden))
 
+    def set_trainable(self, tune_source: bool) -> None:
+        """The MLP trains; the source too when it is trained from scratch (T2) or asked (T1)."""
+        self.mlp.requires_grad_(True)
+        if isinstance(self.source, ScratchMFSource) or tune_source:
+            self.source.requires_grad_(True)
+
     def forward(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
         user, item = self.source(interaction)
         return self.mlp(user), self.mlp(item)
+
+
+class IDTokenEmbedding(nn.Module):
+    """One trainable LLM-space embedding row per user and per item: the same as adding ID tokens
+    to the tokenizer with new input-embedding rows (only the two slots ever read them, and the
+    answer head never emits them), without growing the vocabulary or the LM head. The paper's
+    "w/ UI-token" ablation (CLLM4Rec-style IDs)."""
+
+    def __init__(self, dataset, hidden: int, init_std: float):
+        super().__init__()
+        self.uid, self.iid = dataset.uid_field, dataset.iid_field
+        self.user = nn.Embedding(dataset.user_num, hidden)
+        self.item = nn.Embedding(dataset.item_num, hidden)
+        nn.init.normal_(self.user.weight, std=init_std)  # the scale of the LLM's own token rows
+        nn.init.normal_(self.item.weight, std=init_std)
+
+    def set_trainable(self, tune_source: bool) -> None:
+        self.requires_grad_(True)
+
+    def forward(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user(interaction[self.uid]), self.item(interaction[self.iid])

@@ -121,6 +121,29 @@ class PromptBuilder:
                 ids += piece
         return ids, user_pos, item_pos
 
+    def split_row(self, history: np.ndarray, target: int) -> tuple[tuple[int, ...], list[int], int, int]:
+        """One prompt cut where it starts to depend on the target: ``(prefix, suffix, user_pos,
+        item_pos)``, slot positions relative to the suffix (-1 if none). The prefix is every piece
+        before the first of <UserID>/<TargetItemTitle>/<TargetItemID>, so it is a function of the
+        (fitted) history alone and ``prefix + suffix`` equals :meth:`row`'s ids."""
+        ids, user_pos, item_pos = self.row(history, target)
+        cut = self.prefix_length(history, target)
+        shift = lambda pos: pos - cut if pos >= 0 else -1  # noqa: E731
+        return tuple(ids[:cut]), ids[cut:], shift(user_pos), shift(item_pos)
+
+    def prefix_length(self, history: np.ndarray, target: int) -> int:
+        history = self.fit_history(history, target)
+        length = 0
+        for piece in self.pieces:
+            if piece in (USER, TARGET, ITEM):
+                return length
+            if piece == HISTORY:
+                length += sum(len(self.history_title_ids[i]) for i in history)
+                length += len(self.comma_ids) * max(len(history) - 1, 0)
+            else:
+                length += len(piece)
+        return length
+
     def batch(self, history: torch.Tensor, length: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Left-padded ``input_ids``, ``attention_mask``, ``position_ids`` and the slot positions
         in padded coordinates. Masks come from lengths, never from ``ids != pad_id``."""

@@ -13,13 +13,17 @@ from torch import nn
 from recbole_collm.compat import load_checkpoint
 from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.llm.backbone import add_lora, load_llm
-from recbole_collm.llm.cie import CheckpointSource, CollaborativeEncoder, ScratchMFSource
+from recbole_collm.llm.cie import CheckpointSource, CollaborativeEncoder, ScratchMFSource  # noqa: F401
+from recbole_collm.model.candidates import CandidateRankingMixin
+from recbole_collm.llm.prefix_scoring import PrefixScorer, splice, split_batch
 from recbole_collm.llm.prompts import PromptBuilder
+
+__all__ = ["CoLLM", "splice"]
 
 STAGES = ("lora", "cie", "one_step")
 
 
-class CoLLM(AbstractRecommender):
+class CoLLM(CandidateRankingMixin, AbstractRecommender):
     """Two-step tuning (``stage``): ``lora`` trains LoRA on text-only prompts (TALLRec), ``cie``
     freezes LLM and LoRA and trains the CIE on full prompts, ``all`` runs both in sequence
     (see ``CoLLMTrainer``), ``one_step`` trains LoRA and CIE together (variant T3).
@@ -42,6 +46,7 @@ class CoLLM(AbstractRecommender):
         self.LABEL = config["LABEL_FIELD"]
         self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
         self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
+        self.n_items = dataset.item_num
         if config["score_mode"] not in ("yes_no", "yes_logit"):
             raise InputError(f"score_mode: '{config['score_mode']}' is not one of yes_no, yes_logit")
         self.score_mode = config["score_mode"]
@@ -60,7 +65,7 @@ class CoLLM(AbstractRecommender):
             self.full_prompts = PromptBuilder(
                 self.tokenizer, config["prompt_template"], titles, domain, with_ids=True, max_tokens=max_tokens
             )
-            self.cie = CollaborativeEncoder(self._build_source(config, dataset), hidden, config["cie_hidden_factor"])
+            self.cie = self._build_encoder(config, dataset, hidden)
         if config["lora_checkpoint"]:
             self.load_lora(config["lora_checkpoint"])
         self.bce = nn.BCEWithLogitsLoss()
@@ -68,6 +73,10 @@ class CoLLM(AbstractRecommender):
         self.set_stage(config["stage"] if config["stage"] != "all" else "lora")
 
     # --- construction -------------------------------------------------------------------------
+    def _build_encoder(self, config, dataset, hidden: int) -> nn.Module:
+        """What fills the two ID slots: the CIE (CF vectors through an MLP)."""
+        return CollaborativeEncoder(self._build_source(config, dataset), hidden, config["cie_hidden_factor"])
+
     def _build_source(self, config, dataset) -> nn.Module:
         if config["cie_checkpoint"]:
             trainable = bool(config["tune_cf_model"])
@@ -118,16 +127,29 @@ class CoLLM(AbstractRecommender):
                 if "lora_" in name:
                     param.requires_grad_(True)
         if stage in ("cie", "one_step"):
-            self.cie.mlp.requires_grad_(True)
-            if isinstance(self.cie.source, ScratchMFSource) or self.config["tune_cf_model"]:
-                self.cie.source.requires_grad_(True)
+            self.cie.set_trainable(bool(self.config["tune_cf_model"]))
 
     @property
     def prompts(self) -> PromptBuilder:
         return self.full_prompts if self.stage in ("cie", "one_step") else self.text_prompts
 
     # --- scoring ------------------------------------------------------------------------------
+    @property
+    def uses_prefix_cache(self) -> bool:
+        """``prefix_cache: True`` and a decoder whose cache is a plain (non-sliding) one."""
+        layer_types = getattr(self.base_llm.config, "layer_types", None) or []
+        return bool(self.config["prefix_cache"]) and all("sliding" not in t for t in layer_types)
+
     def logits(self, interaction) -> torch.Tensor:
+        """Per-row score; shared-prefix path unless ``prefix_cache: False`` (the plain reference)."""
+        hidden = self._shared_prefix_hidden(interaction) if self.uses_prefix_cache else self._plain_hidden(interaction)
+        return self._answer_score(hidden)
+
+    def _plain_hidden(self, interaction) -> torch.Tensor:
+        """Every row's full prompt, left-padded, ``llm_batch_size`` rows per forward, in order."""
+        size = max(1, int(self.config["llm_batch_size"]))
+        if len(interaction) > size:
+            return torch.cat([self._plain_hidden(interaction[i : i + size]) for i in range(0, len(interaction), size)])
         prompts = self.prompts
         batch = prompts.batch(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID])
         batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -137,9 +159,31 @@ class CoLLM(AbstractRecommender):
             embeds = splice(embeds, batch["user_pos"], user_vec.to(embeds.dtype))
             embeds = splice(embeds, batch["item_pos"], item_vec.to(embeds.dtype))
         decoder = self.base_llm.get_decoder()
-        hidden = decoder(
+        return decoder(
             inputs_embeds=embeds, attention_mask=batch["attention_mask"], position_ids=batch["position_ids"]
         ).last_hidden_state[:, -1]
+
+    def _shared_prefix_hidden(self, interaction) -> torch.Tensor:
+        """Each distinct prefix once; prefixes without autograd when no LLM weight trains (the
+        CIE stage): nothing before <UserID> depends on a trainable parameter then."""
+        prompts = self.prompts
+        split = split_batch(prompts, interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID])
+        user_vec = item_vec = None
+        if prompts.with_ids:
+            user_vec, item_vec = self.cie(interaction)
+        scorer = PrefixScorer(
+            self.base_llm.get_decoder(),
+            self.base_llm.get_input_embeddings(),
+            prompts.placeholder_id,
+            self.config["prefix_batch_size"],
+            self.config["llm_batch_size"],
+        )
+        llm_trains = any(p.requires_grad for p in self.llm.parameters())
+        return scorer.hidden(split, user_vec, item_vec, prefix_grad=llm_trains)
+
+    def _answer_score(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Only the two LM-head rows needed ("Yes", "No") meet the last hidden state."""
+        prompts = self.prompts
         head = self.base_llm.get_output_embeddings()
         rows = head.weight[[prompts.yes_id, prompts.no_id]]
         out = hidden.to(rows.dtype) @ rows.T
@@ -180,11 +224,3 @@ class CoLLM(AbstractRecommender):
 
 def _is_tunable_key(key: str) -> bool:
     return "lora_" in key or key.startswith("cie.")
-
-
-def splice(embeds: torch.Tensor, positions: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-    """``embeds`` with ``vectors[b]`` at ``[b, positions[b]]``, differentiable w.r.t. vectors."""
-    index = positions.view(-1, 1, 1).expand(-1, 1, embeds.shape[-1])
-    return embeds.scatter(1, index, vectors.unsqueeze(1))
-
-

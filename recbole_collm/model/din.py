@@ -5,8 +5,10 @@ import torch
 from recbole.model.sequential_recommender.din import DIN as RecBoleDIN
 from recbole.utils import ModelType
 
+from recbole_collm.model.candidates import CandidateRankingMixin
 
-class DIN(RecBoleDIN):
+
+class DIN(CandidateRankingMixin, RecBoleDIN):
     """RecBole's DIN is already pointwise (BCE on the label, sigmoid scores). Declared a context
     model so that RecBole feeds it labeled rows whose ``item_id_list`` is the user's last positive
     items across splits (the paper's protocol), not RecBole's own sequence augmentation."""

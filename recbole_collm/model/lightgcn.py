@@ -35,4 +35,4 @@ class LightGCN(PointwiseMixin, RecBoleLightGCN):
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         user_all, item_all = self.forward()
-        return torch.sigmoid(user_all[interaction[self.USER_ID]] @ item_all.T).view(-1)
+        return self.mask_to_catalogue(torch.sigmoid(user_all[interaction[self.USER_ID]] @ item_all.T))

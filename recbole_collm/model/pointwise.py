@@ -5,8 +5,10 @@ import torch
 from recbole.utils import InputType, ModelType
 from torch import nn
 
+from recbole_collm.model.candidates import CandidateRankingMixin
 
-class PointwiseMixin:
+
+class PointwiseMixin(CandidateRankingMixin):
     """Turns a model's ``logits(interaction)`` into RecBole's ``calculate_loss``/``predict``.
 
     The models are ``ModelType.CONTEXT``: RecBole then feeds them labeled rows (no negative

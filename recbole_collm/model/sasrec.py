@@ -29,4 +29,4 @@ class SASRec(PointwiseMixin, RecBoleSASRec):
     def full_sort_predict(self, interaction) -> torch.Tensor:
         seq_len = interaction[self.ITEM_SEQ_LEN].clamp(min=1)
         user = self.forward(interaction[self.ITEM_SEQ], seq_len)
-        return torch.sigmoid(user @ self.item_embedding.weight.T).view(-1)
+        return self.mask_to_catalogue(torch.sigmoid(user @ self.item_embedding.weight.T))

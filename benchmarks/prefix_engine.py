@@ -1,0 +1,229 @@
+"""Performance engine: plain full-prompt path vs shared-prefix path, side by side, default LLM.
+
+    python benchmarks/prefix_engine.py [--dataset ml-1m-collm] [--split-rows 768] [--repeats 5]
+
+Each figure runs in its own subprocess (clean peak-memory reading): the process loads the model
+and data, then the measured work runs while a thread samples RSS every 2 ms (CPU) or reads
+``torch.cuda.max_memory_allocated`` (GPU). Peak = highest reading minus the reading before.
+
+- candidates: one test row's prompt with 20 candidate items (one prefix, 20 suffixes);
+- split: the first --split-rows rows of the test split (sorted by user and time, as the plugin
+  evaluates them), in RecBole batches of eval_batch_size rows;
+- train step: stage 2 (CIE; LLM and LoRA frozen), forward + backward on the same 8 train rows;
+- CoLLM vs TALLRec: the split scoring with text-only prompts (TALLRec), shared-prefix path.
+Prints samples/second, ratios and peaks; `--out` also writes them as markdown.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+class PeakMemory:
+    """Peak memory of the work inside the ``with`` block, in MiB above the level before it."""
+
+    def __enter__(self):
+        import torch
+
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+            return self
+        import psutil
+
+        self.process = psutil.Process()
+        self.base = self.peak = self.process.memory_info().rss
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.mib = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+        else:
+            self.running = False
+            self.thread.join()
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            self.mib = (self.peak - self.base) / 2**20
+
+
+def build(model_name: str, dataset: str, prefix_cache: bool, split_rows: int):
+    import torch
+
+    from recbole_collm import Config
+    from recbole_collm.data import CollmDataset
+    from recbole_collm.utils import get_model
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = Config(
+        model=model_name,
+        dataset=dataset,
+        config_dict={
+            "stage": "cie" if model_name == "CoLLM" else "lora",
+            "prefix_cache": prefix_cache,
+            "train_rows_limit": None,
+            "eval_rows_limit": None,
+            "state": "WARNING",
+            "show_progress": False,
+            "use_gpu": device == "cuda",
+            "llm_dtype": "bfloat16" if device == "cuda" else "float32",
+        },
+    )
+    train, _, test = CollmDataset(config).build()
+    torch.manual_seed(0)
+    model = get_model(model_name)(config, train).to(config["device"])
+    test = test.inter_feat[torch.arange(min(split_rows, len(test)))]
+    return config, model, train, test
+
+
+def timed(fn, repeats: int) -> float:
+    import torch
+
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def worker(scenario: str, path: str, args) -> dict:
+    import torch
+    from recbole.data.interaction import Interaction
+
+    model_name = "TALLRec" if scenario == "split_tallrec" else "CoLLM"
+    config, model, train, test = build(model_name, args.dataset, path == "shared-prefix", args.split_rows)
+    device = config["device"]
+    out = {"scenario": scenario, "path": path, "device": str(device)}
+    if scenario == "candidates":
+        model.eval()
+        generator = torch.Generator().manual_seed(0)
+        row = test[torch.tensor([len(test) // 2])]
+        items = torch.randperm(model.n_items - 1, generator=generator)[: args.candidates] + 1
+        batch = row.repeat_interleave(args.candidates)
+        batch.update(Interaction({config["ITEM_ID_FIELD"]: items}))
+        batch = batch.to(device)
+        with torch.no_grad():
+            model.predict(batch)  # warm-up
+            with PeakMemory() as peak:
+                seconds = timed(lambda: model.predict(batch), args.repeats)
+        out.update(rows=args.candidates, seconds=seconds)
+    elif scenario in ("split", "split_tallrec"):
+        model.eval()
+        size = config["eval_batch_size"]
+        scores = []
+
+        def score_split():
+            scores.clear()
+            for start in range(0, len(test), size):
+                scores.append(model.predict(test[torch.arange(start, min(start + size, len(test)))].to(device)).cpu())
+
+        with torch.no_grad():
+            with PeakMemory() as peak:
+                seconds = timed(score_split, 1)
+        out.update(rows=len(test), seconds=seconds, scores=torch.cat(scores).tolist())
+    elif scenario == "train_step":
+        model.train()
+        generator = torch.Generator().manual_seed(0)
+        batch = train.inter_feat[torch.randperm(len(train), generator=generator)[: config["train_batch_size"]]].to(device)
+
+        def step():
+            model.zero_grad()
+            model.calculate_loss(batch).backward()
+
+        step()  # warm-up
+        with PeakMemory() as peak:
+            seconds = timed(step, args.repeats)
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad and p.grad is not None])
+        out.update(rows=len(batch), seconds=seconds, grad_norm=float(grads.norm()))
+    out["peak_mib"] = peak.mib
+    return out
+
+
+def run_worker(scenario: str, path: str, args) -> dict:
+    command = [sys.executable, __file__, "--worker", scenario, path, "--dataset", args.dataset,
+               "--split-rows", str(args.split_rows), "--repeats", str(args.repeats), "--candidates", str(args.candidates)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        sys.exit(f"{scenario} / {path} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default=None, help="default: ml-1m-collm when ../shared/data has it, else ml-100k")
+    parser.add_argument("--split-rows", type=int, default=768)
+    parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=None, help="also write the table here (markdown)")
+    parser.add_argument("--worker", nargs=2, metavar=("SCENARIO", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args(sys.argv[1:])
+    sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv
+    if args.dataset is None:
+        shared = ROOT.parent / "shared" / "data" / "ml-1m-collm"
+        args.dataset = "ml-1m-collm" if shared.is_dir() else "ml-100k"
+        if args.dataset == "ml-100k":
+            print(f"{shared} not found: using ml-100k's test split")
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], args.worker[1], args)))
+        return
+
+    results = {}
+    for scenario in ("candidates", "split", "train_step"):
+        for path in ("plain", "shared-prefix"):
+            results[scenario, path] = run_worker(scenario, path, args)
+            r = results[scenario, path]
+            print(f"{scenario:11s} {path:13s} {r['rows'] / r['seconds']:8.2f} rows/s  peak {r['peak_mib']:7.1f} MiB", flush=True)
+    results["split_tallrec", "shared-prefix"] = run_worker("split_tallrec", "shared-prefix", args)
+
+    import numpy as np
+
+    split_plain, split_fast = results["split", "plain"], results["split", "shared-prefix"]
+    max_diff = float(np.abs(np.array(split_plain["scores"]) - np.array(split_fast["scores"])).max())
+    grad_rel = abs(results["train_step", "plain"]["grad_norm"] - results["train_step", "shared-prefix"]["grad_norm"]) / results["train_step", "plain"]["grad_norm"]
+    device = split_plain["device"]
+    names = {"candidates": f"score {args.candidates} candidates of one user", "split": f"score {args.dataset} test ({split_plain['rows']} rows)",
+             "train_step": "stage-2 training step (8 rows)"}
+    lines = [f"Device: {device}; default LLM (SmolLM2-135M-Instruct); median of {args.repeats} for candidates/train step, one pass for the split.", "",
+             "| figure | plain rows/s | shared-prefix rows/s | speed-up | plain peak MiB | shared-prefix peak MiB |", "|---|---|---|---|---|---|"]
+    for scenario, label in names.items():
+        a, b = results[scenario, "plain"], results[scenario, "shared-prefix"]
+        lines.append(f"| {label} | {a['rows'] / a['seconds']:.2f} | {b['rows'] / b['seconds']:.2f} | {a['seconds'] / b['seconds']:.2f}x | "
+                     f"{a['peak_mib']:.0f} | {b['peak_mib']:.0f} |")
+    tallrec = results["split_tallrec", "shared-prefix"]
+    lines += ["", f"CoLLM / TALLRec inference time on the same rows (shared-prefix path): {split_fast['seconds'] / tallrec['seconds']:.3f}x (paper: 1.125x)",
+              f"Split scores, plain vs shared-prefix: max |difference| {max_diff:.2e}; train-step gradient norm relative difference {grad_rel:.2e}"]
+    text = "\n".join(lines)
+    print("\n" + text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Ranking evaluation for the labeled (CTR-style) models: every positive valid/test row is a query
+with its own history; its target is ranked against a candidate set, and RecBole's evaluator
+computes Hit@K (HR), NDCG@K, MRR@K.
+
+- ``mode: uniN`` / ``popN``: N negatives per query, drawn once with a generator seeded by
+  ``seed`` (uniform, or by train popularity) among items the user never interacted with. The
+  sets depend only on the data and the seed, so every model is ranked on the same candidates.
+- ``mode: full``: all items, or the ``full_sort_items`` most popular train items (a capped
+  catalogue: a target outside it is a miss), scored through ``full_sort_predict``.
+"""
+from __future__ import annotations
+
+from logging import getLogger
+
+import numpy as np
+import torch
+from recbole.data import data_preparation as recbole_data_preparation
+from recbole.data.dataloader import FullSortEvalDataLoader
+from recbole.data.dataloader.abstract_dataloader import AbstractDataLoader
+from recbole.data.interaction import Interaction
+from recbole.utils import EvaluatorType, ModelType
+
+from recbole_collm.errors import InputError
+
+
+def eval_mode(config, phase: str) -> str:
+    return str(config["eval_args"]["mode"][phase])
+
+
+def is_ranking(config) -> bool:
+    """Candidate ranking (uniN/popN/full) for a labeled model, rather than labeled rows."""
+    return config["MODEL_TYPE"] == ModelType.CONTEXT and any(eval_mode(config, p) != "labeled" for p in ("valid", "test"))
+
+
+def data_preparation(config, dataset):
+    """RecBole's ``data_preparation``; for ranking modes the valid/test loaders are replaced by
+    per-query candidate loaders (RecBole's group all rows of a user into one ranking, which is
+    wrong when each row has its own history)."""
+    if is_ranking(config) and config["eval_type"] != EvaluatorType.RANKING:
+        raise InputError(
+            f"metrics: {config['metrics']} are value metrics but eval_args.mode ranks candidates; "
+            "use ranking metrics, e.g. metrics: [Hit, NDCG, MRR], valid_metric: NDCG@10"
+        )
+    train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
+    if not is_ranking(config):
+        return train_data, valid_data, test_data
+    loaders = []
+    for phase, data in (("valid", valid_data), ("test", test_data)):
+        mode = eval_mode(config, phase)
+        if mode == "labeled":
+            raise InputError(f"eval_args.mode: '{phase}' is labeled while the other phase ranks; use one kind for both")
+        cls = RowFullSortEvalDataLoader if mode == "full" else CandidateEvalDataLoader
+        loaders.append(cls(config, data._dataset, dataset, phase))
+    return train_data, loaders[0], loaders[1]
+
+
+def popularity(dataset) -> np.ndarray:
+    """Train interactions per item (every split carries the train counts)."""
+    return np.asarray(dataset.train_item_count, dtype=np.float64)
+
+
+def capped_items(config, dataset) -> torch.Tensor:
+    """The full-sort catalogue: every item (id ≥ 1), or the ``full_sort_items`` most popular in
+    train (ties by id). Models and loaders share this one definition."""
+    count = popularity(dataset)
+    items = np.arange(1, len(count))
+    cap = config["full_sort_items"]
+    if cap and cap < len(items):
+        items = np.sort(items[np.argsort(-count[1:], kind="stable")[: int(cap)]])
+    return torch.from_numpy(items)
+
+
+def sample_candidates(
+    users: np.ndarray, targets: np.ndarray, interacted: list[set], item_num: int, num: int, weights: np.ndarray | None, seed: int
+) -> np.ndarray:
+    """``(queries, 1 + num)``: each target, then ``num`` distinct items the user never touched."""
+    rng = np.random.default_rng(seed)
+    p = None
+    if weights is not None:
+        weights = weights.copy()
+        weights[0] = 0
+        p = weights / weights.sum()
+    out = np.empty((len(targets), 1 + num), dtype=np.int64)
+    for q, (user, target) in enumerate(zip(users, targets)):
+        seen = interacted[user]
+        if item_num - 1 - len(seen | {target}) < num:
+            raise InputError(f"eval_args.mode: user {user} has fewer than {num} items left to sample as negatives")
+        chosen: list[int] = []
+        taken = set(seen) | {int(target)}
+        while len(chosen) < num:
+            draw = rng.choice(item_num, size=2 * (num - len(chosen)), p=p) if p is not None else rng.integers(1, item_num, size=2 * (num - len(chosen)))
+            for item in draw.tolist():
+                if item and item not in taken:
+                    taken.add(item)
+                    chosen.append(item)
+                    if len(chosen) == num:
+                        break
+        out[q, 0], out[q, 1:] = target, chosen
+    return out
+
+
+def _queries(config, split):
+    """The positive rows of a split (label-0 rows are not ranking queries)."""
+    label = split.inter_feat[config["LABEL_FIELD"]]
+    return split.copy(split.inter_feat[label > 0.5])
+
+
+class CandidateEvalDataLoader(AbstractDataLoader):
+    """``uniN``/``popN``: yields ``(rows × candidates, row_idx, positive_u, positive_i)``, the
+    form RecBole's trainer ranks (one score-matrix row per query)."""
+
+    def __init__(self, config, split, full_dataset, phase: str):
+        split = _queries(config, split)
+        mode = eval_mode(config, phase)
+        num = int(mode[3:])
+        uid, iid = full_dataset.uid_field, full_dataset.iid_field
+        interacted = [set() for _ in range(full_dataset.user_num)]
+        for user, item in zip(full_dataset.inter_feat[uid].numpy(), full_dataset.inter_feat[iid].numpy()):
+            interacted[user].add(int(item))
+        weights = popularity(split) if mode.startswith("pop") else None
+        seed = int(config["seed"]) + (1 if phase == "valid" else 2)
+        self.candidates = sample_candidates(
+            split.inter_feat[uid].numpy(), split.inter_feat[iid].numpy(), interacted, full_dataset.item_num, num, weights, seed
+        )
+        self.sample_size = len(split)
+        getLogger().info(f"{phase}: {len(split)} ranking queries, {mode} candidates (seed {seed})")
+        super().__init__(config, split, None, shuffle=False)
+
+    def _init_batch_size_and_step(self):
+        per_query = self.candidates.shape[1]
+        self.step = max(1, int(self.config["eval_batch_size"]) // per_query)
+        self.set_batch_size(self.step * per_query)
+
+    def collate_fn(self, index):
+        index = np.array(index)
+        rows = self._dataset[index]
+        candidates = torch.from_numpy(self.candidates[index])
+        queries, per_query = candidates.shape
+        batch = rows.repeat_interleave(per_query)
+        batch.update(Interaction({self._dataset.iid_field: candidates.reshape(-1)}))
+        row_idx = torch.arange(queries).repeat_interleave(per_query)
+        return batch, row_idx, torch.arange(queries), rows[self._dataset.iid_field]
+
+
+class RowFullSortEvalDataLoader(FullSortEvalDataLoader):
+    """``full``: one query per positive row (with the row's own history), ranked by the model's
+    ``full_sort_predict`` over the :func:`capped_items` catalogue. A subclass of RecBole's, so
+    RecBole's trainer takes its full-sort path; items are not masked by history (each row asks
+    "which item next", as for RecBole's sequential models)."""
+
+    def __init__(self, config, split, full_dataset, phase: str):
+        split = _queries(config, split)
+        self.uid_field, self.iid_field = split.uid_field, split.iid_field
+        self.is_sequential = True  # per-row queries, RecBole's sequential layout
+        self.sample_size = len(split)
+        self.items = capped_items(config, split)
+        getLogger().info(f"{phase}: {len(split)} ranking queries, full sort over {len(self.items)} items")
+        AbstractDataLoader.__init__(self, config, split, None, shuffle=False)
+        self.is_sequential = True
+
+    def _init_batch_size_and_step(self):
+        self.step = max(1, int(self.config["eval_batch_size"]) // max(1, len(self.items)))
+        self.set_batch_size(self.step)
+
+    def collate_fn(self, index):
+        rows = self._dataset[np.array(index)]
+        return rows, None, torch.arange(len(rows)), rows[self.iid_field]

@@ -1,0 +1,133 @@
+"""The performance engine equals the plain full-prompt path: scores (1e-4) and gradients (1e-5
+relative), with left padding, empty histories, groups of one row and shared prefixes."""
+import pytest
+import torch
+from recbole.data.interaction import cat_interactions
+
+from recbole_collm.data import CollmDataset
+from recbole_collm.llm.prefix_scoring import split_batch
+from recbole_collm.model.collm import CoLLM
+from recbole_collm.model.tallrec import TALLRec
+from tests.conftest import TINY_YAML, llm_config
+
+
+@pytest.fixture(scope="module")
+def mf_checkpoint(tmp_path_factory):
+    from recbole_collm import run_recbole_collm
+
+    out = tmp_path_factory.mktemp("mf")
+    result = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML],
+                               config_dict={"epochs": 2, "checkpoint_dir": str(out), "state": "WARNING"})
+    return result["model_file"]
+
+
+def mixed_batch(train):
+    """Rows with histories of length 0..10 (left padding differs), a prefix shared by 4 rows with
+    different targets, and rows alone in their group."""
+    rows = train.inter_feat[torch.arange(6)]
+    rows["item_length"] = torch.tensor([0, 1, 3, 10, 2, 5])
+    shared = train.inter_feat[torch.tensor([3, 3, 3])]
+    shared["item_length"] = rows["item_length"][[3, 3, 3]]
+    shared["item_id"] = torch.tensor([1, 2, 5])  # same user and history, other targets
+    return cat_interactions([rows, shared])
+
+
+def both_paths(model, batch):
+    model.config["prefix_cache"] = False
+    plain = model.logits(batch)
+    model.config["prefix_cache"] = True
+    cached = model.logits(batch)
+    return plain, cached
+
+
+@pytest.fixture
+def tiny_collm(tiny_llm_dir, mf_checkpoint, tmp_path):
+    def build(stage, model_cls=CoLLM, **overrides):
+        settings = dict(cie_checkpoint=mf_checkpoint, stage=stage, prefix_batch_size=2, llm_batch_size=3)
+        settings.update(overrides)
+        config = llm_config(model_cls.__name__, tiny_llm_dir, tmp_path, **settings)
+        train = CollmDataset(config).build()[0]
+        torch.manual_seed(0)
+        model = model_cls(config, train)
+        with torch.no_grad():  # LoRA B starts at zero: make the adapter matter for the checks
+            for name, param in model.llm.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(0, 0.05)
+        return model, mixed_batch(train)
+
+    return build
+
+
+def test_split_rows_rebuild_the_full_prompt_and_share_prefixes(tiny_collm):
+    model, batch = tiny_collm("cie")
+    prompts = model.full_prompts
+    split = split_batch(prompts, batch["item_id_list"], batch["item_length"], batch["item_id"])
+    for r in range(split.rows):
+        ids, upos, ipos = prompts.row(batch["item_id_list"][r][: batch["item_length"][r]].numpy(), int(batch["item_id"][r]))
+        prefix = split.prefixes[split.group[r]]
+        assert list(prefix) + split.suffixes[r] == ids
+        assert split.user_pos[r] + len(prefix) == upos and split.item_pos[r] + len(prefix) == ipos
+        assert split.user_pos[r] == 0  # the prefix ends right before <UserID>
+    assert len({split.group[3], *split.group[6:]}) == 1  # four rows, one prefix
+    assert len(split.prefixes) == 6
+
+
+@pytest.mark.parametrize("stage,model_cls", [("cie", CoLLM), ("lora", CoLLM), ("lora", TALLRec)])
+def test_scores_equal_the_plain_path(tiny_collm, stage, model_cls):
+    model, batch = tiny_collm(stage, model_cls)
+    model.eval()
+    with torch.no_grad():
+        plain, cached = both_paths(model, batch)
+        one_by_one = torch.cat([model.logits(batch[[r]]) for r in range(len(batch))])
+    assert plain.std() > 1e-3  # rows really differ
+    torch.testing.assert_close(cached, plain, atol=1e-4, rtol=0)
+    torch.testing.assert_close(one_by_one, plain, atol=1e-4, rtol=0)
+
+
+def test_truncated_histories_never_share_a_wrong_prefix(tiny_collm):
+    """With a tight token budget the kept history depends on the target title's length."""
+    model, batch = tiny_collm("cie", max_prompt_tokens=90)
+    model.eval()
+    with torch.no_grad():
+        plain, cached = both_paths(model, batch)
+    torch.testing.assert_close(cached, plain, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("stage", ["cie", "lora", "one_step"])
+def test_gradients_equal_the_plain_path(tiny_collm, stage):
+    model, batch = tiny_collm(stage)
+    model.eval()  # no dropout: both paths see the same function
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable
+
+    def grads(prefix_cache):
+        model.config["prefix_cache"] = prefix_cache
+        model.zero_grad()
+        model.calculate_loss(batch).backward()
+        return {n: p.grad.clone() for n, p in trainable}
+
+    plain, cached = grads(False), grads(True)
+    for name, grad in plain.items():
+        assert grad.abs().max() > 0, name
+        scale = grad.abs().max()
+        assert (cached[name] - grad).abs().max() <= 1e-5 * scale, name
+
+
+def test_cie_stage_runs_prefixes_without_autograd(tiny_collm):
+    model, batch = tiny_collm("cie", prefix_batch_size=16, llm_batch_size=32)
+    calls = []
+    decoder = model.base_llm.get_decoder()
+    hook = decoder.register_forward_pre_hook(
+        lambda m, a, kw: calls.append((kw.get("past_key_values") is None, torch.is_grad_enabled())), with_kwargs=True
+    )
+    model.calculate_loss(batch).backward()
+    hook.remove()
+    assert calls == [(True, False), (False, True)]  # prefix: no autograd; suffix: autograd
+    model.set_stage("lora")
+    calls.clear()
+    hook = decoder.register_forward_pre_hook(
+        lambda m, a, kw: calls.append((kw.get("past_key_values") is None, torch.is_grad_enabled())), with_kwargs=True
+    )
+    model.calculate_loss(batch)
+    hook.remove()
+    assert calls == [(True, True), (False, True)]  # LoRA trains: the shared prefix keeps its graph

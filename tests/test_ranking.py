@@ -1,0 +1,104 @@
+"""Ranking evaluation (uniN / popN / full) for the labeled models, on RecBole's evaluator."""
+import numpy as np
+import pytest
+import torch
+
+from recbole_collm import run_recbole_collm
+from recbole_collm.data import CollmDataset
+from recbole_collm.data.ranking import CandidateEvalDataLoader, RowFullSortEvalDataLoader, data_preparation
+from recbole_collm.errors import InputError
+from recbole_collm.model.tallrec import TALLRec
+from tests.conftest import TINY_YAML, llm_config, tiny_config
+
+RANKING = {"metrics": ["Hit", "NDCG", "MRR"], "topk": [3], "valid_metric": "NDCG@3"}
+
+
+def ranking_args(mode):
+    return {"eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": None, "mode": mode}, **RANKING}
+
+
+def loaders(mode, **overrides):
+    config = tiny_config("MF", **ranking_args(mode), **overrides)
+    dataset = CollmDataset(config)
+    return config, dataset, data_preparation(config, dataset)
+
+
+def test_candidates_are_seeded_distinct_unseen_and_same_for_every_model():
+    config, dataset, (_, valid, test) = loaders("uni5")
+    assert isinstance(test, CandidateEvalDataLoader)
+    split = test._dataset
+    assert (split.inter_feat["label"] == 1).all()  # label-0 rows are not queries
+    full = dataset.inter_feat
+    for q, (user, target) in enumerate(zip(split.inter_feat["user_id"].tolist(), split.inter_feat["item_id"].tolist())):
+        cands = test.candidates[q]
+        assert cands[0] == target and len(set(cands.tolist())) == 6 and 0 not in cands
+        seen = set(full["item_id"][full["user_id"] == user].tolist())
+        assert not seen & set(cands[1:].tolist())
+    _, _, (_, _, again) = loaders("uni5", train_batch_size=7, learning_rate=0.5)  # another model's settings
+    assert np.array_equal(again.candidates, test.candidates)
+    assert not np.array_equal(valid.candidates[: len(test.candidates)], test.candidates[: len(valid.candidates)])
+
+
+def test_pop_sampling_prefers_popular_items():
+    _, _, (_, _, uni) = loaders("uni5")
+    _, _, (_, _, pop) = loaders("pop5")
+    count = uni._dataset.train_item_count
+    assert count[pop.candidates[:, 1:]].mean() > count[uni.candidates[:, 1:]].mean()
+
+
+def test_batches_hold_whole_queries_in_recbole_ranking_form():
+    _, _, (_, _, test) = loaders("uni5", eval_batch_size=20)
+    batch, row_idx, positive_u, positive_i = next(iter(test))
+    assert len(batch) == 18 and row_idx.tolist() == [0] * 6 + [1] * 6 + [2] * 6  # 3 queries of 1 + 5
+    assert positive_u.tolist() == [0, 1, 2]
+    assert torch.equal(batch["item_id"].view(3, 6)[:, 0], positive_i)
+    assert torch.equal(batch["item_id"].view(3, 6), torch.from_numpy(test.candidates[:3]))
+    assert (batch["user_id"].view(3, 6) == batch["user_id"].view(3, 6)[:, :1]).all()
+
+
+def test_value_metrics_with_a_ranking_mode_is_one_clear_error():
+    config = tiny_config("MF", eval_args={"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "mode": "uni5"})
+    with pytest.raises(InputError, match="ranking metrics"):
+        data_preparation(config, CollmDataset(config))
+
+
+def test_mf_ranks_end_to_end_in_every_mode(tmp_path):
+    results = {}
+    for mode in ("uni5", "pop5", "full"):
+        result = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML],
+                                   config_dict={"epochs": 2, "state": "WARNING", "checkpoint_dir": str(tmp_path),
+                                                **ranking_args(mode)})
+        results[mode] = result["test_result"]
+        assert set(results[mode]) == {"hit@3", "ndcg@3", "mrr@3"}
+        assert 0 <= results[mode]["mrr@3"] <= results[mode]["hit@3"] <= 1
+    assert results["full"]["hit@3"] <= results["uni5"]["hit@3"]  # 29 competitors, not 5
+
+
+def test_full_sort_caps_the_catalogue_to_popular_items():
+    config, _, (_, _, test) = loaders("full", full_sort_items=10)
+    assert isinstance(test, RowFullSortEvalDataLoader)
+    count = test._dataset.train_item_count
+    assert len(test.items) == 10 and count[test.items].min() >= np.sort(count[1:])[-10]
+
+
+def test_collm_full_sort_and_candidates_equal_per_row_scores(tiny_llm_dir, tmp_path):
+    config = llm_config("TALLRec", tiny_llm_dir, tmp_path, **ranking_args("uni5"), prefix_batch_size=2, llm_batch_size=4)
+    dataset = CollmDataset(config)
+    train, _, test = data_preparation(config, dataset)
+    model = TALLRec(config, train._dataset).eval()
+    rows = test._dataset.inter_feat[torch.arange(3)]
+    model.full_sort_items = torch.tensor([2, 5, 7, 11])
+    with torch.no_grad():
+        full = model.full_sort_predict(rows).view(3, -1)
+        for r in range(3):
+            for item in range(1, model.n_items):
+                if item in (2, 5, 7, 11):
+                    single = rows[[r]]
+                    single["item_id"] = torch.tensor([item])
+                    assert torch.allclose(full[r, item], model.predict(single)[0], atol=1e-5)
+                else:
+                    assert full[r, item] == -torch.inf
+    result = run_recbole_collm(model="TALLRec", dataset="tiny", config_file_list=[TINY_YAML],
+                               config_dict={"llm_path": str(tiny_llm_dir), "train_rows_limit": 16, "eval_rows_limit": 24, "state": "WARNING",
+                                            "checkpoint_dir": str(tmp_path), "epochs": 1, **ranking_args("uni5")})
+    assert set(result["test_result"]) == {"hit@3", "ndcg@3", "mrr@3"}
