@@ -152,12 +152,11 @@ def ensemble(first: dict, second: dict, dataset: str, common: dict, config_files
     from recbole_collm.evaluator import CollmEvaluator
 
     a, b = first["test_rows"], second["test_rows"]
-    key_a = list(zip(a["user"], a["item"], a["label"]))
-    index_b = {k: i for i, k in enumerate(zip(b["user"], b["item"], b["label"]))}
-    if len(index_b) != len(key_a) or any(k not in index_b for k in key_a):
+    # the same split, sampled and sorted the same way, reaches every model in the same order
+    # (a user may rate an item twice, so rows are matched by position, not by key)
+    if list(zip(a["user"], a["item"], a["label"])) != list(zip(b["user"], b["item"], b["label"])):
         raise InputError(f"ensemble: {first['run']} and {second['run']} were tested on different rows")
-    order = [index_b[k] for k in key_a]
-    score = (np.asarray(a["score"]) + np.asarray(b["score"])[order]) / 2
+    score = (np.asarray(a["score"]) + np.asarray(b["score"])) / 2
     config = Config(model="MF", dataset=dataset, config_file_list=(config_files or {}).get(dataset),
                     config_dict={**common, "state": "WARNING"})
     data = CollmDataset(config)

@@ -22,10 +22,10 @@ def mf_checkpoint(tmp_path_factory):
 
 
 def mixed_batch(train):
-    """Rows with histories of length 0..10 (left padding differs), a prefix shared by 4 rows with
-    different targets, and rows alone in their group."""
+    """Rows with histories of length 0..10 (left padding differs), two users with an empty
+    history, a prefix shared by 4 rows with different targets, and rows alone in their group."""
     rows = train.inter_feat[torch.arange(6)]
-    rows["item_length"] = torch.tensor([0, 1, 3, 10, 2, 5])
+    rows["item_length"] = torch.tensor([0, 0, 3, 10, 2, 5])
     shared = train.inter_feat[torch.tensor([3, 3, 3])]
     shared["item_length"] = rows["item_length"][[3, 3, 3]]
     shared["item_id"] = torch.tensor([1, 2, 5])  # same user and history, other targets
@@ -61,27 +61,36 @@ def tiny_collm(tiny_llm_dir, mf_checkpoint, tmp_path):
 def test_split_rows_rebuild_the_full_prompt_and_share_prefixes(tiny_collm):
     model, batch = tiny_collm("cie")
     prompts = model.full_prompts
-    split = split_batch(prompts, batch["item_id_list"], batch["item_length"], batch["item_id"])
-    for r in range(split.rows):
-        ids, upos, ipos = prompts.row(batch["item_id_list"][r][: batch["item_length"][r]].numpy(), int(batch["item_id"][r]))
-        prefix = split.prefixes[split.group[r]]
-        assert list(prefix) + split.suffixes[r] == ids
-        assert split.user_pos[r] + len(prefix) == upos and split.item_pos[r] + len(prefix) == ipos
-        assert split.user_pos[r] == 0  # the prefix ends right before <UserID>
-    assert len({split.group[3], *split.group[6:]}) == 1  # four rows, one prefix
-    assert len(split.prefixes) == 6
+    assert batch["user_id"][0] != batch["user_id"][1]  # both with an empty history
+    for users in (None, batch["user_id"]):
+        split = split_batch(prompts, batch["item_id_list"], batch["item_length"], batch["item_id"], users)
+        for r in range(split.rows):
+            ids, upos, ipos = prompts.row(batch["item_id_list"][r][: batch["item_length"][r]].numpy(), int(batch["item_id"][r]))
+            prefix = split.prefixes[split.group[r]]
+            assert list(prefix) + split.suffixes[r] == ids
+            assert (split.user_pos[r], split.item_pos[r]) == (upos, ipos)
+            if users is None:
+                assert upos == len(prefix)  # the prefix ends right before <UserID>
+            else:
+                assert upos < len(prefix) <= ipos  # ... or runs through it, up to the target
+        assert len({split.group[3], *split.group[6:]}) == 1  # four rows, one prefix
+        same_text = split.group[0] == split.group[1]
+        assert same_text == (users is None)  # same prefix text, but a user slot is per user
+        assert len(split.prefixes) == (5 if users is None else 6)
 
 
 @pytest.mark.parametrize("stage,model_cls", [("cie", CoLLM), ("lora", CoLLM), ("lora", TALLRec)])
 def test_scores_equal_the_plain_path(tiny_collm, stage, model_cls):
     model, batch = tiny_collm(stage, model_cls)
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad():  # scoring: the prefix runs through <UserID> when there is one
         plain, cached = both_paths(model, batch)
         one_by_one = torch.cat([model.logits(batch[[r]]) for r in range(len(batch))])
     assert plain.std() > 1e-3  # rows really differ
     torch.testing.assert_close(cached, plain, atol=1e-4, rtol=0)
     torch.testing.assert_close(one_by_one, plain, atol=1e-4, rtol=0)
+    _, with_grad = both_paths(model, batch)  # training layout: the prefix stops before <UserID>
+    torch.testing.assert_close(with_grad.detach(), plain, atol=1e-4, rtol=0)
 
 
 def test_truncated_histories_never_share_a_wrong_prefix(tiny_collm):

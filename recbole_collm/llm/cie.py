@@ -117,6 +117,11 @@ class CollaborativeEncoder(nn.Module):
         self.source = source
         self.mlp = nn.Sequential(nn.Linear(source.dim, factor * source.dim), nn.ReLU(), nn.Linear(factor * source.dim, llm_hidden))
 
+    @property
+    def user_depends_on_target(self) -> bool:
+        """DIN's user vector is attention over the history with the target as query."""
+        return getattr(self.source, "name", "") == "DIN"
+
     def set_trainable(self, tune_source: bool) -> None:
         """The MLP trains; the source too when it is trained from scratch (T2) or asked (T1)."""
         self.mlp.requires_grad_(True)
@@ -141,6 +146,8 @@ class IDTokenEmbedding(nn.Module):
         self.item = nn.Embedding(dataset.item_num, hidden)
         nn.init.normal_(self.user.weight, std=init_std)  # the scale of the LLM's own token rows
         nn.init.normal_(self.item.weight, std=init_std)
+
+    user_depends_on_target = False
 
     def set_trainable(self, tune_source: bool) -> None:
         self.requires_grad_(True)

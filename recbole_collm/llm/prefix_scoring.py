@@ -2,10 +2,11 @@
 it once; every row's suffix (target title, item slot, answer cue) then runs against the prefix's
 cached keys/values. Exact: a causal LM's prefix states do not depend on what follows them.
 
-Layout per forward: prefixes are right-padded (their pad positions see real tokens, so no row is
-ever fully masked), suffixes right-padded after the full prefix width, with the prefix's pad
-columns masked and positions continuing from each row's true prefix length; the hidden state is
-read at each row's last real suffix token.
+Layout: prefixes are right-padded in their forward (pad positions see real tokens, so no row is
+ever fully masked). The suffixes of one prefix are then packed end to end into one sequence that
+runs against that prefix's cache, with a 4D mask (each suffix token sees the real prefix tokens
+and the earlier tokens of its own suffix) and positions continuing from the true prefix length;
+a row's hidden state is read at its suffix's last token.
 """
 from __future__ import annotations
 
@@ -24,36 +25,50 @@ class SplitBatch:
     prefixes: list[tuple[int, ...]]
     group: np.ndarray  # row -> index into prefixes
     suffixes: list[list[int]]
-    user_pos: np.ndarray  # slot positions inside each row's suffix (-1: none)
+    user_pos: np.ndarray  # slot positions in each row's whole prompt (-1: none)
     item_pos: np.ndarray
+    first_row: np.ndarray  # group -> one of its rows (whose user vector a shared <UserID> slot gets)
 
     @property
     def rows(self) -> int:
         return len(self.suffixes)
 
 
-def split_batch(prompts: PromptBuilder, history: torch.Tensor, length: torch.Tensor, target: torch.Tensor) -> SplitBatch:
+def split_batch(
+    prompts: PromptBuilder, history: torch.Tensor, length: torch.Tensor, target: torch.Tensor,
+    users: torch.Tensor | None = None,
+) -> SplitBatch:
     """Group rows by their exact prefix token ids (so a history cut by ``max_prompt_tokens``
-    differently for two targets never shares a prefix it should not)."""
+    differently for two targets never shares a prefix it should not). With ``users`` the prefix
+    runs through the <UserID> slot and rows are grouped by (user, prefix ids): only for user
+    vectors that do not depend on the target."""
     history, length, target = history.cpu().numpy(), length.cpu().numpy(), target.cpu().numpy()
-    index: dict[tuple[int, ...], int] = {}
+    user_ids = users.cpu().numpy() if users is not None else None
+    index: dict[tuple, int] = {}
     group = np.empty(len(target), dtype=np.int64)
     suffixes, user_pos, item_pos = [], np.empty(len(target), np.int64), np.empty(len(target), np.int64)
+    first_row = []
     for r, (h, n, t) in enumerate(zip(history, length, target)):
-        prefix, suffix, upos, ipos = prompts.split_row(h[:n], int(t))
-        group[r] = index.setdefault(prefix, len(index))
+        prefix, suffix, upos, ipos = prompts.split_row(h[:n], int(t), through_user=user_ids is not None)
+        key = (int(user_ids[r]), prefix) if user_ids is not None else prefix
+        if key not in index:
+            index[key] = len(index)
+            first_row.append(r)
+        group[r] = index[key]
         suffixes.append(suffix)
         user_pos[r], item_pos[r] = upos, ipos
-    return SplitBatch(list(index), group, suffixes, user_pos, item_pos)
+    prefixes = [k[1] if user_ids is not None else k for k in index]
+    return SplitBatch(prefixes, group, suffixes, user_pos, item_pos, np.array(first_row, dtype=np.int64))
 
 
 class PrefixScorer:
     """Last-position hidden states of a decoder for a :class:`SplitBatch`.
 
     ``prefix_batch_size`` distinct prefixes are encoded per forward (sorted by length, to keep
-    padding low), then their rows' suffixes in batches of ``llm_batch_size`` (sorted by
-    length). When all rows of a suffix batch share one prefix its keys/values are expanded, not
-    copied; the decoder's cache still concatenates them with the suffix's (one copy per layer).
+    padding low), then their rows' suffixes, ``llm_batch_size`` rows per forward, with the
+    suffixes of one prefix packed into one sequence: a prefix's keys/values are read by all its
+    rows without being repeated per row (the decoder's cache still concatenates them with the
+    suffix tokens', one copy per layer and pack).
     """
 
     def __init__(self, decoder, embedding, placeholder_id: int, prefix_batch_size: int = 16, llm_batch_size: int = 32):
@@ -76,19 +91,20 @@ class PrefixScorer:
         rows_of = [[] for _ in split.prefixes]
         for r, g in enumerate(split.group):
             rows_of[g].append(r)
-        order = np.argsort(-prefix_len, kind="stable")
+        # prefixes of similar length and with as many rows each go together: little padding in
+        # the prefix forward and in the packed suffix forward
+        group_rows = np.array([len(r) for r in rows_of])
+        order = np.lexsort((-prefix_len, -group_rows))
         done_rows, done_hidden = [], []
         for start in range(0, len(order), self.prefix_batch_size):
             chunk = order[start : start + self.prefix_batch_size]
             with torch.set_grad_enabled(prefix_grad and torch.is_grad_enabled()):
-                kv, prefix_mask = self._encode_prefixes([split.prefixes[g] for g in chunk], device)
+                kv, prefix_mask = self._encode_prefixes(split, chunk, user_vec, device)
             local = {int(g): k for k, g in enumerate(chunk)}
-            rows = [r for g in chunk for r in rows_of[g]]
-            rows.sort(key=lambda r: -len(split.suffixes[r]))
+            rows = [r for g in chunk for r in sorted(rows_of[g], key=lambda r: len(split.suffixes[r]))]
             for s in range(0, len(rows), self.llm_batch_size):
                 part = rows[s : s + self.llm_batch_size]
-                slots = torch.tensor([local[int(split.group[r])] for r in part], device=device)
-                hidden = self._run_suffixes(split, part, slots, kv, prefix_mask, prefix_len[chunk], user_vec, item_vec)
+                hidden = self._run_packed(split, part, local, kv, prefix_mask, prefix_len[chunk], user_vec, item_vec)
                 done_rows += part
                 done_hidden.append(hidden)
         hidden = torch.cat(done_hidden)
@@ -96,7 +112,8 @@ class PrefixScorer:
         out = hidden.new_zeros((split.rows, hidden.shape[-1]))
         return out.index_copy(0, index, hidden)
 
-    def _encode_prefixes(self, prefixes: list[tuple[int, ...]], device) -> tuple[list, torch.Tensor]:
+    def _encode_prefixes(self, split: SplitBatch, chunk: np.ndarray, user_vec, device) -> tuple[list, torch.Tensor]:
+        prefixes = [split.prefixes[g] for g in chunk]
         width = max(len(p) for p in prefixes)
         ids = torch.full((len(prefixes), width), self.placeholder_id, dtype=torch.long)
         mask = torch.zeros((len(prefixes), width), dtype=torch.long)
@@ -105,49 +122,81 @@ class PrefixScorer:
             mask[b, : len(p)] = 1
         ids, mask = ids.to(device), mask.to(device)
         positions = torch.arange(width, device=device).expand(len(prefixes), -1)
-        out = self.decoder(inputs_embeds=self.embedding(ids), attention_mask=mask, position_ids=positions, use_cache=True)
+        embeds = self.embedding(ids)
+        rows = split.first_row[chunk]
+        inside = split.user_pos[rows] < np.array([len(p) for p in prefixes])
+        if user_vec is not None and inside.any():  # the <UserID> slot is part of these prefixes
+            assert inside.all(), "a prefix either holds the <UserID> slot for every row or for none"
+            pos = torch.as_tensor(split.user_pos[rows], device=device)
+            embeds = splice(embeds, pos, user_vec[torch.as_tensor(rows, device=device)].to(embeds.dtype))
+        out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
         cache = out.past_key_values
         return [(layer.keys, layer.values) for layer in cache.layers], mask
 
-    def _run_suffixes(self, split, part, slots, kv, prefix_mask, prefix_len, user_vec, item_vec) -> torch.Tensor:
+    def _run_packed(self, split, part, local, kv, prefix_mask, prefix_len, user_vec, item_vec) -> torch.Tensor:
+        """The suffixes of ``part`` rows, those of one prefix packed end to end into one sequence
+        (no padding between them): each suffix token sees its prefix and the earlier tokens of
+        its own suffix only (a 4D mask), at positions continuing from its prefix."""
         from transformers import DynamicCache
         from transformers.cache_utils import DynamicLayer
 
         device = prefix_mask.device
-        n, width = len(part), max(len(split.suffixes[r]) for r in part)
-        ids = torch.full((n, width), self.placeholder_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        lengths = torch.empty(n, dtype=torch.long)
-        for b, r in enumerate(part):
-            suffix = split.suffixes[r]
-            ids[b, : len(suffix)] = torch.tensor(suffix, dtype=torch.long)
-            mask[b, : len(suffix)] = 1
-            lengths[b] = len(suffix)
-        ids, mask, lengths = ids.to(device), mask.to(device), lengths.to(device)
+        packs: list[tuple[int, list[int]]] = []
+        for r in part:
+            g = local[int(split.group[r])]
+            if packs and packs[-1][0] == g:
+                packs[-1][1].append(r)
+            else:
+                packs.append((g, [r]))
+        width = max(sum(len(split.suffixes[r]) for r in rows) for _, rows in packs)
+        n_packs = len(packs)
+        ids = torch.full((n_packs, width), self.placeholder_id, dtype=torch.long)
+        positions = torch.zeros((n_packs, width), dtype=torch.long)
+        segment = torch.full((n_packs, width), -1, dtype=torch.long)
+        last, slot_index, slot_rows = [], [], []
+        for b, (g, rows) in enumerate(packs):
+            offset = 0
+            for r in rows:
+                suffix, cut = split.suffixes[r], len(split.prefixes[split.group[r]])
+                end = offset + len(suffix)
+                ids[b, offset:end] = torch.tensor(suffix, dtype=torch.long)
+                positions[b, offset:end] = torch.arange(cut, cut + len(suffix))
+                segment[b, offset:end] = r
+                for kind, pos in ((0, split.user_pos[r]), (1, split.item_pos[r])):
+                    if pos >= cut:  # the slot is in this suffix
+                        slot_index.append((kind, b, offset + pos - cut))
+                        slot_rows.append(r)
+                last.append((b, end - 1))
+                offset = end
+        ids, positions, segment = ids.to(device), positions.to(device), segment.to(device)
         embeds = self.embedding(ids)
-        rows = torch.tensor(part, device=device)
-        for vectors, positions in ((user_vec, split.user_pos), (item_vec, split.item_pos)):
-            if vectors is not None:
-                pos = torch.as_tensor(positions[part], device=device)
-                embeds = splice(embeds, pos, vectors[rows].to(embeds.dtype))
-        shared = bool((slots == slots[0]).all())
+        for kind, vectors in ((0, user_vec), (1, item_vec)):
+            chosen = [k for k, (which, _, _) in enumerate(slot_index) if which == kind]
+            if vectors is None or not chosen:
+                continue
+            b_idx = torch.tensor([slot_index[k][1] for k in chosen], device=device)
+            t_idx = torch.tensor([slot_index[k][2] for k in chosen], device=device)
+            values = vectors[torch.tensor([slot_rows[k] for k in chosen], device=device)].to(embeds.dtype)
+            embeds = embeds.index_put((b_idx, t_idx), values)
+        slots = torch.tensor([g for g, _ in packs], device=device)
+        own = (segment.unsqueeze(2) == segment.unsqueeze(1)) & (segment.unsqueeze(2) >= 0)
+        own &= torch.ones(width, width, dtype=torch.bool, device=device).tril()
+        allowed = torch.cat([prefix_mask[slots].bool().unsqueeze(1).expand(-1, width, -1), own], dim=2)
+        mask = torch.zeros(allowed.shape, dtype=embeds.dtype, device=device)
+        mask = mask.masked_fill(~allowed, torch.finfo(embeds.dtype).min).unsqueeze(1)
         cache = DynamicCache()
         for keys, values in kv:
             layer = DynamicLayer()
             layer.lazy_initialization(keys, values)
-            if shared:  # one prefix for the whole batch: a view, no copy
-                layer.keys = keys[slots[:1]].expand(n, -1, -1, -1)
-                layer.values = values[slots[:1]].expand(n, -1, -1, -1)
+            if n_packs == len(kv[0][0]) and bool((slots == torch.arange(n_packs, device=device)).all()):
+                layer.keys, layer.values = keys, values  # each prefix once, in order: no copy
             else:
                 layer.keys, layer.values = keys[slots], values[slots]
             cache.layers.append(layer)
-        attention = torch.cat([prefix_mask[slots], mask], dim=1)
-        start = torch.as_tensor(prefix_len, device=device)[slots]
-        positions = start.unsqueeze(1) + torch.arange(width, device=device)
-        out = self.decoder(
-            inputs_embeds=embeds, attention_mask=attention, position_ids=positions, past_key_values=cache, use_cache=True
-        )
-        return out.last_hidden_state[torch.arange(n, device=device), lengths - 1]
+        out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        b_idx = torch.tensor([b for b, _ in last], device=device)
+        t_idx = torch.tensor([t for _, t in last], device=device)
+        return out.last_hidden_state[b_idx, t_idx]
 
 
 def splice(embeds: torch.Tensor, positions: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:

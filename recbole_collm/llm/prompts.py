@@ -121,22 +121,31 @@ class PromptBuilder:
                 ids += piece
         return ids, user_pos, item_pos
 
-    def split_row(self, history: np.ndarray, target: int) -> tuple[tuple[int, ...], list[int], int, int]:
-        """One prompt cut where it starts to depend on the target: ``(prefix, suffix, user_pos,
-        item_pos)``, slot positions relative to the suffix (-1 if none). The prefix is every piece
-        before the first of <UserID>/<TargetItemTitle>/<TargetItemID>, so it is a function of the
-        (fitted) history alone and ``prefix + suffix`` equals :meth:`row`'s ids."""
-        ids, user_pos, item_pos = self.row(history, target)
-        cut = self.prefix_length(history, target)
-        shift = lambda pos: pos - cut if pos >= 0 else -1  # noqa: E731
-        return tuple(ids[:cut]), ids[cut:], shift(user_pos), shift(item_pos)
+    def split_row(self, history: np.ndarray, target: int, through_user: bool = False) -> tuple[tuple[int, ...], list[int], int, int]:
+        """One prompt cut in two: ``(prefix, suffix, user_pos, item_pos)``, slot positions in the
+        whole prompt (-1 if none); ``prefix + suffix`` equals :meth:`row`'s ids.
 
-    def prefix_length(self, history: np.ndarray, target: int) -> int:
+        The prefix is every piece before the first <UserID>/<TargetItemTitle>/<TargetItemID>: a
+        function of the (fitted) history alone. ``through_user=True`` cuts before the first
+        target slot instead, so the prefix holds the <UserID> slot (a function of history and
+        user: share it only between rows of the same user)."""
+        ids, user_pos, item_pos = self.row(history, target)
+        cut = self.prefix_length(history, target, (TARGET, ITEM) if through_user else (USER, TARGET, ITEM))
+        return tuple(ids[:cut]), ids[cut:], user_pos, item_pos
+
+    def prefix_length(self, history: np.ndarray, target: int, stops: tuple[str, ...] = (USER, TARGET, ITEM)) -> int:
+        """Tokens before the first of the ``stops`` slots."""
         history = self.fit_history(history, target)
         length = 0
         for piece in self.pieces:
-            if piece in (USER, TARGET, ITEM):
+            if piece in stops:
                 return length
+            if piece in (USER, ITEM):
+                length += 1
+                continue
+            if piece == TARGET:
+                length += len(self.target_title_ids[target])
+                continue
             if piece == HISTORY:
                 length += sum(len(self.history_title_ids[i]) for i in history)
                 length += len(self.comma_ids) * max(len(history) - 1, 0)

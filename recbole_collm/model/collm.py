@@ -167,7 +167,13 @@ class CoLLM(CandidateRankingMixin, AbstractRecommender):
         """Each distinct prefix once; prefixes without autograd when no LLM weight trains (the
         CIE stage): nothing before <UserID> depends on a trainable parameter then."""
         prompts = self.prompts
-        split = split_batch(prompts, interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID])
+        # scoring only (no autograd) and a user vector blind to the target: the prefix can run
+        # through the <UserID> slot, shared by the rows of one user (all candidates in ranking)
+        through_user = prompts.with_ids and not torch.is_grad_enabled() and not self.cie.user_depends_on_target
+        split = split_batch(
+            prompts, interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID],
+            interaction[self.USER_ID] if through_user else None,
+        )
         user_vec = item_vec = None
         if prompts.with_ids:
             user_vec, item_vec = self.cie(interaction)

@@ -1,0 +1,98 @@
+"""The paper-table study on the tiny dataset and a tiny LLM: every row's wiring (ensemble,
+UI-token, T1/T2/T3), outputs, and resuming without recomputing."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from recbole_collm import study
+from recbole_collm.compat import load_checkpoint
+from tests.conftest import TINY_YAML
+
+
+def lora(state):
+    return {k: v for k, v in state.items() if "lora_" in k}
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tiny_llm_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    common = {"eval_rows_limit": 30, "epochs": 2, "state": "WARNING", "show_progress": False, "seed": 2023}
+    llm = {"llm_path": str(tiny_llm_dir), "train_rows_limit": 32, "epochs": 1, "eval_step": 0, "lora_dropout": 0.0,
+           "warmup_steps": 0, "learning_rate": 0.01}
+    results = study.run_study(["tiny"], common, llm, str(out), config_files={"tiny": [TINY_YAML]})
+    return out, results["tiny"], (common, llm)
+
+
+def test_every_row_of_the_paper_table_is_produced(tiny_study):
+    out, records, _ = tiny_study
+    expected = [r.name for r in study.plan()] + [name for name, _, _ in study.ENSEMBLES]
+    assert list(records) == expected
+    for name in expected:
+        assert 0.0 <= records[name]["test_result"]["auc"] <= 1.0, name
+    table = (out / "table.md").read_text()
+    assert all(f"| {name} |" in table for name in expected)
+    assert "Efficiency" in table and "inference ratio" in table
+    assert (out / "table.csv").read_text().count("\n") == len(expected) + 1
+    assert (out / "warm_cold_tiny.png").stat().st_size > 1000
+
+
+def test_all_runs_score_the_same_test_rows(tiny_study):
+    _, records, _ = tiny_study
+    keys = {name: list(zip(r["test_rows"]["user"], r["test_rows"]["item"])) for name, r in records.items() if "test_rows" in r}
+    first = next(iter(keys.values()))
+    assert len(first) == 30 and all(k == first for k in keys.values())
+
+
+def test_ensemble_averages_probabilities_of_the_same_rows(tiny_study):
+    _, records, _ = tiny_study
+    mf, llm = records["MF"]["test_rows"], records["CoLLM-MF"]["test_rows"]
+    assert list(zip(mf["user"], mf["item"])) == list(zip(llm["user"], llm["item"]))
+    average = [(s + t) / 2 for s, t in zip(mf["score"], llm["score"])]
+    expected = roc_auc_score(mf["label"], average)
+    assert records["MF + CoLLM-MF"]["test_result"]["auc"] == pytest.approx(expected, abs=1e-4)  # RecBole rounds to 4 places
+    assert records["MF + CoLLM-MF"]["test_result"]["auc"] != pytest.approx(records["MF"]["test_result"]["auc"], abs=1e-9)
+
+
+def test_stage_two_rows_keep_tallrecs_lora_and_train_their_own_part(tiny_study):
+    _, records, _ = tiny_study
+    state = {name: load_checkpoint(records[name]["model_file"])["state_dict"] for name in records if "model_file" in records[name]}
+    tallrec_lora = lora(state["TALLRec"])
+    assert any(v.abs().sum() > 0 for k, v in tallrec_lora.items() if "lora_B" in k)  # TALLRec trained
+    for name in ("CoLLM-MF", "CoLLM-DIN", "w/ UI-token", "T1 (tune CF model)", "T2 (CF from scratch)"):
+        assert lora(state[name]).keys() == tallrec_lora.keys()
+        assert all(torch.equal(lora(state[name])[k], v) for k, v in tallrec_lora.items()), name  # frozen
+    # UI-token: per-user / per-item rows in the LLM's width, no CIE MLP, no CF model
+    ui = {k for k in state["w/ UI-token"] if k.startswith("cie.")}
+    assert ui == {"cie.user.weight", "cie.item.weight"}
+    # T3 trains LoRA from scratch together with the MLP: its LoRA is its own
+    t3 = lora(state["T3 (one step)"])
+    assert any(not torch.equal(t3[k], v) for k, v in tallrec_lora.items())
+    assert any(v.abs().sum() > 0 for k, v in t3.items() if "lora_B" in k)
+
+
+def test_t1_tunes_the_cf_model_t2_trains_mf_from_scratch(tiny_study):
+    _, records, _ = tiny_study
+    mf = load_checkpoint(records["MF"]["model_file"])["state_dict"]
+    frozen = load_checkpoint(records["CoLLM-MF"]["model_file"])["state_dict"]
+    tuned = load_checkpoint(records["T1 (tune CF model)"]["model_file"])["state_dict"]
+    scratch = load_checkpoint(records["T2 (CF from scratch)"]["model_file"])["state_dict"]
+    key = "cie.source.model.user_embedding.weight"
+    assert torch.equal(frozen[key], mf["user_embedding.weight"])
+    assert not torch.equal(tuned[key], mf["user_embedding.weight"])
+    assert "cie.source.user.weight" in scratch and key not in scratch
+
+
+def test_a_second_call_recomputes_nothing(tiny_study, monkeypatch):
+    out, records, (common, llm) = tiny_study
+
+    def refuse(**kwargs):
+        raise AssertionError(f"run recomputed: {kwargs.get('model')}")
+
+    monkeypatch.setattr("recbole_collm.quick_start.run_recbole_collm", refuse)
+    again = study.run_study(["tiny"], common, llm, str(out), config_files={"tiny": [TINY_YAML]})["tiny"]
+    assert again["CoLLM-MF"]["test_result"] == records["CoLLM-MF"]["test_result"]
+    saved = json.loads((out / "runs" / "tiny" / "CoLLM_MF.json").read_text())
+    assert np.allclose(saved["test_rows"]["score"], records["CoLLM-MF"]["test_rows"]["score"])
