@@ -3,8 +3,9 @@
     python benchmarks/prefix_engine.py [--dataset ml-1m-collm] [--split-rows 768] [--repeats 5]
 
 Each figure runs in its own subprocess (clean peak-memory reading): the process loads the model
-and data, then the measured work runs while a thread samples RSS every 2 ms (CPU) or reads
-``torch.cuda.max_memory_allocated`` (GPU). Peak = highest reading minus the reading before.
+and data, then the measured work (its warm-up pass included: that is where the allocator grows)
+runs while a thread samples RSS every 2 ms (CPU) or reads ``torch.cuda.max_memory_allocated``
+(GPU). Peak = highest reading minus the reading before.
 
 - candidates: one test row's prompt with 20 candidate items (one prefix, 20 suffixes);
 - split: the first --split-rows rows of the test split (sorted by user and time, as the plugin
@@ -128,10 +129,9 @@ def worker(scenario: str, path: str, args) -> dict:
         batch = row.repeat_interleave(args.candidates)
         batch.update(Interaction({config["ITEM_ID_FIELD"]: items}))
         batch = batch.to(device)
-        with torch.no_grad():
-            model.predict(batch)  # warm-up
-            with PeakMemory() as peak:
-                seconds = timed(lambda: model.predict(batch), args.repeats)
+        with torch.no_grad(), PeakMemory() as peak:
+            model.predict(batch)  # warm-up (inside: the first pass is where the allocator grows)
+            seconds = timed(lambda: model.predict(batch), args.repeats)
         out.update(rows=args.candidates, seconds=seconds)
     elif scenario in ("split", "split_tallrec"):
         model.eval()
@@ -156,8 +156,8 @@ def worker(scenario: str, path: str, args) -> dict:
             model.zero_grad()
             model.calculate_loss(batch).backward()
 
-        step()  # warm-up
         with PeakMemory() as peak:
+            step()  # warm-up
             seconds = timed(step, args.repeats)
         grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad and p.grad is not None])
         out.update(rows=len(batch), seconds=seconds, grad_norm=float(grads.norm()))
