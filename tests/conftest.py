@@ -64,6 +64,17 @@ def tiny_llm_dir(smollm2_dir, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def mf_checkpoint(tmp_path_factory) -> str:
+    """A plugin MF checkpoint trained on the tiny dataset: a CIE source for the LLM tests."""
+    from recbole_collm import run_recbole_collm
+
+    out = tmp_path_factory.mktemp("mf")
+    result = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML],
+                               config_dict={"epochs": 2, "checkpoint_dir": str(out), "state": "WARNING"})
+    return result["model_file"]
+
+
 def llm_config(model: str, llm_dir: Path, tmp_path: Path, **overrides):
     base = {"llm_path": str(llm_dir), "train_rows_limit": 48, "eval_rows_limit": 24, "show_progress": False,
             "lora_dropout": 0.0, "train_batch_size": 8, "warmup_steps": 0}

@@ -1,5 +1,4 @@
 """Each baseline trains for an epoch through the real Trainer and reloads from its checkpoint."""
-import numpy as np
 import pytest
 import torch
 

@@ -1,5 +1,4 @@
 """CoLLM on a tiny random LLaMA with SmolLM2's tokenizer: splice, stages, alignment, reload."""
-import copy
 
 import numpy as np
 import pandas as pd
@@ -18,14 +17,6 @@ from tests.conftest import ROOT, TINY_YAML, llm_config
 
 def train_split(config):
     return CollmDataset(config).build()[0]
-
-
-@pytest.fixture(scope="module")
-def mf_checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mf")
-    result = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML],
-                               config_dict={"epochs": 2, "checkpoint_dir": str(out), "state": "WARNING"})
-    return result["model_file"]
 
 
 def test_splice_puts_vectors_exactly_at_slots():

@@ -8,17 +8,7 @@ from recbole_collm.data import CollmDataset
 from recbole_collm.llm.prefix_scoring import split_batch
 from recbole_collm.model.collm import CoLLM
 from recbole_collm.model.tallrec import TALLRec
-from tests.conftest import TINY_YAML, llm_config
-
-
-@pytest.fixture(scope="module")
-def mf_checkpoint(tmp_path_factory):
-    from recbole_collm import run_recbole_collm
-
-    out = tmp_path_factory.mktemp("mf")
-    result = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML],
-                               config_dict={"epochs": 2, "checkpoint_dir": str(out), "state": "WARNING"})
-    return result["model_file"]
+from tests.conftest import llm_config
 
 
 def mixed_batch(train):

@@ -51,7 +51,6 @@ def test_nan_in_llm_training_names_users(tiny_llm_dir, tmp_path, monkeypatch):
             "checkpoint_dir": str(tmp_path), "state": "WARNING", "show_progress": False})
 
 
-import os  # noqa: E402
 import random  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
