@@ -213,7 +213,14 @@ def write_outputs(results: dict, out_dir: str) -> None:
     for dataset, records in results.items():
         paper = dataset == "ml-1m-collm"
         header = ["group", "run"] + [label for _, label in METRICS] + (["paper AUC", "paper UAUC"] if paper else []) + ["train s", "test s"]
-        md += [f"## {dataset}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        md += [f"## {dataset}", ""]
+        sample = next(iter(records.values()))
+        llm_rows = next((r.get("train_rows_limit") for r in records.values() if r.get("group") == "LLM"), None)
+        warm, cold = (sample["test_result"].get(f"{k}_rows") for k in ("warm", "cold"))
+        md += [f"Test rows: {len(sample.get('test_rows', {}).get('label', []))} (warm {int(warm or 0)}, "
+               f"cold {int(cold or 0)}), the same for every run; LLM train rows per stage: "
+               f"{llm_rows or 'all'} (most recent); CF models: all train rows.", ""]
+        md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for name, record in records.items():
             result = record["test_result"]
             values = [_fmt(result.get(key)) for key, _ in METRICS]
@@ -255,13 +262,15 @@ def _warm_cold_figure(dataset: str, records: dict, path: str) -> None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     for ax, metric in zip(axes, ("auc", "uauc")):
-        width = 0.8 / len(names)
+        width, lowest = 0.8 / len(names), 0.4
         for k, name in enumerate(names):
             result = records[name]["test_result"]
             values = [result.get(f"{subset}_{metric}", float("nan")) for subset in ("warm", "cold")]
-            ax.bar(np.arange(2) + k * width, values, width, label=name)
+            bars = ax.bar(np.arange(2) + k * width, values, width, label=name)
+            ax.bar_label(bars, fmt="%.3f", fontsize=6)
+            lowest = min([lowest] + [v for v in values if not math.isnan(v)])
         ax.set_xticks(np.arange(2) + width * (len(names) - 1) / 2, ["warm", "cold"])
-        ax.set_ylim(0.4, 1.0)
+        ax.set_ylim(math.floor(lowest * 10) / 10 - 0.05, 1.0)
         ax.axhline(0.5, color="grey", linewidth=0.5)
         ax.set_title(f"{dataset}: {metric.upper()}")
     axes[0].legend(fontsize=8)
