@@ -2,7 +2,7 @@
 UI-token and T1/T2/T3 ablations, MF+LLM ensembles, efficiency ratio, warm/cold figures.
 
     python benchmarks/paper_table.py [--config benchmarks/paper_table.yaml] [--out benchmarks/results/paper_table]
-                                     [--datasets ml-100k] [--only MF TALLRec CoLLM-MF]
+                                     [--datasets ml-100k] [--only MF TALLRec CoLLM-MF] [--report-only]
 
 Budget (training rows, epochs, test rows) lives in the yaml. Finished runs are kept under
 <out>/runs/ and never recomputed: after an interruption, run the same command again.
@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "paper_table"))
     parser.add_argument("--datasets", nargs="+", help="override the yaml's datasets")
     parser.add_argument("--only", nargs="+", metavar="RUN", help=f"a subset of runs: {', '.join(r.name for r in plan())}")
+    parser.add_argument("--report-only", action="store_true", help="write the table from finished runs, compute nothing")
     args = parser.parse_args(sys.argv[1:])
     sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv
     with open(args.config) as f:
@@ -37,7 +38,8 @@ def main() -> None:
     if "ml-1m-collm" in datasets and not shared.is_dir():
         print(f"ml-1m-collm: skipped, the paper's split is not at {shared} (see README: Data)")
         datasets = [d for d in datasets if d != "ml-1m-collm"]
-    run_study(datasets, study.get("common") or {}, study.get("llm") or {}, args.out, only=args.only)
+    run_study(datasets, study.get("common") or {}, study.get("llm") or {}, args.out, only=args.only,
+              report_only=args.report_only)
     print(f"\nwrote {args.out}/table.md, table.csv and warm_cold_*.png\n")
     print((Path(args.out) / "table.md").read_text())
 

@@ -71,9 +71,11 @@ def run_study(
     out_dir: str,
     config_files: dict[str, list[str]] | None = None,
     only: list[str] | None = None,
+    report_only: bool = False,
 ) -> dict[str, dict]:
     """Run (or reuse) every row on every dataset, then write ``table.md``, ``table.csv`` and
-    ``warm_cold_<dataset>.png`` into ``out_dir``. Returns ``{dataset: {row: record}}``."""
+    ``warm_cold_<dataset>.png`` into ``out_dir``. ``report_only`` writes them from the finished
+    runs alone, computing nothing. Returns ``{dataset: {row: record}}``."""
     from recbole_collm.quick_start import run_recbole_collm
 
     runs = [r for r in plan() if not only or r.name in only]
@@ -88,6 +90,9 @@ def run_study(
                 with open(path) as f:
                     records[run.name] = json.load(f)
                 print(f"[{step}/{total}] {dataset} {run.name}: done earlier ({path})", flush=True)
+                continue
+            if report_only:
+                print(f"[{step}/{total}] {dataset} {run.name}: not run yet (left out of the report)", flush=True)
                 continue
             settings = {**common, **(llm if run.llm else {}), **run.settings}
             settings["checkpoint_dir"] = os.path.join(out_dir, "saved", dataset, slug(run.name))

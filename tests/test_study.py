@@ -96,3 +96,15 @@ def test_a_second_call_recomputes_nothing(tiny_study, monkeypatch):
     assert again["CoLLM-MF"]["test_result"] == records["CoLLM-MF"]["test_result"]
     saved = json.loads((out / "runs" / "tiny" / "CoLLM_MF.json").read_text())
     assert np.allclose(saved["test_rows"]["score"], records["CoLLM-MF"]["test_rows"]["score"])
+
+
+def test_report_only_writes_the_table_from_finished_runs(tiny_study, tmp_path, monkeypatch):
+    out, records, (common, llm) = tiny_study
+    monkeypatch.setattr("recbole_collm.quick_start.run_recbole_collm", lambda **kw: pytest.fail("computed"))
+    partial = tmp_path / "partial"
+    (partial / "runs" / "tiny").mkdir(parents=True)
+    for name in ("MF", "TALLRec"):
+        (partial / "runs" / "tiny" / f"{study.slug(name)}.json").write_text((out / "runs" / "tiny" / f"{study.slug(name)}.json").read_text())
+    report = study.run_study(["tiny"], common, llm, str(partial), config_files={"tiny": [TINY_YAML]}, report_only=True)["tiny"]
+    assert list(report) == ["MF", "TALLRec", "MF + TALLRec"]
+    assert "| CoLLM-MF |" not in (partial / "table.md").read_text()
