@@ -100,26 +100,8 @@ class PromptBuilder:
 
     def row(self, history: np.ndarray, target: int) -> tuple[list[int], int, int]:
         """Token ids of one prompt and the positions of the user and item slots (-1 if none)."""
-        history = self.fit_history(history, target)
-        ids: list[int] = []
-        user_pos = item_pos = -1
-        for piece in self.pieces:
-            if piece == HISTORY:
-                for k, item in enumerate(history):
-                    if k:
-                        ids += self.comma_ids
-                    ids += self.history_title_ids[item]
-            elif piece == TARGET:
-                ids += self.target_title_ids[target]
-            elif piece == USER:
-                user_pos = len(ids)
-                ids.append(self.placeholder_id)
-            elif piece == ITEM:
-                item_pos = len(ids)
-                ids.append(self.placeholder_id)
-            else:
-                ids += piece
-        return ids, user_pos, item_pos
+        ids, starts = self._assemble(history, target)
+        return ids, starts.get(USER, -1), starts.get(ITEM, -1)
 
     def split_row(self, history: np.ndarray, target: int, through_user: bool = False) -> tuple[tuple[int, ...], list[int], int, int]:
         """One prompt cut in two: ``(prefix, suffix, user_pos, item_pos)``, slot positions in the
@@ -129,29 +111,31 @@ class PromptBuilder:
         function of the (fitted) history alone. ``through_user=True`` cuts before the first
         target slot instead, so the prefix holds the <UserID> slot (a function of history and
         user: share it only between rows of the same user)."""
-        ids, user_pos, item_pos = self.row(history, target)
-        cut = self.prefix_length(history, target, (TARGET, ITEM) if through_user else (USER, TARGET, ITEM))
-        return tuple(ids[:cut]), ids[cut:], user_pos, item_pos
+        ids, starts = self._assemble(history, target)
+        stops = (TARGET, ITEM) if through_user else (USER, TARGET, ITEM)
+        cut = min(starts[slot] for slot in stops if slot in starts)
+        return tuple(ids[:cut]), ids[cut:], starts.get(USER, -1), starts.get(ITEM, -1)
 
-    def prefix_length(self, history: np.ndarray, target: int, stops: tuple[str, ...] = (USER, TARGET, ITEM)) -> int:
-        """Tokens before the first of the ``stops`` slots."""
+    def _assemble(self, history: np.ndarray, target: int) -> tuple[list[int], dict[str, int]]:
+        """Token ids of one prompt and where each non-history slot starts in them."""
         history = self.fit_history(history, target)
-        length = 0
+        ids: list[int] = []
+        starts: dict[str, int] = {}
         for piece in self.pieces:
-            if piece in stops:
-                return length
-            if piece in (USER, ITEM):
-                length += 1
-                continue
-            if piece == TARGET:
-                length += len(self.target_title_ids[target])
-                continue
             if piece == HISTORY:
-                length += sum(len(self.history_title_ids[i]) for i in history)
-                length += len(self.comma_ids) * max(len(history) - 1, 0)
+                for k, item in enumerate(history):
+                    if k:
+                        ids += self.comma_ids
+                    ids += self.history_title_ids[item]
+            elif piece == TARGET:
+                starts[TARGET] = len(ids)
+                ids += self.target_title_ids[target]
+            elif piece in (USER, ITEM):
+                starts[piece] = len(ids)
+                ids.append(self.placeholder_id)
             else:
-                length += len(piece)
-        return length
+                ids += piece
+        return ids, starts
 
     def batch(self, history: torch.Tensor, length: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Left-padded ``input_ids``, ``attention_mask``, ``position_ids`` and the slot positions
