@@ -99,7 +99,7 @@ class PrefixScorer:
         for start in range(0, len(order), self.prefix_batch_size):
             chunk = order[start : start + self.prefix_batch_size]
             with torch.set_grad_enabled(prefix_grad and torch.is_grad_enabled()):
-                kv, prefix_mask = self._encode_prefixes(split, chunk, user_vec, device)
+                kv, prefix_mask = self._encode_prefixes(split, chunk, prefix_len[chunk], user_vec, device)
             local = {int(g): k for k, g in enumerate(chunk)}
             rows = [r for g in chunk for r in sorted(rows_of[g], key=lambda r: len(split.suffixes[r]))]
             for s in range(0, len(rows), self.llm_batch_size):
@@ -112,9 +112,9 @@ class PrefixScorer:
         out = hidden.new_zeros((split.rows, hidden.shape[-1]))
         return out.index_copy(0, index, hidden)
 
-    def _encode_prefixes(self, split: SplitBatch, chunk: np.ndarray, user_vec, device) -> tuple[list, torch.Tensor]:
+    def _encode_prefixes(self, split: SplitBatch, chunk: np.ndarray, lengths: np.ndarray, user_vec, device) -> tuple[list, torch.Tensor]:
         prefixes = [split.prefixes[g] for g in chunk]
-        width = max(len(p) for p in prefixes)
+        width = int(lengths.max())
         ids = torch.full((len(prefixes), width), self.placeholder_id, dtype=torch.long)
         mask = torch.zeros((len(prefixes), width), dtype=torch.long)
         for b, p in enumerate(prefixes):
@@ -124,7 +124,7 @@ class PrefixScorer:
         positions = torch.arange(width, device=device).expand(len(prefixes), -1)
         embeds = self.embedding(ids)
         rows = split.first_row[chunk]
-        inside = split.user_pos[rows] < np.array([len(p) for p in prefixes])
+        inside = split.user_pos[rows] < lengths
         if user_vec is not None and inside.any():  # the <UserID> slot is part of these prefixes
             assert inside.all(), "a prefix either holds the <UserID> slot for every row or for none"
             pos = torch.as_tensor(split.user_pos[rows], device=device)
@@ -157,7 +157,7 @@ class PrefixScorer:
         for b, (g, rows) in enumerate(packs):
             offset = 0
             for r in rows:
-                suffix, cut = split.suffixes[r], len(split.prefixes[split.group[r]])
+                suffix, cut = split.suffixes[r], int(prefix_len[g])
                 end = offset + len(suffix)
                 ids[b, offset:end] = torch.tensor(suffix, dtype=torch.long)
                 positions[b, offset:end] = torch.arange(cut, cut + len(suffix))
@@ -184,14 +184,13 @@ class PrefixScorer:
         allowed = torch.cat([prefix_mask[slots].bool().unsqueeze(1).expand(-1, width, -1), own], dim=2)
         mask = torch.zeros(allowed.shape, dtype=embeds.dtype, device=device)
         mask = mask.masked_fill(~allowed, torch.finfo(embeds.dtype).min).unsqueeze(1)
+        # each prefix once, in order: the prefix cache as it is, no copy
+        in_order = n_packs == len(kv[0][0]) and bool((slots == torch.arange(n_packs, device=device)).all())
         cache = DynamicCache()
         for keys, values in kv:
             layer = DynamicLayer()
             layer.lazy_initialization(keys, values)
-            if n_packs == len(kv[0][0]) and bool((slots == torch.arange(n_packs, device=device)).all()):
-                layer.keys, layer.values = keys, values  # each prefix once, in order: no copy
-            else:
-                layer.keys, layer.values = keys[slots], values[slots]
+            layer.keys, layer.values = (keys, values) if in_order else (keys[slots], values[slots])
             cache.layers.append(layer)
         out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
         b_idx = torch.tensor([b for b, _ in last], device=device)
