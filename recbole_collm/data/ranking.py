@@ -82,11 +82,10 @@ def sample_candidates(
         p = weights / weights.sum()
     out = np.empty((len(targets), 1 + num), dtype=np.int64)
     for q, (user, target) in enumerate(zip(users, targets)):
-        seen = interacted[user]
-        if item_num - 1 - len(seen | {target}) < num:
+        taken = interacted[user] | {int(target)}
+        if item_num - 1 - len(taken) < num:
             raise InputError(f"eval_args.mode: user {user} has fewer than {num} items left to sample as negatives")
         chosen: list[int] = []
-        taken = set(seen) | {int(target)}
         while len(chosen) < num:
             draw = rng.choice(item_num, size=2 * (num - len(chosen)), p=p) if p is not None else rng.integers(1, item_num, size=2 * (num - len(chosen)))
             for item in draw.tolist():
