@@ -29,3 +29,7 @@ class MF(PointwiseMixin, GeneralRecommender):
     def logits(self, interaction) -> torch.Tensor:
         user, item = self.user_item_vectors(interaction)
         return (user * item).sum(-1)
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        user = self.user_embedding(interaction[self.USER_ID])
+        return self.mask_to_catalogue(torch.sigmoid(user @ self.item_embedding.weight.T))
