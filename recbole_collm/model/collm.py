@@ -13,10 +13,10 @@ from torch import nn
 from recbole_collm.compat import load_checkpoint
 from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.llm.backbone import add_lora, load_llm
-from recbole_collm.llm.cie import CheckpointSource, CollaborativeEncoder, ScratchMFSource  # noqa: F401
-from recbole_collm.model.candidates import CandidateRankingMixin
+from recbole_collm.llm.cie import CheckpointSource, CollaborativeEncoder, ScratchMFSource
 from recbole_collm.llm.prefix_scoring import PrefixScorer, splice, split_batch
 from recbole_collm.llm.prompts import PromptBuilder
+from recbole_collm.model.candidates import CandidateRankingMixin
 
 __all__ = ["CoLLM", "splice"]
 
