@@ -124,9 +124,11 @@ def run_study(
             records[run.name] = record
             print(f"[{step}/{total}] {dataset} {run.name}: AUC {_fmt(record['test_result'].get('auc'))} "
                   f"in {record['train_seconds'] + record['test_seconds']:.0f} s", flush=True)
+        context = None  # the dataset, built once for all of its ensembles
         for name, first, second in ENSEMBLES:
             if first in records and second in records:
-                records[name] = ensemble(records[first], records[second], dataset, common, config_files)
+                context = context or evaluation_context(dataset, common, config_files)
+                records[name] = ensemble(records[first], records[second], context)
                 records[name]["group"] = "Ensemble"
     write_outputs(results, out_dir)
     return results
@@ -146,14 +148,24 @@ def _fmt(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.4f}"
 
 
-def ensemble(first: dict, second: dict, dataset: str, common: dict, config_files=None) -> dict:
+def evaluation_context(dataset: str, common: dict, config_files=None) -> tuple:
+    """``(config, dataset, train split)`` for scoring per-row results with the plugin's evaluator
+    (token → id maps and the train counts behind warm/cold)."""
+    from recbole_collm.config import Config
+    from recbole_collm.data import CollmDataset
+
+    config = Config(model="MF", dataset=dataset, config_file_list=(config_files or {}).get(dataset),
+                    config_dict={**common, "state": "WARNING"})
+    data = CollmDataset(config)
+    return config, data, data.build()[0]
+
+
+def ensemble(first: dict, second: dict, context: tuple) -> dict:
     """Average of the two runs' probabilities (scores are already after sigmoid) on the same test
     rows, scored with the plugin's evaluator (AUC, UAUC, NDCG, warm/cold)."""
     import torch
     from recbole.evaluator.collector import DataStruct
 
-    from recbole_collm.config import Config
-    from recbole_collm.data import CollmDataset
     from recbole_collm.evaluator import CollmEvaluator
 
     a, b = first["test_rows"], second["test_rows"]
@@ -162,10 +174,7 @@ def ensemble(first: dict, second: dict, dataset: str, common: dict, config_files
     if list(zip(a["user"], a["item"], a["label"])) != list(zip(b["user"], b["item"], b["label"])):
         raise InputError(f"ensemble: {first['run']} and {second['run']} were tested on different rows")
     score = (np.asarray(a["score"]) + np.asarray(b["score"])) / 2
-    config = Config(model="MF", dataset=dataset, config_file_list=(config_files or {}).get(dataset),
-                    config_dict={**common, "state": "WARNING"})
-    data = CollmDataset(config)
-    train = data.build()[0]
+    config, data, train = context
     struct = DataStruct()
     struct.set("rec.score", torch.from_numpy(score).float())
     struct.set("data.label", torch.tensor(a["label"]).float())
