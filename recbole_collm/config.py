@@ -121,8 +121,18 @@ class Config(RecBoleConfig):
                 self.parameters["Dataset"] += [
                     k for k in config_dict if k not in self.parameters["Dataset"]
                 ]
+        self._apply_model_settings(model, model_class)
         # a plugin yaml may not change what kind of model this is
         self.internal_config_dict["MODEL_TYPE"] = model_class.type
+
+    def _apply_model_settings(self, model: str, model_class: type) -> None:
+        """A dataset yaml's ``model_settings: {MF: {embedding_size: 256}, ...}``: settings one
+        model takes on this dataset only (the official CoLLM CF sizes differ per dataset). They
+        rank with the dataset yaml, above the model yaml, below the user's settings."""
+        per_model = self.internal_config_dict.get("model_settings") or {}
+        names = [cls.__name__ for cls in reversed(model_class.__mro__) if cls.__name__ in per_model]
+        for name in dict.fromkeys([*names, model]):
+            self.internal_config_dict.update(per_model.get(name) or {})
 
     def _set_default_parameters(self):
         super()._set_default_parameters()

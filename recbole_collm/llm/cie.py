@@ -34,7 +34,9 @@ class CheckpointSource(nn.Module):
     choice: the MLP then maps them to its bias, the same vector for every unknown id).
     """
 
-    def __init__(self, path: str, dataset, min_overlap: float = 0.5, trainable: bool = False):
+    def __init__(
+        self, path: str, dataset, min_overlap: float = 0.5, trainable: bool = False, history_length: int | None = None
+    ):
         super().__init__()
         from recbole_collm.data import CollmDataset
         from recbole_collm.utils import get_model
@@ -50,7 +52,19 @@ class CheckpointSource(nn.Module):
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
         self.model.requires_grad_(trainable)
+        self.trainable = trainable
+        self.train(self.training)  # a frozen model starts (and stays) in eval mode
         self.name, self.dim = name, self.model.vector_dim
+        # sequence models read the most recent ``history_length`` (cie_history_length) history
+        # items, at most their own sequence length, in a batch as wide as that length
+        self.sequence_width = getattr(self.model, "max_seq_length", None)
+        self.history_length = min(self.sequence_width, history_length or self.sequence_width) if self.sequence_width else None
+        carried = dataset.config["MAX_ITEM_LIST_LENGTH"]
+        if self.history_length and carried < self.history_length:
+            raise InputError(
+                f"MAX_ITEM_LIST_LENGTH: {carried}, but the {name} source reads {self.history_length} history items "
+                f"(cie_history_length); raise MAX_ITEM_LIST_LENGTH or lower cie_history_length"
+            )
         self.cf_uid, self.cf_iid = cf_dataset.uid_field, cf_dataset.iid_field
         maps = {}
         for field, cf_field in ((dataset.uid_field, self.cf_uid), (dataset.iid_field, self.cf_iid)):
@@ -72,17 +86,40 @@ class CheckpointSource(nn.Module):
         self.list_field = dataset.iid_field + cf_config["LIST_SUFFIX"]
         self.length_field = cf_config["ITEM_LIST_LENGTH_FIELD"]
 
+    @property
+    def user_depends_on_target(self) -> bool:
+        """Whether the user vector changes with the target item (DIN's does: its user slot holds
+        the target embedding and the target-attention pooled history). Asked of the model."""
+        return bool(getattr(self.model, "user_depends_on_target", False))
+
+    def train(self, mode: bool = True):
+        """A frozen CF model stays in eval mode whatever the trainer asks (the official code pins
+        it so): its dropout and batch statistics must give the same vectors in training and in
+        evaluation. A tuned one (``tune_cf_model``, T1) follows the trainer."""
+        super().train(mode)
+        if not self.trainable:
+            self.model.eval()
+        return self
+
     def translate(self, interaction) -> Interaction:
-        """The batch in the checkpoint's id space; unknown history items are dropped."""
+        """The batch in the checkpoint's id space; unknown history items are dropped, and the
+        most recent ``history_length`` known items kept (oldest first, right-padded)."""
         users = self.user_map[interaction[self.uid]]
         items = self.item_map[interaction[self.iid]]
         fields = {self.cf_uid: users, self.cf_iid: items}
-        if self.list_field in interaction:
+        if self.history_length and self.list_field in interaction:
             history = self.item_map[interaction[self.list_field]]
             known = history > 0
             order = torch.argsort((~known).to(torch.int8), dim=1, stable=True)  # known first, in order
-            fields[self.cf_iid + "_list"] = torch.gather(history, 1, order)
-            fields[self.length_field] = known.sum(1)
+            history = torch.gather(history, 1, order)
+            count = known.sum(1)
+            keep = count.clamp(max=self.history_length)
+            offsets = torch.arange(self.sequence_width, device=history.device)
+            index = (count - keep).unsqueeze(1) + offsets  # the last `keep` known items
+            index = index.clamp(max=history.shape[1] - 1)
+            cropped = torch.gather(history, 1, index) * (offsets < keep.unsqueeze(1))
+            fields[self.cf_iid + "_list"] = cropped
+            fields[self.length_field] = keep
         return Interaction(fields)
 
     def forward(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,8 +156,9 @@ class CollaborativeEncoder(nn.Module):
 
     @property
     def user_depends_on_target(self) -> bool:
-        """DIN's user vector is attention over the history with the target as query."""
-        return getattr(self.source, "name", "") == "DIN"
+        """Whether the user slot changes with the target (decides if rows of one user may share
+        a prefix through <UserID>); the source knows, its name does not matter."""
+        return bool(getattr(self.source, "user_depends_on_target", False))
 
     def set_trainable(self, tune_source: bool) -> None:
         """The MLP trains; the source too when it is trained from scratch (T2) or asked (T1)."""

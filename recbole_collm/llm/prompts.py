@@ -31,6 +31,18 @@ def answer_token_ids(tokenizer, cue: str) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
+def leading_special_ids(tokenizer) -> list[int]:
+    """The BOS id when the tokenizer puts one before every text of its own accord (LLaMA/Vicuna,
+    Gemma: their models were trained so, and the official CoLLM prompt starts with ``<s>``), else
+    nothing (SmolLM2 defines a BOS token but never adds it)."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return []
+    with_special = tokenizer.encode("a", add_special_tokens=True)
+    plain = tokenizer.encode("a", add_special_tokens=False)
+    return [bos] if with_special[:1] == [bos] and plain[:1] != [bos] else []
+
+
 class PromptBuilder:
     """Builds left-padded token batches for (history, target) rows from a template.
 
@@ -45,6 +57,7 @@ class PromptBuilder:
         domain: str = "movie",
         with_ids: bool = True,
         max_tokens: int | None = None,
+        history_length: int | None = None,
     ):
         template = template.replace("{item}", domain)
         required = [HISTORY, TARGET] + ([USER, ITEM] if with_ids else [])
@@ -58,10 +71,11 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.with_ids = with_ids
         self.max_tokens = max_tokens
+        self.history_length = history_length  # the most recent N history titles (None: all given)
         self.placeholder_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         pieces = [p for p in SLOT_PATTERN.split(template) if p]
         # a space before a slot belongs to the slot's first token (as joint tokenization would do)
-        self.pieces = []
+        self.pieces = [leading_special_ids(tokenizer)]  # BOS once, before everything, where the model expects it
         for i, piece in enumerate(pieces):
             if piece in (HISTORY, USER, TARGET, ITEM):
                 self.pieces.append(piece)
@@ -78,8 +92,10 @@ class PromptBuilder:
         self.yes_id, self.no_id = answer_token_ids(tokenizer, pieces[-1])
 
     def fit_history(self, history: np.ndarray, target: int) -> np.ndarray:
-        """The most recent history items whose titles fit in ``max_tokens`` (oldest dropped first);
-        the ID slots, target title and answer cue are never cut."""
+        """The most recent ``history_length`` history items whose titles fit in ``max_tokens``
+        (oldest dropped first); the ID slots, target title and answer cue are never cut."""
+        if self.history_length is not None:
+            history = history[max(0, len(history) - self.history_length) :]
         if not self.max_tokens:
             return history
         fixed = sum(len(p) for p in self.pieces if not isinstance(p, str))

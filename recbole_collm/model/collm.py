@@ -56,15 +56,11 @@ class CoLLM(CandidateRankingMixin, AbstractRecommender):
         hidden = self.base_llm.config.hidden_size
         titles = getattr(dataset, "item_titles", None)
         domain = config["domain_item"] or "item"
-        max_tokens = config["max_prompt_tokens"]
-        self.text_prompts = PromptBuilder(
-            self.tokenizer, config["text_prompt_template"], titles, domain, with_ids=False, max_tokens=max_tokens
-        )
+        limits = {"max_tokens": config["max_prompt_tokens"], "history_length": config["prompt_history_length"]}
+        self.text_prompts = PromptBuilder(self.tokenizer, config["text_prompt_template"], titles, domain, with_ids=False, **limits)
         self.cie = None
         if self.uses_ids:
-            self.full_prompts = PromptBuilder(
-                self.tokenizer, config["prompt_template"], titles, domain, with_ids=True, max_tokens=max_tokens
-            )
+            self.full_prompts = PromptBuilder(self.tokenizer, config["prompt_template"], titles, domain, with_ids=True, **limits)
             self.cie = self._build_encoder(config, dataset, hidden)
         if config["lora_checkpoint"]:
             self.load_lora(config["lora_checkpoint"])
@@ -79,8 +75,10 @@ class CoLLM(CandidateRankingMixin, AbstractRecommender):
 
     def _build_source(self, config, dataset) -> nn.Module:
         if config["cie_checkpoint"]:
-            trainable = bool(config["tune_cf_model"])
-            return CheckpointSource(config["cie_checkpoint"], dataset, config["cie_min_overlap"], trainable)
+            return CheckpointSource(
+                config["cie_checkpoint"], dataset, config["cie_min_overlap"], bool(config["tune_cf_model"]),
+                history_length=config["cie_history_length"],
+            )
         if config["cie_model"] == "MF":
             return ScratchMFSource(dataset, config["cie_embedding_size"])
         raise InputError("cie_checkpoint: not set; give a saved MF/LightGCN/SASRec/DIN checkpoint or set cie_model: MF")
