@@ -306,7 +306,18 @@ class CoLLMTrainer(CollmTrainer):
                 self.optimizer.zero_grad()
             if show_progress:
                 batches.set_postfix(loss=f"{loss.item():.4f}")
+        self._log_prefix_store()
         return total_loss
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
+        self._log_prefix_store()
+        return result
+
+    def _log_prefix_store(self) -> None:
+        """The store's hit rate so far (what every pass after the first saves)."""
+        if getattr(self.model, "prefix_store", None) is not None:
+            self.logger.info(self.model.prefix_store.summary())
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         super()._save_checkpoint(epoch, verbose=verbose, **kwargs)

@@ -33,7 +33,8 @@ def both_paths(model, batch):
 @pytest.fixture
 def tiny_collm(tiny_llm_dir, mf_checkpoint, tmp_path):
     def build(stage, model_cls=CoLLM, **overrides):
-        settings = dict(cie_checkpoint=mf_checkpoint, stage=stage, prefix_batch_size=2, llm_batch_size=3)
+        # the per-batch engine alone (the prefix store across calls: tests/test_prefix_store.py)
+        settings = dict(cie_checkpoint=mf_checkpoint, stage=stage, prefix_batch_size=2, llm_batch_size=3, prefix_store_mb=0)
         settings.update(overrides)
         config = llm_config(model_cls.__name__, tiny_llm_dir, tmp_path, **settings)
         train = CollmDataset(config).build()[0]

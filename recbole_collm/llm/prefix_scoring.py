@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recbole_collm.llm.prefix_store import PrefixStore
 from recbole_collm.llm.prompts import PromptBuilder
 
 
@@ -71,8 +72,12 @@ class PrefixScorer:
     suffix tokens', one copy per layer and pack).
     """
 
-    def __init__(self, decoder, embedding, placeholder_id: int, prefix_batch_size: int = 16, llm_batch_size: int = 32):
+    def __init__(
+        self, decoder, embedding, placeholder_id: int, prefix_batch_size: int = 16, llm_batch_size: int = 32,
+        store: PrefixStore | None = None,
+    ):
         self.decoder, self.embedding, self.placeholder_id = decoder, embedding, placeholder_id
+        self.store = store  # prefixes encoded without autograd are kept there across calls
         self.prefix_batch_size = max(1, int(prefix_batch_size))
         self.llm_batch_size = max(1, int(llm_batch_size))
 
@@ -85,7 +90,9 @@ class PrefixScorer:
     ) -> torch.Tensor:
         """Hidden state at each row's last token, in row order. ``user_vec``/``item_vec`` (rows ×
         hidden) go into the ID slots. ``prefix_grad=False`` encodes prefixes without autograd
-        (exact when nothing before the first slot is trainable, e.g. the CIE stage)."""
+        (exact when nothing before the first slot is trainable, e.g. the CIE stage); such prefixes
+        are then taken from, or added to, the store when there is one (unless they hold the
+        <UserID> slot, whose vector may train)."""
         device = self.embedding.weight.device
         prefix_len = np.array([len(p) for p in split.prefixes])
         rows_of = [[] for _ in split.prefixes]
@@ -98,8 +105,13 @@ class PrefixScorer:
         done_rows, done_hidden = [], []
         for start in range(0, len(order), self.prefix_batch_size):
             chunk = order[start : start + self.prefix_batch_size]
-            with torch.set_grad_enabled(prefix_grad and torch.is_grad_enabled()):
-                kv, prefix_mask = self._encode_prefixes(split, chunk, prefix_len[chunk], user_vec, device)
+            grad = prefix_grad and torch.is_grad_enabled()
+            holds_user = bool((split.user_pos[split.first_row[chunk]] < prefix_len[chunk]).any())
+            if self.store is not None and not grad and not holds_user:
+                kv, prefix_mask = self._stored_prefixes(split, chunk, prefix_len[chunk], device)
+            else:
+                with torch.set_grad_enabled(grad):
+                    kv, prefix_mask = self._encode_prefixes(split, chunk, prefix_len[chunk], user_vec, device)
             local = {int(g): k for k, g in enumerate(chunk)}
             rows = [r for g in chunk for r in sorted(rows_of[g], key=lambda r: len(split.suffixes[r]))]
             for s in range(0, len(rows), self.llm_batch_size):
@@ -132,6 +144,31 @@ class PrefixScorer:
         out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
         cache = out.past_key_values
         return [(layer.keys, layer.values) for layer in cache.layers], mask
+
+    def _stored_prefixes(self, split: SplitBatch, chunk: np.ndarray, lengths: np.ndarray, device) -> tuple[list, torch.Tensor]:
+        """The chunk's prefixes from the store, the missing ones encoded (in one forward) and
+        stored first; laid out as :meth:`_encode_prefixes` returns them (right-padded)."""
+        entries = [self.store.get(split.prefixes[g]) for g in chunk]
+        missing = [k for k, entry in enumerate(entries) if entry is None]
+        if missing:
+            with torch.no_grad():
+                kv, _ = self._encode_prefixes(split, chunk[missing], lengths[missing], None, device)
+            for b, k in enumerate(missing):
+                n = int(lengths[k])
+                entries[k] = self.store.put(split.prefixes[chunk[k]], [(keys[b, :, :n], values[b, :, :n]) for keys, values in kv])
+        width, dtype = int(lengths.max()), self.embedding.weight.dtype
+        layers = []
+        for layer in range(len(entries[0])):
+            heads, _, dim = entries[0][layer][0].shape
+            keys = torch.zeros((len(chunk), heads, width, dim), dtype=dtype, device=device)
+            values = torch.zeros_like(keys)
+            for b, entry in enumerate(entries):
+                n = entry[layer][0].shape[1]
+                keys[b, :, :n] = entry[layer][0]
+                values[b, :, :n] = entry[layer][1]
+            layers.append((keys, values))
+        mask = (torch.arange(width, device=device) < torch.as_tensor(lengths, device=device).unsqueeze(1)).long()
+        return layers, mask
 
     def _run_packed(self, split, part, local, kv, prefix_mask, prefix_len, user_vec, item_vec) -> torch.Tensor:
         """The suffixes of ``part`` rows, those of one prefix packed end to end into one sequence

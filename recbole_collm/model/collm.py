@@ -14,7 +14,9 @@ from recbole_collm.compat import load_checkpoint
 from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.llm.backbone import add_lora, load_llm
 from recbole_collm.llm.cie import CheckpointSource, CollaborativeEncoder, ScratchMFSource
+from recbole_collm.data.ranking import is_ranking
 from recbole_collm.llm.prefix_scoring import PrefixScorer, splice, split_batch
+from recbole_collm.llm.prefix_store import PrefixStore
 from recbole_collm.llm.prompts import PromptBuilder
 from recbole_collm.model.candidates import CandidateRankingMixin
 
@@ -65,6 +67,17 @@ class CoLLM(CandidateRankingMixin, AbstractRecommender):
         if config["lora_checkpoint"]:
             self.load_lora(config["lora_checkpoint"])
         self.bce = nn.BCEWithLogitsLoss()
+        store_mb = config["prefix_store_mb"] or 0
+        if store_mb < 0:
+            raise InputError(f"prefix_store_mb: {store_mb} must be 0 (no store) or a positive number of MB")
+        dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+        if config["prefix_store_dtype"] not in dtypes:
+            raise InputError(f"prefix_store_dtype: '{config['prefix_store_dtype']}' is not one of {', '.join(dtypes)}")
+        self.prefix_store = PrefixStore(store_mb, dtypes[config["prefix_store_dtype"]]) if store_mb else None
+        # scoring: the rows of one user share a prefix through <UserID> when ranking candidates
+        # (one encoding per query beats a stored prefix) or when there is no store; labeled rows
+        # with a store end their prefix before <UserID>, so every later pass reuses it
+        self.share_user_prefix = self.prefix_store is None or is_ranking(config)
         self.stage = None
         self.set_stage(config["stage"] if config["stage"] != "all" else "lora")
 
@@ -167,7 +180,9 @@ class CoLLM(CandidateRankingMixin, AbstractRecommender):
         prompts = self.prompts
         # scoring only (no autograd) and a user vector blind to the target: the prefix can run
         # through the <UserID> slot, shared by the rows of one user (all candidates in ranking)
-        through_user = prompts.with_ids and not torch.is_grad_enabled() and not self.cie.user_depends_on_target
+        through_user = (
+            prompts.with_ids and self.share_user_prefix and not torch.is_grad_enabled() and not self.cie.user_depends_on_target
+        )
         split = split_batch(
             prompts, interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID],
             interaction[self.USER_ID] if through_user else None,
@@ -175,14 +190,17 @@ class CoLLM(CandidateRankingMixin, AbstractRecommender):
         user_vec = item_vec = None
         if prompts.with_ids:
             user_vec, item_vec = self.cie(interaction)
+        llm_trains = any(p.requires_grad for p in self.llm.parameters())
+        if self.prefix_store is not None:
+            self.prefix_store.check_weights(self.llm)
         scorer = PrefixScorer(
             self.base_llm.get_decoder(),
             self.base_llm.get_input_embeddings(),
             prompts.placeholder_id,
             self.config["prefix_batch_size"],
             self.config["llm_batch_size"],
+            store=self.prefix_store,
         )
-        llm_trains = any(p.requires_grad for p in self.llm.parameters())
         return scorer.hidden(split, user_vec, item_vec, prefix_grad=llm_trains)
 
     def _answer_score(self, hidden: torch.Tensor) -> torch.Tensor:
