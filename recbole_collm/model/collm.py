@@ -11,10 +11,10 @@ from recbole.utils import InputType, ModelType
 from torch import nn
 
 from recbole_collm.compat import load_checkpoint
+from recbole_collm.data.ranking import is_ranking
 from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.llm.backbone import add_lora, load_llm
 from recbole_collm.llm.cie import CheckpointSource, CollaborativeEncoder, ScratchMFSource
-from recbole_collm.data.ranking import is_ranking
 from recbole_collm.llm.prefix_scoring import PrefixScorer, splice, split_batch
 from recbole_collm.llm.prefix_store import PrefixStore
 from recbole_collm.llm.prompts import PromptBuilder
@@ -52,6 +52,18 @@ class CoLLM(CandidateRankingMixin, AbstractRecommender):
         if config["score_mode"] not in ("yes_no", "yes_logit"):
             raise InputError(f"score_mode: '{config['score_mode']}' is not one of yes_no, yes_logit")
         self.score_mode = config["score_mode"]
+        # checked before the LLM loads
+        store_mb = config["prefix_store_mb"] or 0
+        if store_mb < 0:
+            raise InputError(f"prefix_store_mb: {store_mb} must be 0 (no store) or a positive number of MB")
+        dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+        if config["prefix_store_dtype"] not in dtypes:
+            raise InputError(f"prefix_store_dtype: '{config['prefix_store_dtype']}' is not one of {', '.join(dtypes)}")
+        self.prefix_store = PrefixStore(store_mb, dtypes[config["prefix_store_dtype"]]) if store_mb else None
+        # scoring: the rows of one user share a prefix through <UserID> when ranking candidates
+        # (one encoding per query beats a stored prefix) or when there is no store; labeled rows
+        # with a store end their prefix before <UserID>, so every later pass reuses it
+        self.share_user_prefix = self.prefix_store is None or is_ranking(config)
 
         llm, self.tokenizer = load_llm(config)
         self.llm = add_lora(llm, config) if self.uses_lora else llm
@@ -67,17 +79,6 @@ class CoLLM(CandidateRankingMixin, AbstractRecommender):
         if config["lora_checkpoint"]:
             self.load_lora(config["lora_checkpoint"])
         self.bce = nn.BCEWithLogitsLoss()
-        store_mb = config["prefix_store_mb"] or 0
-        if store_mb < 0:
-            raise InputError(f"prefix_store_mb: {store_mb} must be 0 (no store) or a positive number of MB")
-        dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-        if config["prefix_store_dtype"] not in dtypes:
-            raise InputError(f"prefix_store_dtype: '{config['prefix_store_dtype']}' is not one of {', '.join(dtypes)}")
-        self.prefix_store = PrefixStore(store_mb, dtypes[config["prefix_store_dtype"]]) if store_mb else None
-        # scoring: the rows of one user share a prefix through <UserID> when ranking candidates
-        # (one encoding per query beats a stored prefix) or when there is no store; labeled rows
-        # with a store end their prefix before <UserID>, so every later pass reuses it
-        self.share_user_prefix = self.prefix_store is None or is_ranking(config)
         self.stage = None
         self.set_stage(config["stage"] if config["stage"] != "all" else "lora")
 
