@@ -51,7 +51,7 @@ def plan() -> list[Run]:
     runs += [
         Run("w/ UI-token", "UIToken", "Ablation", {"stage": "cie"}, lora_from="TALLRec"),
         Run("T1 (tune CF model)", "CoLLM", "Ablation", {"stage": "cie", "tune_cf_model": True}, lora_from="TALLRec", cf_from="MF"),
-        Run("T2 (CF from scratch)", "CoLLM", "Ablation", {"stage": "cie", "cie_model": "MF"}, lora_from="TALLRec"),
+        Run("T2 (CF from scratch)", "CoLLM", "Ablation", {"stage": "cie", "cie_checkpoint": None, "cie_model": "MF"}, lora_from="TALLRec"),
         Run("T3 (one step)", "CoLLM", "Ablation", {"stage": "one_step"}, cf_from="MF"),
     ]
     return runs

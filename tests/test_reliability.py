@@ -96,7 +96,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 def test_killed_collm_run_resumes_to_the_same_result(tiny_llm_dir, tmp_path):
     run = {"llm_path": str(tiny_llm_dir), "train_rows_limit": 48, "eval_rows_limit": 16, "epochs": 4,
            "stopping_step": 10, "state": "WARNING", "show_progress": False, "warmup_steps": 0,
-           "learning_rate": 0.01, "cie_model": "MF", "seed": 5}
+           "learning_rate": 0.01, "cie_model": "MF", "cie_checkpoint": None, "seed": 5}
     reference, resumed = kill_and_resume(tmp_path, "CoLLM", run)
     assert resumed["test_result"]["auc"] == pytest.approx(reference["test_result"]["auc"], abs=1e-6)
     assert resumed["test_result"]["logloss"] == pytest.approx(reference["test_result"]["logloss"], abs=1e-6)
@@ -114,7 +114,7 @@ def test_two_step_run_interrupted_in_either_stage_resumes_the_same(tiny_llm_dir,
 
     llm_run = {"llm_path": str(tiny_llm_dir), "train_rows_limit": 16, "eval_rows_limit": 8, "epochs": 2,
                "stopping_step": 10, "state": "WARNING", "show_progress": False, "warmup_steps": 0,
-               "learning_rate": 0.01, "cie_model": "MF", "seed": 3}
+               "learning_rate": 0.01, "cie_model": "MF", "cie_checkpoint": None, "seed": 3}
     reference = run_recbole_collm(model="CoLLM", dataset="tiny", config_file_list=[TINY_YAML],
                                   config_dict={**llm_run, "checkpoint_dir": str(tmp_path / "ref")})
     real = CoLLMTrainer._train_epoch

@@ -88,6 +88,11 @@ class CoLLM(CandidateRankingMixin, AbstractRecommender):
         return CollaborativeEncoder(self._build_source(config, dataset), hidden, config["cie_hidden_factor"])
 
     def _build_source(self, config, dataset) -> nn.Module:
+        if config["cie_checkpoint"] == "auto":
+            from recbole_collm.cf_checkpoint import auto_cf_checkpoint
+
+            # the run's config records the file it used: a reload reads the same CF model
+            config["cie_checkpoint"] = auto_cf_checkpoint(config)
         if config["cie_checkpoint"]:
             return CheckpointSource(
                 config["cie_checkpoint"], dataset, config["cie_min_overlap"], bool(config["tune_cf_model"]),
@@ -95,7 +100,7 @@ class CoLLM(CandidateRankingMixin, AbstractRecommender):
             )
         if config["cie_model"] == "MF":
             return ScratchMFSource(dataset, config["cie_embedding_size"])
-        raise InputError("cie_checkpoint: not set; give a saved MF/LightGCN/SASRec/DIN checkpoint or set cie_model: MF")
+        raise InputError("cie_checkpoint: not set; give a saved MF/LightGCN/SASRec/DIN checkpoint, auto, or set cie_model: MF")
 
     def load_lora(self, path: str) -> None:
         """Start from the LoRA weights of an earlier stage-1 run: its ``-adapter`` folder (peft
