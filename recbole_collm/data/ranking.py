@@ -20,6 +20,7 @@ from recbole.data.dataloader.abstract_dataloader import AbstractDataLoader
 from recbole.data.interaction import Interaction
 from recbole.utils import EvaluatorType, ModelType
 
+from recbole_collm.data.grouped_batches import PrefixGroupedTrainDataLoader
 from recbole_collm.errors import InputError
 
 
@@ -42,6 +43,8 @@ def data_preparation(config, dataset):
             "use ranking metrics, e.g. metrics: [Hit, NDCG, MRR], valid_metric: NDCG@10"
         )
     train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
+    if config["prefix_grouped_batches"] and config["shuffle"] and config["single_spec"]:
+        train_data = PrefixGroupedTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=True)
     if not is_ranking(config):
         return train_data, valid_data, test_data
     loaders = []
