@@ -152,3 +152,19 @@ def test_row_limits_keep_recent_train_rows_and_full_train_counts():
     # warm/cold membership must not depend on the CPU budget
     np.testing.assert_array_equal(small_test.train_user_count, train.train_user_count)
     np.testing.assert_array_equal(small_test.train_item_count, train.train_item_count)
+
+
+def test_ml100k_splits_per_user_by_default_and_globally_as_a_named_setting():
+    """Per user, test users have a training history (47 cold test rows); the global time split
+    (properties/split/global_time.yaml) leaves most test rows cold."""
+    from recbole_collm import Config
+
+    def counts(files):
+        config = Config(model="MF", dataset="ml-100k", config_file_list=files, config_dict={"state": "WARNING"})
+        train, valid, test = CollmDataset(config).build()
+        users, items = test.inter_feat["user_id"].numpy(), test.inter_feat["item_id"].numpy()
+        cold = (train.train_user_count[users] == 0) | (train.train_item_count[items] == 0)
+        return len(train), len(valid), len(test), int(np.sum(cold))
+
+    assert counts(None) == (80808, 9596, 9596, 47)
+    assert counts([str(ROOT / "properties" / "split" / "global_time.yaml")]) == (80000, 10000, 10000, 8656)
