@@ -72,10 +72,12 @@ def run_study(
     config_files: dict[str, list[str]] | None = None,
     only: list[str] | None = None,
     report_only: bool = False,
+    per_run: dict[str, dict] | None = None,
 ) -> dict[str, dict]:
     """Run (or reuse) every row on every dataset, then write ``table.md``, ``table.csv`` and
     ``warm_cold_<dataset>.png`` into ``out_dir``. ``report_only`` writes them from the finished
-    runs alone, computing nothing. Returns ``{dataset: {row: record}}``."""
+    runs alone, computing nothing. ``per_run`` adds settings to named runs (e.g. a stage's own
+    row budget), above everything else. Returns ``{dataset: {row: record}}``."""
     from recbole_collm.quick_start import run_recbole_collm
 
     runs = [r for r in plan() if not only or r.name in only]
@@ -94,7 +96,7 @@ def run_study(
             if report_only:
                 print(f"[{step}/{total}] {dataset} {run.name}: not run yet (left out of the report)", flush=True)
                 continue
-            settings = {**common, **(llm if run.llm else {}), **run.settings}
+            settings = {**common, **(llm if run.llm else {}), **run.settings, **(per_run or {}).get(run.name, {})}
             settings["checkpoint_dir"] = os.path.join(out_dir, "saved", dataset, slug(run.name))
             if not run.llm:
                 settings["train_rows_limit"] = None  # CF models train on all train rows

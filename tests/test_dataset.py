@@ -2,9 +2,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from recbole.data import data_preparation
 
 from recbole_collm.data import CollmDataset, last_positive_history
+from recbole_collm.errors import InputError
 from tests.conftest import ROOT, tiny_config
 
 RAW = pd.read_csv(ROOT / "tests/data/tiny/tiny.inter", sep="\t")
@@ -168,3 +170,19 @@ def test_ml100k_splits_per_user_by_default_and_globally_as_a_named_setting():
 
     assert counts(None) == (80808, 9596, 9596, 47)
     assert counts([str(ROOT / "properties" / "split" / "global_time.yaml")]) == (80000, 10000, 10000, 8656)
+
+
+def test_train_rows_sample_random_is_seeded_and_leaves_the_eval_sample_alone():
+    def splits(**settings):
+        return CollmDataset(tiny_config("MF", train_rows_limit=100, eval_rows_limit=20, **settings)).build()
+
+    recent, random_a, random_b = splits(), splits(train_rows_sample="random"), splits(train_rows_sample="random")
+    times = lambda split: split.inter_feat["timestamp"]  # noqa: E731
+    assert len(recent[0]) == len(random_a[0]) == 100
+    assert torch.equal(times(random_a[0]), times(random_b[0]))  # seeded
+    assert not torch.equal(times(random_a[0]), times(recent[0]))
+    assert times(random_a[0]).min() < times(recent[0]).min()  # older rows too, not only the last 100
+    for k in (1, 2):  # the same valid/test sample either way
+        assert torch.equal(times(random_a[k]), times(recent[k]))
+    with pytest.raises(InputError, match="train_rows_sample: 'newest' is not one of recent, random"):
+        splits(train_rows_sample="newest")

@@ -150,14 +150,23 @@ class CollmDataset(Dataset):
         return datasets
 
     def _limit_rows(self, datasets: list) -> list:
-        """CPU budgets: ``train_rows_limit`` keeps the most recent train rows (by time),
-        ``eval_rows_limit`` a seeded random sample of valid and test rows. Histories and train
-        counts are unaffected (computed on all rows)."""
+        """CPU budgets: ``train_rows_limit`` keeps the most recent train rows (by time;
+        ``train_rows_sample: random``: a seeded random sample, in time order), ``eval_rows_limit``
+        a seeded random sample of valid and test rows. Histories and train counts are unaffected
+        (computed on all rows)."""
         train_limit, eval_limit = self.config["train_rows_limit"], self.config["eval_rows_limit"]
+        how = self.config["train_rows_sample"] or "recent"
+        if how not in ("recent", "random"):
+            raise InputError(f"train_rows_sample: '{how}' is not one of recent, random")
         out = list(datasets)
         if train_limit and len(out[0]) > train_limit:
-            order = torch.argsort(out[0].inter_feat[self.time_field], stable=True)
-            out[0] = out[0].copy(out[0].inter_feat[order[-train_limit:]])
+            if how == "recent":
+                order = torch.argsort(out[0].inter_feat[self.time_field], stable=True)
+                keep = order[-train_limit:]
+            else:  # a generator of its own: the eval sample below stays the same either way
+                generator = torch.Generator().manual_seed(int(self.config["seed"]) + 1)
+                keep = torch.randperm(len(out[0]), generator=generator)[:train_limit].sort().values
+            out[0] = out[0].copy(out[0].inter_feat[keep])
         if eval_limit:
             generator = torch.Generator().manual_seed(int(self.config["seed"]))
             for k in (1, 2):
