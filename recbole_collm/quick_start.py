@@ -11,7 +11,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 from recbole_collm.compat import load_checkpoint
 from recbole_collm.config import Config
 from recbole_collm.data import create_dataset
-from recbole_collm.data.ranking import data_preparation
+from recbole_collm.data.ranking import data_preparation, is_ranking
 from recbole_collm.errors import MissingInputError
 from recbole_collm.utils import get_model, get_trainer
 
@@ -55,11 +55,14 @@ def run_recbole_collm(
     start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     test_seconds = time.perf_counter() - start
+    source_result = evaluate_source(trainer, model_obj, test_data, config)
 
     environment = get_environment(config)
     logger.info("The running environment of this training is as follows:\n" + environment.draw())
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
+    if source_result is not None:
+        logger.info(set_color("collaborative source alone, same test rows", "yellow") + f": {source_result}")
     return {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
@@ -69,7 +72,23 @@ def run_recbole_collm(
         "train_seconds": train_seconds,  # fit, validation included
         "test_seconds": test_seconds,  # test evaluation, checkpoint loading included
         "test_rows": _test_rows(data, trainer.evaluator.last_rows),
+        "source_test_result": source_result,
     }
+
+
+def evaluate_source(trainer, model, test_data, config) -> dict | None:
+    """A CoLLM model's collaborative checkpoint scored alone on the same test rows with the same
+    evaluator (labeled evaluation): the baseline CoLLM must beat. None for other models."""
+    from recbole_collm.llm.cie import CheckpointSource
+
+    source = getattr(getattr(model, "cie", None), "source", None)
+    if not isinstance(source, CheckpointSource) or is_ranking(config):
+        return None
+    trainer.model = source
+    try:
+        return trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    finally:
+        trainer.model = model
 
 
 def _test_rows(dataset, rows: dict | None) -> dict | None:

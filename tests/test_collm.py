@@ -153,6 +153,21 @@ def test_two_step_run_saves_small_checkpoint_and_reloads_same_scores(tiny_llm_di
     again = CoLLMTrainer(config, model).evaluate(test_data, load_best_model=False)
     assert again["auc"] == pytest.approx(result["test_result"]["auc"], abs=1e-6)
 
+    # the collaborative source alone, on the same test rows: the MF checkpoint's own scores
+    from sklearn.metrics import roc_auc_score
+
+    from recbole_collm.compat import load_checkpoint
+    from recbole_collm.model.mf import MF
+
+    saved = load_checkpoint(mf_checkpoint)
+    mf = MF(saved["config"], test_data._dataset)
+    mf.load_state_dict(saved["state_dict"])
+    rows = test_data._dataset.inter_feat
+    with torch.no_grad():
+        expected = roc_auc_score(rows["label"].numpy(), mf.eval().predict(rows).numpy())
+    assert result["source_test_result"]["auc"] == pytest.approx(expected, abs=1e-4)  # RecBole rounds to 4 places
+    assert result["source_test_result"]["uauc"] != pytest.approx(result["test_result"]["uauc"], abs=1e-9)
+
 
 def test_4bit_on_cpu_is_a_clear_error(tiny_llm_dir, tmp_path):
     config = llm_config("TALLRec", tiny_llm_dir, tmp_path, load_in_4bit=True)

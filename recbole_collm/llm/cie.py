@@ -122,6 +122,11 @@ class CheckpointSource(nn.Module):
             fields[self.length_field] = keep
         return Interaction(fields)
 
+    def predict(self, interaction) -> torch.Tensor:
+        """The CF model's own score for the rows (in this dataset's ids): what CoLLM is compared
+        with on the same test rows."""
+        return self.model.predict(self.translate(interaction))
+
     def forward(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
         translated = self.translate(interaction)
         user, item = self.model.user_item_vectors(translated)
