@@ -53,7 +53,18 @@ def test_ensemble_averages_probabilities_of_the_same_rows(tiny_study):
     average = [(s + t) / 2 for s, t in zip(mf["score"], llm["score"])]
     expected = roc_auc_score(mf["label"], average)
     assert records["MF + CoLLM-MF"]["test_result"]["auc"] == pytest.approx(expected, abs=1e-4)  # RecBole rounds to 4 places
-    assert records["MF + CoLLM-MF"]["test_result"]["auc"] != pytest.approx(records["MF"]["test_result"]["auc"], abs=1e-9)
+    # not one run's result under another name: with scores whose average ranks the rows unlike
+    # either run (the tiny runs' own scores are too close to 0.5 to show it), the ensemble's AUC
+    # is the average's
+    rng = np.random.default_rng(0)
+    first = {**records["MF"], "test_rows": {**mf, "score": list(rng.random(len(mf["label"])))}}
+    second = {**records["CoLLM-MF"], "test_rows": {**llm, "score": list(rng.random(len(llm["label"])))}}
+    context = study.evaluation_context("tiny", tiny_study[2][0], {"tiny": [TINY_YAML]})
+    result = study.ensemble(first, second, context)["test_result"]["auc"]
+    mixed = [(s + t) / 2 for s, t in zip(first["test_rows"]["score"], second["test_rows"]["score"])]
+    aucs = [roc_auc_score(mf["label"], r["test_rows"]["score"]) for r in (first, second)]
+    assert result == pytest.approx(roc_auc_score(mf["label"], mixed), abs=1e-4)
+    assert all(abs(result - auc) > 1e-3 for auc in aucs)
 
 
 def test_stage_two_rows_keep_tallrecs_lora_and_train_their_own_part(tiny_study):
