@@ -43,9 +43,7 @@ def auto_cf_checkpoint(config) -> str:
     when there is none. The seed is re-initialised afterwards, so the caller's run is the same
     whether the checkpoint was cached or not."""
     from recbole_collm.config import Config
-    from recbole_collm.data import create_dataset
-    from recbole_collm.data.ranking import data_preparation
-    from recbole_collm.utils import get_model, get_trainer
+    from recbole_collm.quick_start import prepare
 
     name = config["cie_model"]
     if name not in SUPPORTED_SOURCES:
@@ -61,12 +59,7 @@ def auto_cf_checkpoint(config) -> str:
     overrides = {"checkpoint_dir": config["checkpoint_dir"], "show_progress": False, "state": config["state"],
                  "train_rows_limit": None, "eval_rows_limit": None, **settings}
     cf_config = Config(model=name, dataset=config["dataset"], config_dict=overrides)
-    init_seed(cf_config["seed"], cf_config["reproducibility"])
-    data = create_dataset(cf_config)
-    train_data, valid_data, _ = data_preparation(cf_config, data)
-    init_seed(cf_config["seed"], cf_config["reproducibility"])
-    model = get_model(name)(cf_config, train_data._dataset).to(cf_config["device"])
-    trainer = get_trainer(cf_config["MODEL_TYPE"], name)(cf_config, model)
+    _, (train_data, valid_data, _), _, trainer = prepare(cf_config)
     trainer.fit(train_data, valid_data, saved=True, show_progress=False)
     os.replace(trainer.saved_model_file, path)  # atomic: a reader sees the whole file or none
     if os.path.isfile(trainer.last_checkpoint_file):  # its resume file: the run is complete

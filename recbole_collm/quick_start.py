@@ -30,20 +30,10 @@ def run_recbole_collm(
     ``test_seconds`` and ``test_rows`` (per-row tokens, labels, scores; labeled evaluation).
     """
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
     logger.info(config)
-
-    data = create_dataset(config)
-    logger.info(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model_obj = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    logger.info(model_obj)
-
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+    data, (train_data, valid_data, test_data), model_obj, trainer = prepare(config)
     resume = find_resume_file(config)
     if resume:
         trainer.resume_checkpoint(resume)
@@ -89,6 +79,22 @@ def evaluate_source(trainer, model, test_data, config) -> dict | None:
         return trainer.evaluate(test_data, load_best_model=False, show_progress=False)
     finally:
         trainer.model = model
+
+
+def prepare(config) -> tuple:
+    """``config`` → ``(dataset, (train, valid, test) loaders, model, trainer)``, seeded as RecBole
+    seeds a run: the one path from settings to a trainable model (also for the CF model that
+    ``cie_checkpoint: auto`` trains)."""
+    logger = getLogger()
+    init_seed(config["seed"], config["reproducibility"])
+    data = create_dataset(config)
+    logger.info(data)
+    loaders = data_preparation(config, data)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, loaders[0]._dataset).to(config["device"])
+    logger.info(model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    return data, loaders, model, trainer
 
 
 def _test_rows(dataset, rows: dict | None) -> dict | None:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from recbole_collm.data.atomic_files import write_labeled_splits
 from recbole_collm.errors import InputError, MissingInputError
 
 YEAR = 2017
@@ -106,15 +107,8 @@ def build_splits(reviews: pd.DataFrame, titles: dict[str, str]) -> dict[str, pd.
 
 
 def write_atomic(splits: dict[str, pd.DataFrame], titles: dict[str, str], out_dir: str | Path, name: str) -> Path:
-    folder = Path(out_dir) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    header = ["user_id:token", "item_id:token", "label:float", "timestamp:float"]
-    for split, frame in splits.items():
-        frame.to_csv(folder / f"{name}.{split}.inter", sep="\t", index=False, header=header)
-    used = pd.unique(pd.concat(splits.values())["item_id"])
-    items = pd.DataFrame({"item_id": used, "book_title": [titles[i] for i in used]})
-    items.to_csv(folder / f"{name}.item", sep="\t", index=False, header=["item_id:token", "book_title:token_seq"])
-    return folder
+    items = pd.DataFrame({"item_id": list(titles), "book_title": list(titles.values())})
+    return write_labeled_splits(splits, items, "book_title", out_dir, name)
 
 
 def main(argv: list[str] | None = None) -> int:

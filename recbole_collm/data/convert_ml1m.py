@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from recbole_collm.data.atomic_files import write_labeled_splits
+
 SPLITS = {"train": (14, 23), "valid": (24, 28), "test": (29, 33)}
 
 
@@ -49,15 +51,7 @@ def split_ratings(ratings: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def write_atomic(splits: dict[str, pd.DataFrame], movies: pd.DataFrame, out_dir: str | Path, name: str) -> Path:
-    folder = Path(out_dir) / name
-    folder.mkdir(parents=True, exist_ok=True)
-    header = ["user_id:token", "item_id:token", "label:float", "timestamp:float"]
-    for split, frame in splits.items():
-        frame.to_csv(folder / f"{name}.{split}.inter", sep="\t", index=False, header=header)
-    used = pd.concat(splits.values())["item_id"].unique()
-    items = movies[movies["item_id"].isin(used)][["item_id", "movie_title"]]
-    items.to_csv(folder / f"{name}.item", sep="\t", index=False, header=["item_id:token", "movie_title:token_seq"])
-    return folder
+    return write_labeled_splits(splits, movies, "movie_title", out_dir, name)
 
 
 def main(argv: list[str] | None = None) -> None:

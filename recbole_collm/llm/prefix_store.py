@@ -50,12 +50,12 @@ class PrefixStore:
         """Store one prefix's keys/values (converted to the store's dtype, detached); returns the
         stored tensors, which the caller reads so that a first pass and later ones agree."""
         entry = [(k.detach().to(self.dtype).contiguous(), v.detach().to(self.dtype).contiguous()) for k, v in layers]
-        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in entry)
+        size = _nbytes(entry)
         if prefix in self.entries or size > self.max_bytes:
             return entry
         while self.bytes + size > self.max_bytes and self.entries:
             _, old = self.entries.popitem(last=False)
-            self.bytes -= sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in old)
+            self.bytes -= _nbytes(old)
             self.evictions += 1
         self.entries[prefix] = entry
         self.bytes += size
@@ -70,3 +70,7 @@ class PrefixStore:
         return (f"prefix store: {self.hits:,} hits, {self.misses:,} misses (hit rate {self.hit_rate:.1%}), "
                 f"{len(self.entries):,} prefixes, {self.bytes / 2**20:.0f} of {self.max_bytes / 2**20:.0f} MB, "
                 f"{self.evictions:,} evicted")
+
+
+def _nbytes(entry: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in entry)

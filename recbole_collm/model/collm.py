@@ -13,7 +13,7 @@ from torch import nn
 from recbole_collm.compat import load_checkpoint
 from recbole_collm.data.ranking import is_ranking
 from recbole_collm.errors import InputError, MissingInputError
-from recbole_collm.llm.backbone import add_lora, load_llm
+from recbole_collm.llm.backbone import DTYPES, add_lora, load_llm
 from recbole_collm.llm.cie import CheckpointSource, CollaborativeEncoder, ScratchMFSource
 from recbole_collm.llm.prefix_scoring import PrefixScorer, splice, split_batch
 from recbole_collm.llm.prefix_store import PrefixStore
@@ -56,10 +56,9 @@ class CoLLM(CandidateRankingMixin, AbstractRecommender):
         store_mb = config["prefix_store_mb"] or 0
         if store_mb < 0:
             raise InputError(f"prefix_store_mb: {store_mb} must be 0 (no store) or a positive number of MB")
-        dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-        if config["prefix_store_dtype"] not in dtypes:
-            raise InputError(f"prefix_store_dtype: '{config['prefix_store_dtype']}' is not one of {', '.join(dtypes)}")
-        self.prefix_store = PrefixStore(store_mb, dtypes[config["prefix_store_dtype"]]) if store_mb else None
+        if config["prefix_store_dtype"] not in DTYPES:
+            raise InputError(f"prefix_store_dtype: '{config['prefix_store_dtype']}' is not one of {', '.join(DTYPES)}")
+        self.prefix_store = PrefixStore(store_mb, DTYPES[config["prefix_store_dtype"]]) if store_mb else None
         # scoring: the rows of one user share a prefix through <UserID> when ranking candidates
         # (one encoding per query beats a stored prefix) or when there is no store; labeled rows
         # with a store end their prefix before <UserID>, so every later pass reuses it
