@@ -1,6 +1,7 @@
 """Trainers: RecBole's, with the plugin's evaluator and explicit checkpoint loading."""
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -220,13 +221,25 @@ CollmTrainer = with_plugin_evaluation(Trainer)
 class CoLLMTrainer(CollmTrainer):
     """RecBole's fit loop (early stopping on ``valid_metric``) for the LLM models, with AdamW
     over the trainable parameters only, linear warmup + cosine decay, gradient accumulation,
-    and ``stage: all`` = the LoRA stage, then the CIE stage from the best LoRA weights."""
+    and ``stage: all`` = the LoRA stage, then the CIE stage from the best LoRA weights.
+
+    The CIE stage has a learning rate and an epoch count of its own (``cie_learning_rate``,
+    ``cie_epochs``; empty = ``learning_rate``, ``epochs``): it trains a small MLP over stored
+    prefixes, so it affords more epochs and a larger step than the LoRA stage."""
+
+    def __init__(self, config, model):
+        self.lora_epochs = int(config["epochs"])
+        self.lora_train_rows = _positive(config, "lora_train_rows", int)
+        self.cie_learning_rate = _positive(config, "cie_learning_rate", float) or float(config["learning_rate"])
+        self.cie_epochs = _positive(config, "cie_epochs", int) or self.lora_epochs
+        super().__init__(config, model)
 
     def _build_optimizer(self, **kwargs):
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             return None  # ICL: nothing to train
-        return torch.optim.AdamW(params, lr=self.learning_rate, weight_decay=self.config["weight_decay"])
+        lr = self.cie_learning_rate if self.model.stage == "cie" else self.learning_rate
+        return torch.optim.AdamW(params, lr=lr, weight_decay=self.config["weight_decay"])
 
     _final_file = None  # stage "all": where the stage-2 (final) checkpoint goes
     _resume_in_stage2 = False
@@ -253,12 +266,13 @@ class CoLLMTrainer(CollmTrainer):
         return self._fit_stage(train_data, valid_data, verbose, saved, show_progress, callback_fn)
 
     def _fit_stage(self, train_data, valid_data, verbose, saved, show_progress, callback_fn):
+        self.epochs = self.cie_epochs if self.model.stage == "cie" else self.lora_epochs
         if self.optimizer is None:
             if saved:
                 self._save_checkpoint(-1, verbose=verbose)
             return self.best_valid_score, None
         accumulation = max(1, int(self.config["gradient_accumulation_steps"] or 1))
-        steps = max(1, self.epochs * math.ceil(len(train_data) / accumulation))
+        steps = max(1, self.epochs * math.ceil(self._epoch_batches(train_data) / accumulation))
         warmup = min(int(self.config["warmup_steps"] or 0), steps // 10)
         from transformers import get_cosine_schedule_with_warmup
 
@@ -290,7 +304,10 @@ class CoLLMTrainer(CollmTrainer):
         accumulation = max(1, int(self.config["gradient_accumulation_steps"] or 1))
         params = [p for p in self.model.parameters() if p.requires_grad]
         total_loss = 0.0
-        batches = tqdm(train_data, total=len(train_data), ncols=100, desc=f"Train {epoch_idx:>4}") if show_progress else train_data
+        n_batches = self._epoch_batches(train_data)
+        batches = itertools.islice(train_data, n_batches)
+        if show_progress:
+            batches = tqdm(batches, total=n_batches, ncols=100, desc=f"Train {epoch_idx:>4}")
         self.optimizer.zero_grad()
         for batch_idx, interaction in enumerate(batches):
             interaction = interaction.to(self.device)
@@ -298,7 +315,7 @@ class CoLLMTrainer(CollmTrainer):
             self._check_nan(loss, interaction)
             (loss / accumulation).backward()
             total_loss += loss.item()
-            if (batch_idx + 1) % accumulation == 0 or batch_idx + 1 == len(train_data):
+            if (batch_idx + 1) % accumulation == 0 or batch_idx + 1 == n_batches:
                 if self.clip_grad_norm:
                     clip_grad_norm_(params, **self.clip_grad_norm)
                 self.optimizer.step()
@@ -308,6 +325,14 @@ class CoLLMTrainer(CollmTrainer):
                 batches.set_postfix(loss=f"{loss.item():.4f}")
         self._log_prefix_store()
         return total_loss
+
+    def _epoch_batches(self, train_data) -> int:
+        """Batches per epoch: all of them, except in the LoRA stage under ``lora_train_rows`` (the
+        expensive stage gets a smaller share of the row budget: the first batches of the epoch's
+        seeded shuffle, different rows each epoch)."""
+        if self.model.stage == "lora" and self.lora_train_rows:
+            return min(len(train_data), math.ceil(self.lora_train_rows / self.config["train_batch_size"]))
+        return len(train_data)
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
@@ -332,6 +357,20 @@ class CoLLMTrainer(CollmTrainer):
             tmp = f"{stem}-cie.safetensors.tmp{os.getpid()}"
             save_file(cie, tmp)
             os.replace(tmp, f"{stem}-cie.safetensors")
+
+
+def _positive(config, key: str, kind: type):
+    """``config[key]`` as a positive ``kind``, None when empty; anything else is one error line."""
+    value = config[key]
+    if value is None:
+        return None
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number <= 0 or (kind is int and number != float(value)):
+        raise InputError(f"{key}: '{value}' must be a positive {kind.__name__} (or empty)")
+    return number
 
 
 TALLRecTrainer = CoLLMTrainer

@@ -244,3 +244,39 @@ def test_t1_tunes_the_checkpoint_model(tiny_llm_dir, mf_checkpoint, tmp_path):
     one_step(config, model, train)
     after = dict(model.named_parameters())
     assert any(not torch.equal(after[n], v) for n, v in cf.items())
+
+
+def test_each_stage_has_its_own_rows_learning_rate_and_epochs(tiny_llm_dir, mf_checkpoint, tmp_path):
+    from recbole_collm.quick_start import prepare
+
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=mf_checkpoint, stage="all", epochs=1,
+                        cie_epochs=2, learning_rate=0.01, cie_learning_rate=0.002, train_rows_limit=24,
+                        lora_train_rows=8, eval_rows_limit=8)
+    _, (train, valid, _), model, trainer = prepare(config)
+    assert len(train) == 3  # 24 rows in batches of 8
+    seen, rows = [], []
+    train_epoch, calculate_loss = trainer._train_epoch, model.calculate_loss
+
+    def spy(data, epoch_idx, **kwargs):
+        seen.append((model.stage, epoch_idx, trainer.optimizer.param_groups[0]["initial_lr"]))
+        rows.append(0)
+        return train_epoch(data, epoch_idx, **kwargs)
+
+    def count(interaction):
+        rows[-1] += len(interaction)
+        return calculate_loss(interaction)
+
+    trainer._train_epoch, model.calculate_loss = spy, count
+    trainer.fit(train, valid, saved=False)
+    assert seen == [("lora", 0, 0.01), ("cie", 0, 0.002), ("cie", 1, 0.002)]
+    assert rows == [8, 24, 24]
+    # the schedule ends with the stage: one optimizer step per 2 batches (gradient accumulation)
+    assert trainer.scheduler.last_epoch == 2 * 2
+
+
+@pytest.mark.parametrize("key,value", [("cie_epochs", 0), ("cie_epochs", 1.5), ("cie_learning_rate", -0.1),
+                                       ("cie_learning_rate", "fast"), ("lora_train_rows", -5)])
+def test_cie_stage_settings_are_checked(tiny_llm_dir, tmp_path, key, value):
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, **{key: value})
+    with pytest.raises(InputError, match=rf"^{key}: '{value}' must be a positive (int|float) \(or empty\)$"):
+        CoLLMTrainer(config, None)

@@ -25,6 +25,9 @@ def test_second_pass_is_served_from_the_store_with_equal_scores(tiny_collm):
     first = scores(model, batch)
     distinct = len(store.entries)
     assert store.hits == 0 and store.misses == distinct == 5  # 9 rows, 5 distinct histories (two empty)
+    # scoring runs through <UserID> (rows of one user share it), but what is stored ends before
+    # the slot: a function of the history alone, reusable by any user and pass
+    assert all(model.prompts.placeholder_id not in key for key in store.entries)
     second = scores(model, batch)
     assert store.hits == distinct and store.misses == distinct and store.hit_rate == 0.5
     for got in (first, second):
@@ -95,3 +98,17 @@ def test_bad_store_settings_are_one_error(tiny_collm):
         tiny_collm("cie", prefix_store_mb=-1)
     with pytest.raises(InputError, match="prefix_store_dtype: 'int8' is not one of"):
         tiny_collm("cie", prefix_store_dtype="int8")
+
+
+def test_text_prompts_are_stored_too(tiny_collm):
+    from recbole_collm.model.tallrec import TALLRec
+
+    reference, batch = tiny_collm("lora", TALLRec)
+    model, _ = tiny_collm("lora", TALLRec, prefix_store_mb=64, prefix_store_dtype="float32")
+    for m in (reference, model):
+        m.eval()
+    expected = scores(reference, batch)
+    first, second = scores(model, batch), scores(model, batch)
+    assert model.prefix_store.hits == model.prefix_store.misses == len(model.prefix_store.entries) == 5
+    for got in (first, second):
+        assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)

@@ -106,9 +106,12 @@ class PrefixScorer:
         for start in range(0, len(order), self.prefix_batch_size):
             chunk = order[start : start + self.prefix_batch_size]
             grad = prefix_grad and torch.is_grad_enabled()
-            holds_user = bool((split.user_pos[split.first_row[chunk]] < prefix_len[chunk]).any())
-            if self.store is not None and not grad and not holds_user:
-                kv, prefix_mask = self._stored_prefixes(split, chunk, prefix_len[chunk], device)
+            user_pos = split.user_pos[split.first_row[chunk]]
+            holds_user = bool(((user_pos >= 0) & (user_pos < prefix_len[chunk])).any())  # -1: no slot
+            if self.store is not None and not grad and holds_user:
+                kv, prefix_mask = self._stored_through_user(split, chunk, prefix_len[chunk], user_vec, device)
+            elif self.store is not None and not grad:
+                kv, prefix_mask = self._stored_prefixes([split.prefixes[g] for g in chunk], device)
             else:
                 with torch.set_grad_enabled(grad):
                     kv, prefix_mask = self._encode_prefixes(split, chunk, prefix_len[chunk], user_vec, device)
@@ -125,8 +128,17 @@ class PrefixScorer:
         return out.index_copy(0, index, hidden)
 
     def _encode_prefixes(self, split: SplitBatch, chunk: np.ndarray, lengths: np.ndarray, user_vec, device) -> tuple[list, torch.Tensor]:
-        prefixes = [split.prefixes[g] for g in chunk]
-        width = int(lengths.max())
+        rows = split.first_row[chunk]
+        inside = (split.user_pos[rows] >= 0) & (split.user_pos[rows] < lengths)
+        user = None
+        if user_vec is not None and inside.any():  # the <UserID> slot is part of these prefixes
+            assert inside.all(), "a prefix either holds the <UserID> slot for every row or for none"
+            user = (torch.as_tensor(split.user_pos[rows], device=device), user_vec[torch.as_tensor(rows, device=device)])
+        return self._encode_ids([split.prefixes[g] for g in chunk], device, user)
+
+    def _encode_ids(self, prefixes: list[tuple[int, ...]], device, user: tuple | None = None) -> tuple[list, torch.Tensor]:
+        """One right-padded forward over ``prefixes``; ``user`` = (slot positions, vectors)."""
+        width = max(len(p) for p in prefixes)
         ids = torch.full((len(prefixes), width), self.placeholder_id, dtype=torch.long)
         mask = torch.zeros((len(prefixes), width), dtype=torch.long)
         for b, p in enumerate(prefixes):
@@ -135,40 +147,68 @@ class PrefixScorer:
         ids, mask = ids.to(device), mask.to(device)
         positions = torch.arange(width, device=device).expand(len(prefixes), -1)
         embeds = self.embedding(ids)
-        rows = split.first_row[chunk]
-        inside = split.user_pos[rows] < lengths
-        if user_vec is not None and inside.any():  # the <UserID> slot is part of these prefixes
-            assert inside.all(), "a prefix either holds the <UserID> slot for every row or for none"
-            pos = torch.as_tensor(split.user_pos[rows], device=device)
-            embeds = splice(embeds, pos, user_vec[torch.as_tensor(rows, device=device)].to(embeds.dtype))
+        if user is not None:
+            embeds = splice(embeds, user[0], user[1].to(embeds.dtype))
         out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
         cache = out.past_key_values
         return [(layer.keys, layer.values) for layer in cache.layers], mask
 
-    def _stored_prefixes(self, split: SplitBatch, chunk: np.ndarray, lengths: np.ndarray, device) -> tuple[list, torch.Tensor]:
-        """The chunk's prefixes from the store, the missing ones encoded (in one forward) and
-        stored first; laid out as :meth:`_encode_prefixes` returns them (right-padded)."""
-        entries = [self.store.get(split.prefixes[g]) for g in chunk]
-        missing = [k for k, entry in enumerate(entries) if entry is None]
+    def _stored_prefixes(self, prefixes: list[tuple[int, ...]], device) -> tuple[list, torch.Tensor]:
+        """``prefixes`` (none holding a slot) from the store, the missing ones encoded (in one
+        forward) and stored first; laid out as :meth:`_encode_prefixes` returns them (right-padded)."""
+        found = {p: self.store.get(p) for p in dict.fromkeys(prefixes)}  # users with one history: one lookup
+        missing = [p for p, entry in found.items() if entry is None]
         if missing:
             with torch.no_grad():
-                kv, _ = self._encode_prefixes(split, chunk[missing], lengths[missing], None, device)
-            for b, k in enumerate(missing):
-                n = int(lengths[k])
-                entries[k] = self.store.put(split.prefixes[chunk[k]], [(keys[b, :, :n], values[b, :, :n]) for keys, values in kv])
+                kv, _ = self._encode_ids(missing, device)
+            for b, p in enumerate(missing):
+                found[p] = self.store.put(p, [(keys[b, :, : len(p)], values[b, :, : len(p)]) for keys, values in kv])
+        entries = [found[p] for p in prefixes]
+        lengths = np.array([len(p) for p in prefixes])
         width, dtype = int(lengths.max()), self.embedding.weight.dtype
         layers = []
         for layer in range(len(entries[0])):
-            heads, _, dim = entries[0][layer][0].shape
-            keys = torch.zeros((len(chunk), heads, width, dim), dtype=dtype, device=device)
-            values = torch.zeros_like(keys)
-            for b, entry in enumerate(entries):
-                n = entry[layer][0].shape[1]
-                keys[b, :, :n] = entry[layer][0]
-                values[b, :, :n] = entry[layer][1]
-            layers.append((keys, values))
+            keys = torch.nn.utils.rnn.pad_sequence([e[layer][0].transpose(0, 1) for e in entries], batch_first=True)
+            values = torch.nn.utils.rnn.pad_sequence([e[layer][1].transpose(0, 1) for e in entries], batch_first=True)
+            layers.append(tuple(t.transpose(1, 2).to(device=device, dtype=dtype, memory_format=torch.contiguous_format)
+                                for t in (keys, values)))
         mask = (torch.arange(width, device=device) < torch.as_tensor(lengths, device=device).unsqueeze(1)).long()
         return layers, mask
+
+    def _stored_through_user(self, split: SplitBatch, chunk: np.ndarray, lengths: np.ndarray, user_vec, device) -> tuple[list, torch.Tensor]:
+        """Prefixes that run through the <UserID> slot (scoring, one per user and history): the
+        part before the slot from the store (it depends on the history alone, so every pass and
+        every user with that history reuses it), then the slot and the text after it once per
+        prefix, against it. Laid out as :meth:`_encode_prefixes` returns them, with the stored
+        part's padding inside: positions continue from each prefix's true length."""
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        rows = split.first_row[chunk]
+        cuts = split.user_pos[rows]
+        kv, head_mask = self._stored_prefixes([split.prefixes[g][:c] for g, c in zip(chunk, cuts)], device)
+        tails = [split.prefixes[g][c:] for g, c in zip(chunk, cuts)]
+        width = max(len(t) for t in tails)
+        ids = torch.full((len(tails), width), self.placeholder_id, dtype=torch.long)
+        tail_mask = torch.zeros((len(tails), width), dtype=torch.long)
+        for b, tail in enumerate(tails):
+            ids[b, : len(tail)] = torch.tensor(tail, dtype=torch.long)
+            tail_mask[b, : len(tail)] = 1
+        embeds = self.embedding(ids.to(device))
+        if user_vec is not None:
+            embeds = splice(embeds, torch.zeros(len(tails), dtype=torch.long, device=device),
+                            user_vec[torch.as_tensor(rows, device=device)].to(embeds.dtype))
+        positions = torch.as_tensor(cuts, device=device).unsqueeze(1) + torch.arange(width, device=device)
+        mask = torch.cat([head_mask, tail_mask.to(device)], dim=1)
+        cache = DynamicCache()
+        for keys, values in kv:  # fresh tensors (built above): the store's own are never extended
+            layer = DynamicLayer()
+            layer.lazy_initialization(keys, values)
+            layer.keys, layer.values = keys, values
+            cache.layers.append(layer)
+        out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        assert np.array_equal(cuts + np.array([len(t) for t in tails]), lengths)
+        return [(layer.keys, layer.values) for layer in out.past_key_values.layers], mask
 
     def _run_packed(self, split, part, local, kv, prefix_mask, prefix_len, user_vec, item_vec) -> torch.Tensor:
         """The suffixes of ``part`` rows, those of one prefix packed end to end into one sequence

@@ -11,7 +11,6 @@ from recbole.utils import InputType, ModelType
 from torch import nn
 
 from recbole_collm.compat import load_checkpoint
-from recbole_collm.data.ranking import is_ranking
 from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.llm.backbone import DTYPES, add_lora, load_llm
 from recbole_collm.llm.cie import CheckpointSource, CollaborativeEncoder, ScratchMFSource
@@ -59,10 +58,6 @@ class CoLLM(CandidateRankingMixin, AbstractRecommender):
         if config["prefix_store_dtype"] not in DTYPES:
             raise InputError(f"prefix_store_dtype: '{config['prefix_store_dtype']}' is not one of {', '.join(DTYPES)}")
         self.prefix_store = PrefixStore(store_mb, DTYPES[config["prefix_store_dtype"]]) if store_mb else None
-        # scoring: the rows of one user share a prefix through <UserID> when ranking candidates
-        # (one encoding per query beats a stored prefix) or when there is no store; labeled rows
-        # with a store end their prefix before <UserID>, so every later pass reuses it
-        self.share_user_prefix = self.prefix_store is None or is_ranking(config)
 
         llm, self.tokenizer = load_llm(config)
         self.llm = add_lora(llm, config) if self.uses_lora else llm
@@ -184,10 +179,9 @@ class CoLLM(CandidateRankingMixin, AbstractRecommender):
         CIE stage): nothing before <UserID> depends on a trainable parameter then."""
         prompts = self.prompts
         # scoring only (no autograd) and a user vector blind to the target: the prefix can run
-        # through the <UserID> slot, shared by the rows of one user (all candidates in ranking)
-        through_user = (
-            prompts.with_ids and self.share_user_prefix and not torch.is_grad_enabled() and not self.cie.user_depends_on_target
-        )
+        # through the <UserID> slot, shared by the rows of one user (all candidates in ranking);
+        # with a store, the part before the slot is stored and reused by every later pass
+        through_user = prompts.with_ids and not torch.is_grad_enabled() and not self.cie.user_depends_on_target
         split = split_batch(
             prompts, interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID],
             interaction[self.USER_ID] if through_user else None,
