@@ -55,6 +55,17 @@ def main() -> None:
     start_cie = copy.deepcopy(model.cie.state_dict())
     start_order = train.generator.get_state()
     rows = []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def write(stopped: bool) -> None:
+        """After every validation: a sweep stopped early keeps the rows it has."""
+        best = max(rows, key=lambda r: r["valid_auc"])
+        (out / f"{args.dataset}.json").write_text(json.dumps({
+            "train_rows": len(train._dataset), "valid_rows": len(valid._dataset), "lrs": args.lrs,
+            "epochs": args.epochs, "complete": not stopped, "rows": rows,
+            "best": {"cie_learning_rate": best["cie_learning_rate"], "cie_epochs": best["epoch"]}}, indent=1) + "\n")
+
     for lr in args.lrs:
         model.cie.load_state_dict(start_cie)  # the LLM's weights stay as they are: the store stays valid
         train.generator.set_state(start_order)
@@ -62,13 +73,14 @@ def main() -> None:
         trainer = CoLLMTrainer(config, model)
         valid_epoch = trainer._valid_epoch
 
-        def record(*a, _lr=lr, _trainer=trainer, _valid=valid_epoch, **k):
+        def record(*a, _lr=lr, _valid=valid_epoch, **k):
             score, result = _valid(*a, **k)
             rows.append({"cie_learning_rate": _lr, "epoch": len([r for r in rows if r["cie_learning_rate"] == _lr]) + 1,
                          "valid_auc": result["auc"], "valid_uauc": result["uauc"],
                          "seconds": time.perf_counter() - started})
             print(f"lr {_lr:g} epoch {rows[-1]['epoch']}: valid AUC {result['auc']:.4f} UAUC {result['uauc']:.4f}",
                   flush=True)
+            write(stopped=len(rows) < len(args.lrs) * args.epochs)
             return score, result
 
         trainer._valid_epoch = record
@@ -81,11 +93,6 @@ def main() -> None:
     for r in rows:
         print(f"| {r['cie_learning_rate']:g} | {r['epoch']} | {r['valid_auc']:.4f} | {r['valid_uauc']:.4f} |")
     print(f"best by valid AUC: cie_learning_rate {best['cie_learning_rate']:g}, cie_epochs {best['epoch']}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.dataset}.json").write_text(json.dumps({
-        "train_rows": len(train._dataset), "valid_rows": len(valid._dataset), "rows": rows,
-        "best": {"cie_learning_rate": best["cie_learning_rate"], "cie_epochs": best["epoch"]}}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

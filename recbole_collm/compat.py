@@ -64,7 +64,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=False)
 
 
+def keep_anomaly_detection_off() -> None:
+    """RecBole's ``sequential_recommender/sine.py`` calls ``torch.autograd.set_detect_anomaly(True)``
+    when imported, and importing any RecBole sequential model (SASRec) imports it: every later
+    backward pass in the process then records and checks tracebacks (measured: stage-2 epochs of
+    CoLLM ~2x slower after a SASRec run in the same process). Import it now, then put the setting
+    back as it was."""
+    import torch
+
+    before = torch.is_anomaly_enabled()
+    import recbole.model.sequential_recommender  # noqa: F401  (runs sine.py's module code once)
+
+    torch.autograd.set_detect_anomaly(before)
+
+
 def apply() -> None:
     """Apply every shim; safe to call more than once."""
     patch_numpy_aliases()
     patch_scipy_dok_update()
+    keep_anomaly_detection_off()

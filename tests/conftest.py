@@ -78,6 +78,7 @@ def mf_checkpoint(tmp_path_factory) -> str:
 def llm_config(model: str, llm_dir: Path, tmp_path: Path, **overrides):
     base = {"llm_path": str(llm_dir), "train_rows_limit": 48, "eval_rows_limit": 24, "show_progress": False,
             "lora_dropout": 0.0, "train_batch_size": 8, "warmup_steps": 0,
-            "cie_checkpoint": None}  # MF from scratch (T2) unless a test names a checkpoint (or auto)
+            "cie_checkpoint": None,  # MF from scratch (T2) unless a test names a checkpoint (or auto)
+            "cie_learning_rate": None, "cie_epochs": None}  # the CIE stage as the LoRA stage unless a test says
     base.update(overrides)
     return tiny_config(model, tmp_path, **base)

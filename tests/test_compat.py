@@ -63,3 +63,15 @@ def test_ddp_config_on_cpu_uses_gloo(tmp_path):
         assert config["single_spec"] is False
     finally:
         torch.distributed.destroy_process_group()
+
+
+def test_a_recbole_sequential_model_leaves_anomaly_detection_off():
+    # RecBole's sine.py turns it on when imported, and importing SASRec imports it; a fresh
+    # process, so that no earlier test has imported it already
+    code = ("import recbole_collm, torch; from recbole_collm.utils import get_model; get_model('SASRec'); "
+            "import recbole.model.sequential_recommender.sine; print(torch.is_anomaly_enabled())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    code = "import torch, recbole.model.sequential_recommender; print(torch.is_anomaly_enabled())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"  # what the shim undoes (if RecBole stops doing it, drop the shim)

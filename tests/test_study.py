@@ -21,7 +21,7 @@ def tiny_study(tiny_llm_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
     common = {"eval_rows_limit": 30, "epochs": 2, "state": "WARNING", "show_progress": False, "seed": 2023}
     llm = {"llm_path": str(tiny_llm_dir), "train_rows_limit": 32, "epochs": 1, "eval_step": 0, "lora_dropout": 0.0,
-           "warmup_steps": 0, "learning_rate": 0.01}
+           "warmup_steps": 0, "learning_rate": 0.01, "cie_epochs": None, "cie_learning_rate": None}
     results = study.run_study(["tiny"], common, llm, str(out), config_files={"tiny": [TINY_YAML]})
     return out, results["tiny"], (common, llm)
 
