@@ -136,16 +136,20 @@ class PrefixScorer:
             user = (torch.as_tensor(split.user_pos[rows], device=device), user_vec[torch.as_tensor(rows, device=device)])
         return self._encode_ids([split.prefixes[g] for g in chunk], device, user)
 
+    def _right_padded(self, seqs: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token id lists as one right-padded ``(ids, mask)`` pair (pads: the placeholder id)."""
+        width = max(len(x) for x in seqs)
+        ids = torch.full((len(seqs), width), self.placeholder_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for b, x in enumerate(seqs):
+            ids[b, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[b, : len(x)] = 1
+        return ids, mask
+
     def _encode_ids(self, prefixes: list[tuple[int, ...]], device, user: tuple | None = None) -> tuple[list, torch.Tensor]:
         """One right-padded forward over ``prefixes``; ``user`` = (slot positions, vectors)."""
-        width = max(len(p) for p in prefixes)
-        ids = torch.full((len(prefixes), width), self.placeholder_id, dtype=torch.long)
-        mask = torch.zeros((len(prefixes), width), dtype=torch.long)
-        for b, p in enumerate(prefixes):
-            ids[b, : len(p)] = torch.tensor(p, dtype=torch.long)
-            mask[b, : len(p)] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        positions = torch.arange(width, device=device).expand(len(prefixes), -1)
+        ids, mask = (t.to(device) for t in self._right_padded(prefixes))
+        positions = torch.arange(ids.shape[1], device=device).expand(len(prefixes), -1)
         embeds = self.embedding(ids)
         if user is not None:
             embeds = splice(embeds, user[0], user[1].to(embeds.dtype))
@@ -188,12 +192,8 @@ class PrefixScorer:
         cuts = split.user_pos[rows]
         kv, head_mask = self._stored_prefixes([split.prefixes[g][:c] for g, c in zip(chunk, cuts)], device)
         tails = [split.prefixes[g][c:] for g, c in zip(chunk, cuts)]
-        width = max(len(t) for t in tails)
-        ids = torch.full((len(tails), width), self.placeholder_id, dtype=torch.long)
-        tail_mask = torch.zeros((len(tails), width), dtype=torch.long)
-        for b, tail in enumerate(tails):
-            ids[b, : len(tail)] = torch.tensor(tail, dtype=torch.long)
-            tail_mask[b, : len(tail)] = 1
+        ids, tail_mask = self._right_padded(tails)
+        width = ids.shape[1]
         embeds = self.embedding(ids.to(device))
         if user_vec is not None:
             embeds = splice(embeds, torch.zeros(len(tails), dtype=torch.long, device=device),
