@@ -185,9 +185,6 @@ class PrefixScorer:
         every user with that history reuses it), then the slot and the text after it once per
         prefix, against it. Laid out as :meth:`_encode_prefixes` returns them, with the stored
         part's padding inside: positions continue from each prefix's true length."""
-        from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
-
         rows = split.first_row[chunk]
         cuts = split.user_pos[rows]
         kv, head_mask = self._stored_prefixes([split.prefixes[g][:c] for g, c in zip(chunk, cuts)], device)
@@ -200,12 +197,7 @@ class PrefixScorer:
                             user_vec[torch.as_tensor(rows, device=device)].to(embeds.dtype))
         positions = torch.as_tensor(cuts, device=device).unsqueeze(1) + torch.arange(width, device=device)
         mask = torch.cat([head_mask, tail_mask.to(device)], dim=1)
-        cache = DynamicCache()
-        for keys, values in kv:  # fresh tensors (built above): the store's own are never extended
-            layer = DynamicLayer()
-            layer.lazy_initialization(keys, values)
-            layer.keys, layer.values = keys, values
-            cache.layers.append(layer)
+        cache = _cache(kv)  # fresh tensors (built above): the store's own are never extended
         out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
         assert np.array_equal(cuts + np.array([len(t) for t in tails]), lengths)
         return [(layer.keys, layer.values) for layer in out.past_key_values.layers], mask
@@ -214,9 +206,6 @@ class PrefixScorer:
         """The suffixes of ``part`` rows, those of one prefix packed end to end into one sequence
         (no padding between them): each suffix token sees its prefix and the earlier tokens of
         its own suffix only (a 4D mask), at positions continuing from its prefix."""
-        from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
-
         device = prefix_mask.device
         packs: list[tuple[int, list[int]]] = []
         for r in part:
@@ -263,16 +252,27 @@ class PrefixScorer:
         mask = mask.masked_fill(~allowed, torch.finfo(embeds.dtype).min).unsqueeze(1)
         # each prefix once, in order: the prefix cache as it is, no copy
         in_order = n_packs == len(kv[0][0]) and bool((slots == torch.arange(n_packs, device=device)).all())
-        cache = DynamicCache()
-        for keys, values in kv:
-            layer = DynamicLayer()
-            layer.lazy_initialization(keys, values)
-            layer.keys, layer.values = (keys, values) if in_order else (keys[slots], values[slots])
-            cache.layers.append(layer)
+        cache = _cache(kv if in_order else [(keys[slots], values[slots]) for keys, values in kv])
         out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
         b_idx = torch.tensor([b for b, _ in last], device=device)
         t_idx = torch.tensor([t for _, t in last], device=device)
         return out.last_hidden_state[b_idx, t_idx]
+
+
+def _cache(layers: list[tuple[torch.Tensor, torch.Tensor]]):
+    """A transformers ``DynamicCache`` holding ``layers``' keys/values as they are (no copy). The
+    cache object grows with the forward run against it (build one per forward); the tensors handed
+    in are replaced by concatenations, not written to."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache()
+    for keys, values in layers:
+        layer = DynamicLayer()
+        layer.lazy_initialization(keys, values)
+        layer.keys, layer.values = keys, values
+        cache.layers.append(layer)
+    return cache
 
 
 def splice(embeds: torch.Tensor, positions: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
