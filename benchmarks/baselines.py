@@ -6,23 +6,17 @@ paper's ML-1M split; print and write a markdown table of test metrics.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import ROOT, available, fmt, parse_args  # noqa: E402
 from recbole_collm import run_recbole_collm  # noqa: E402
-from recbole_collm.config import resolve_data_path  # noqa: E402
 
 PAPER_AUC = {"MF": 0.6482, "LightGCN": 0.5959, "SASRec": 0.7078, "DIN": 0.7166}
 COLUMNS = [("auc", "AUC"), ("uauc", "UAUC"), ("undcg", "NDCG"), ("warm_auc", "warm AUC"), ("cold_auc", "cold AUC")]
-
-
-def fmt(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.4f}"
 
 
 def main() -> None:
@@ -31,14 +25,10 @@ def main() -> None:
     parser.add_argument("--models", default="MF,LightGCN,SASRec,DIN")
     parser.add_argument("--out", default=str(ROOT / "results" / "baselines.md"))
     parser.add_argument("--epochs", type=int, default=None, help="override the yaml's epoch cap")
-    args = parser.parse_args(sys.argv[1:])
-    sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from sys.argv
+    args = parse_args(parser)
 
     rows = []
-    for dataset in args.datasets.split(","):
-        if dataset == "ml-1m-collm" and not Path(resolve_data_path("../shared/data/ml-1m-collm", dataset)).is_dir():
-            print(f"skipping {dataset}: ../shared/data/ml-1m-collm not found", flush=True)
-            continue
+    for dataset in available(args.datasets.split(",")):
         for model in args.models.split(","):
             overrides = {"show_progress": False, "checkpoint_dir": str(ROOT / "saved")}
             if args.epochs:

@@ -20,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import ROOT, parse_args  # noqa: E402
 
 
 def main() -> None:
@@ -35,14 +36,13 @@ def main() -> None:
     parser.add_argument("--lrs", type=float, nargs="+", default=[0.001, 0.003, 0.01])
     parser.add_argument("--store-mb", type=int, default=6144, help="large enough for every train and valid prefix")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "settings"))
-    args = parser.parse_args(sys.argv[1:])
-    sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv
+    args = parse_args(parser)
 
     from recbole.utils import init_logger
 
     from recbole_collm import Config
     from recbole_collm.quick_start import prepare
-    from recbole_collm.trainer import CoLLMTrainer
+    from recbole_collm.trainer import LLMTrainer
 
     config = Config(model="CoLLM", dataset=args.dataset, config_dict={
         "stage": "cie", "lora_checkpoint": args.lora_checkpoint, "cie_checkpoint": args.cie_checkpoint,
@@ -70,22 +70,16 @@ def main() -> None:
         model.cie.load_state_dict(start_cie)  # the LLM's weights stay as they are: the store stays valid
         train.generator.set_state(start_order)
         config["cie_learning_rate"] = lr
-        trainer = CoLLMTrainer(config, model)
-        valid_epoch = trainer._valid_epoch
+        trainer = LLMTrainer(config, model)
 
-        def record(*a, _lr=lr, _valid=valid_epoch, **k):
-            score, result = _valid(*a, **k)
-            rows.append({"cie_learning_rate": _lr, "epoch": len([r for r in rows if r["cie_learning_rate"] == _lr]) + 1,
-                         "valid_auc": result["auc"], "valid_uauc": result["uauc"],
-                         "seconds": time.perf_counter() - started})
-            print(f"lr {_lr:g} epoch {rows[-1]['epoch']}: valid AUC {result['auc']:.4f} UAUC {result['uauc']:.4f}",
-                  flush=True)
+        def record(epoch: int, result: dict, _lr=lr) -> None:
+            rows.append({"cie_learning_rate": _lr, "epoch": epoch + 1, "valid_auc": result["auc"],
+                         "valid_uauc": result["uauc"], "seconds": time.perf_counter() - started})
+            print(f"lr {_lr:g} epoch {epoch + 1}: valid AUC {result['auc']:.4f} UAUC {result['uauc']:.4f}", flush=True)
             write(stopped=len(rows) < len(args.lrs) * args.epochs)
-            return score, result
 
-        trainer._valid_epoch = record
         started = time.perf_counter()
-        trainer.fit(train, valid, saved=False, show_progress=True)
+        trainer.fit(train, valid, saved=False, show_progress=True, on_validation=record)
     best = max(rows, key=lambda r: r["valid_auc"])
     print(f"\n{args.dataset}: {len(train._dataset)} train rows, {len(valid._dataset)} valid rows "
           f"({model.prefix_store.summary()})")

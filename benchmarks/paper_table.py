@@ -16,10 +16,10 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recbole_collm.study import plan, run_study  # noqa: E402
+from benchmarks.common import ROOT, available, parse_args  # noqa: E402
+from benchmarks.study import plan, run_study  # noqa: E402
 
 
 def main() -> None:
@@ -29,17 +29,12 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", help="override the yaml's datasets")
     parser.add_argument("--only", nargs="+", metavar="RUN", help=f"a subset of runs: {', '.join(r.name for r in plan())}")
     parser.add_argument("--report-only", action="store_true", help="write the table from finished runs, compute nothing")
-    args = parser.parse_args(sys.argv[1:])
-    sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv
+    args = parse_args(parser)
     with open(args.config) as f:
         study = yaml.safe_load(f)
-    datasets = args.datasets or study["datasets"]
-    shared = ROOT.parent / "shared" / "data" / "ml-1m-collm"
-    if "ml-1m-collm" in datasets and not shared.is_dir():
-        print(f"ml-1m-collm: skipped, the paper's split is not at {shared} (see README: Data)")
-        datasets = [d for d in datasets if d != "ml-1m-collm"]
+    datasets = available(args.datasets or study["datasets"])
     run_study(datasets, study.get("common") or {}, study.get("llm") or {}, args.out, only=args.only,
-              report_only=args.report_only)
+              report_only=args.report_only, per_run=study.get("per_run"))
     print(f"\nwrote {args.out}/table.md, table.csv and warm_cold_*.png\n")
     print((Path(args.out) / "table.md").read_text())
 

@@ -25,8 +25,9 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import ROOT, SHARED_DATA, build_llm, parse_args  # noqa: E402
 
 
 class PeakMemory:
@@ -68,31 +69,13 @@ class PeakMemory:
             self.mib = (self.peak - self.base) / 2**20
 
 
-def build(model_name: str, dataset: str, prefix_cache: bool, split_rows: int):
+def build(model_name: str, dataset: str, share_prefixes: bool, split_rows: int):
     import torch
 
-    from recbole_collm import Config
-    from recbole_collm.data import CollmDataset
-    from recbole_collm.utils import get_model
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = Config(
-        model=model_name,
-        dataset=dataset,
-        config_dict={
-            "stage": "cie" if model_name == "CoLLM" else "lora",
-            "prefix_cache": prefix_cache,
-            "train_rows_limit": None,
-            "eval_rows_limit": None,
-            "state": "WARNING",
-            "show_progress": False,
-            "use_gpu": device == "cuda",
-            "llm_dtype": "bfloat16" if device == "cuda" else "float32",
-        },
-    )
-    train, _, test = CollmDataset(config).build()
-    torch.manual_seed(0)
-    model = get_model(model_name)(config, train).to(config["device"])
+    cuda = torch.cuda.is_available()
+    config, model, train, _, test = build_llm(model_name, dataset, {
+        "stage": "cie" if model_name == "CoLLM" else "lora", "share_prefixes": share_prefixes,
+        "use_gpu": cuda, "llm_dtype": "bfloat16" if cuda else "float32"})
     test = test.inter_feat[torch.arange(min(split_rows, len(test)))]
     return config, model, train, test
 
@@ -181,10 +164,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None, help="also write the table here (markdown)")
     parser.add_argument("--worker", nargs=2, metavar=("SCENARIO", "PATH"), help=argparse.SUPPRESS)
-    args = parser.parse_args(sys.argv[1:])
-    sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv
+    args = parse_args(parser)
     if args.dataset is None:
-        shared = ROOT.parent / "shared" / "data" / "ml-1m-collm"
+        shared = SHARED_DATA / "ml-1m-collm"
         args.dataset = "ml-1m-collm" if shared.is_dir() else "ml-100k"
         if args.dataset == "ml-100k":
             print(f"{shared} not found: using ml-100k's test split")

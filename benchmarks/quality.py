@@ -17,10 +17,10 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recbole_collm.study import run_study  # noqa: E402
+from benchmarks.common import ROOT, available, parse_args  # noqa: E402
+from benchmarks.study import run_study  # noqa: E402
 
 KEYS = ("auc", "uauc", "warm_auc", "warm_uauc", "cold_auc", "cold_uauc")
 
@@ -45,13 +45,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality"))
     parser.add_argument("--datasets", nargs="+")
     parser.add_argument("--only", nargs="+", metavar="RUN")
-    args = parser.parse_args(sys.argv[1:])
-    sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv
+    args = parse_args(parser)
     settings = yaml.safe_load(Path(args.config).read_text())
-    datasets = args.datasets or settings["datasets"]
-    if "ml-1m-collm" in datasets and not (ROOT.parent / "shared" / "data" / "ml-1m-collm").is_dir():
-        print("ml-1m-collm: skipped, the paper's split is not at ../shared/data/ml-1m-collm")
-        datasets = [d for d in datasets if d != "ml-1m-collm"]
+    datasets = available(args.datasets or settings["datasets"])
     results = run_study(datasets, settings.get("common") or {}, settings.get("llm") or {}, args.out,
                         only=args.only or settings["runs"], per_run=settings.get("per_run"))
     for dataset, records in results.items():

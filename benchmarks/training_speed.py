@@ -22,23 +22,16 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import build_llm, parse_args  # noqa: E402
 
 
 def build(dataset: str, store_mb: int, args):
     import torch
 
-    from recbole_collm import Config
-    from recbole_collm.data import CollmDataset
-    from recbole_collm.model.collm import CoLLM
-
-    config = Config(model="CoLLM", dataset=dataset, config_dict={
-        "stage": "cie", "train_rows_limit": None, "eval_rows_limit": None, "state": "WARNING",
-        "show_progress": False, "prefix_store_mb": store_mb, "cie_checkpoint": None})
-    train, valid, _ = CollmDataset(config).build()
-    torch.manual_seed(0)
-    model = CoLLM(config, train)
+    config, model, train, valid, _ = build_llm("CoLLM", dataset, {
+        "stage": "cie", "prefix_store_mb": store_mb, "cie_checkpoint": None})
     generator = torch.Generator().manual_seed(0)
     train_rows = train.inter_feat[torch.randperm(len(train), generator=generator)[: args.train_rows]]
     valid_rows = valid.inter_feat[torch.arange(min(args.valid_rows, len(valid)))]
@@ -53,8 +46,8 @@ def stage1(dataset: str, grouped: bool, batches: int) -> float:
 
     from recbole_collm import Config
     from recbole_collm.data import CollmDataset
-    from recbole_collm.data.ranking import data_preparation
-    from recbole_collm.model.collm import CoLLM
+    from recbole_collm.data.utils import data_preparation
+    from recbole_collm.model.llm_recommender.collm import CoLLM
 
     config = Config(model="CoLLM", dataset=dataset, config_dict={
         "stage": "lora", "train_rows_limit": None, "eval_rows_limit": None, "state": "WARNING",
@@ -104,8 +97,7 @@ def main() -> None:
     parser.add_argument("--valid-rows", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--stage1-batches", type=int, default=12)
-    args = parser.parse_args(sys.argv[1:])
-    sys.argv = sys.argv[:1]  # RecBole's Config reads sys.argv
+    args = parse_args(parser)
     figures = {}
     for label, store_mb in (("no store", 0), ("store", 2048)):
         config, model, train_rows, valid_rows = build(args.dataset, store_mb, args)

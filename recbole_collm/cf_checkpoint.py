@@ -14,8 +14,6 @@ from logging import getLogger
 
 from recbole.utils import init_seed
 
-from recbole_collm.errors import InputError
-from recbole_collm.llm.cie import SUPPORTED_SOURCES
 # data settings of the user's run that the collaborative model must share (its own model settings
 # — size, learning rate, epochs, MAX_ITEM_LIST_LENGTH — come from its yaml, never from CoLLM's)
 DATA_KEYS = ("eval_args", "seed", "title_field", "warm_threshold", "cold_threshold")
@@ -45,9 +43,7 @@ def auto_cf_checkpoint(config) -> str:
     from recbole_collm.config import Config
     from recbole_collm.quick_start import prepare
 
-    name = config["cie_model"]
-    if name not in SUPPORTED_SOURCES:
-        raise InputError(f"cie_model: '{name}' cannot feed the CIE with cie_checkpoint: auto; use one of {', '.join(SUPPORTED_SOURCES)}")
+    name = config["cie_model"]  # one of the CF sources (recbole_collm.settings checked it)
     settings = cf_settings(config)
     path = cache_path(config, name, settings)
     logger = getLogger()

@@ -5,9 +5,6 @@ README.md ("Compatibility") lists every breakage and whether it is handled by a 
 """
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import numpy as np
 
 # numpy 2 removed these aliases; RecBole's Config.compatibility_settings reads them and
@@ -46,22 +43,6 @@ def patch_scipy_dok_update() -> None:
     for cls in (sp.dok_matrix, getattr(sp, "dok_array", None)):
         if cls is not None and not hasattr(cls, "_update"):
             cls._update = cls.update
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Load a RecBole checkpoint, which pickles the Config and so needs full unpickling.
-
-    torch >= 2.6 defaults to ``weights_only=True``. Only call this on files the user named or
-    that this process wrote itself: unpickling runs code from the file.
-    """
-    import torch
-
-    path = str(path)
-    if not os.path.isfile(path):
-        from recbole_collm.errors import MissingInputError
-
-        raise MissingInputError(f"checkpoint file '{path}' does not exist")
-    return torch.load(path, map_location=map_location, weights_only=False)
 
 
 def keep_anomaly_detection_off() -> None:

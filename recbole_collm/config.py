@@ -7,11 +7,10 @@ from pathlib import Path
 import torch
 from recbole.config.configurator import Config as RecBoleConfig
 
-from recbole_collm import compat
+from recbole_collm import compat, settings
 from recbole_collm.utils import get_model
 
-PLUGIN_ROOT = Path(__file__).resolve().parent.parent
-PROPERTIES_DIR = PLUGIN_ROOT / "properties"
+PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"  # package data: in the wheel too
 RECBOLE_EXAMPLE_DIR = Path(__import__("recbole").__file__).resolve().parent / "dataset_example"
 
 
@@ -58,17 +57,21 @@ def _static_known_keys() -> frozenset[str]:
 
 
 class Config(RecBoleConfig):
-    """RecBole's Config plus the plugin's ``properties/`` and plugin model lookup.
+    """RecBole's Config plus the plugin's ``recbole_collm/properties/`` and plugin model lookup.
 
     Precedence, lowest first: RecBole's own yaml files, ``properties/overall.yaml``,
     ``properties/model/<model>.yaml``, ``properties/dataset/<dataset>.yaml``, then the user's
-    config files, config dict and command line (RecBole's order for the external ones).
+    config files, config dict and command line (RecBole's order for the external ones). Every
+    value is then checked against :mod:`recbole_collm.settings`.
     """
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+        config_file_list = [resolve_config_file(f) for f in config_file_list or []] or None
         super().__init__(model, dataset, config_file_list, config_dict)
+        settings.check_renamed(self.external_config_dict)
         if self.final_config_dict.get("strict_config", True):
             self._check_unknown_keys()
+        settings.validate(self.final_config_dict)
 
     def _check_unknown_keys(self) -> None:
         """A typo in a setting is an error naming the key and the closest known one, not a
@@ -111,10 +114,6 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        if not PROPERTIES_DIR.is_dir():
-            raise FileNotFoundError(
-                f"properties/: not found at {PROPERTIES_DIR}; install the plugin with `pip install -e .`"
-            )
         for file in plugin_yaml_files(model, model_class, dataset):
             config_dict = self._update_internal_config_dict(str(file))
             if file.parent.name == "dataset" and config_dict:
@@ -163,17 +162,29 @@ class Config(RecBoleConfig):
         super()._init_device()
 
 
-def resolve_data_path(data_path: str, dataset: str) -> str:
-    """Where the dataset's atomic files are: the configured path if it exists, else the plugin's
-    ``dataset/`` folder, else RecBole's bundled examples (ml-100k ships inside RecBole's wheel).
+def resolve_config_file(name: str | Path) -> str:
+    """A config file as given when it exists, else the plugin's named setting of that name
+    (``gpu.yaml``, ``split/global_time.yaml``: files under ``recbole_collm/properties/``, so
+    they work from any folder and from an installed wheel). Neither: one error line."""
+    from recbole_collm.errors import MissingInputError
 
-    RecBole itself would try to download a missing dataset; this machine, and many users', cannot.
+    if Path(name).is_file():
+        return str(name)
+    named = PROPERTIES_DIR / name
+    if not Path(name).is_absolute() and named.is_file() and PROPERTIES_DIR in named.resolve().parents:
+        return str(named)
+    shipped = sorted(str(f.relative_to(PROPERTIES_DIR)) for f in [*PROPERTIES_DIR.glob("*.yaml"), *PROPERTIES_DIR.glob("split/*.yaml")]
+                     if f.name != "overall.yaml")
+    raise MissingInputError(f"config_files: '{name}' not found (a yaml path, or a named setting: {', '.join(shipped)})")
+
+
+def resolve_data_path(data_path: str, dataset: str) -> str:
+    """Where the dataset's atomic files are: ``data_path`` (relative to the working directory, as
+    RecBole reads it) if it holds them, else RecBole's bundled examples (ml-100k ships inside
+    RecBole's wheel). RecBole itself would try to download a missing dataset; this machine, and
+    many users', cannot.
     """
-    candidates = [Path(data_path)]
-    if not Path(data_path).is_absolute():
-        candidates.append(PLUGIN_ROOT / data_path)
-    candidates += [PLUGIN_ROOT / "dataset" / dataset, RECBOLE_EXAMPLE_DIR / dataset]
-    for candidate in candidates:
+    for candidate in (Path(data_path), RECBOLE_EXAMPLE_DIR / dataset):
         if candidate.is_dir() and any(candidate.glob(f"{dataset}*.inter")):
             return str(candidate.resolve())  # absolute: checkpoints must not depend on the cwd
     return data_path  # CollmDataset raises the clear error naming this path

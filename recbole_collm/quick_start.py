@@ -8,11 +8,10 @@ from logging import getLogger
 
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
-from recbole_collm.compat import load_checkpoint
+from recbole_collm.checkpoint import restore
 from recbole_collm.config import Config
 from recbole_collm.data import create_dataset
-from recbole_collm.data.ranking import data_preparation, is_ranking
-from recbole_collm.errors import MissingInputError
+from recbole_collm.data.utils import data_preparation, is_ranking
 from recbole_collm.utils import get_model, get_trainer
 
 
@@ -61,7 +60,7 @@ def run_recbole_collm(
         "model_file": trainer.saved_model_file if saved else None,
         "train_seconds": train_seconds,  # fit, validation included
         "test_seconds": test_seconds,  # test evaluation, checkpoint loading included
-        "test_rows": _test_rows(data, trainer.evaluator.last_rows),
+        "test_rows": _test_rows(data, getattr(test_result, "rows", None)),
         "source_test_result": source_result,
     }
 
@@ -69,7 +68,7 @@ def run_recbole_collm(
 def evaluate_source(trainer, model, test_data, config) -> dict | None:
     """A CoLLM model's collaborative checkpoint scored alone on the same test rows with the same
     evaluator (labeled evaluation): the baseline CoLLM must beat. None for other models."""
-    from recbole_collm.llm.cie import CheckpointSource
+    from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
 
     source = getattr(getattr(model, "cie", None), "source", None)
     if not isinstance(source, CheckpointSource) or is_ranking(config):
@@ -113,31 +112,23 @@ def _test_rows(dataset, rows: dict | None) -> dict | None:
 def find_resume_file(config) -> str | None:
     """``resume: <file>`` as given; ``resume: auto`` = the newest ``<model>-*-last.pth`` in
     ``checkpoint_dir`` (none: start afresh)."""
-    resume = config["resume"]
+    resume = config["resume"]  # an existing file, auto or empty (checked when the Config was built)
     if not resume:
         return None
     if str(resume).lower() != "auto":
-        if not os.path.isfile(resume):
-            raise MissingInputError(f"resume: checkpoint '{resume}' not found")
         return str(resume)
     candidates = glob.glob(os.path.join(config["checkpoint_dir"], f"{config['model']}-*-last.pth"))
     return max(candidates, key=os.path.getmtime) if candidates else None
 
 
 def load_data_and_model(model_file: str):
-    """Rebuild config, data and model from a checkpoint this plugin (or RecBole) saved.
+    """Rebuild config, data and model from a checkpoint this plugin (or RecBole) saved, with the
+    loaders seeded as RecBole's ``load_data_and_model`` seeds them.
 
     The checkpoint pickles the Config, so it is fully unpickled: pass only files you trust.
     Returns ``(config, model, dataset, train_data, valid_data, test_data)``.
     """
-    checkpoint = load_checkpoint(model_file)
-    config = checkpoint["config"]
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    data = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, data)
-    init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    model.load_state_dict(checkpoint["state_dict"])
-    model.load_other_parameter(checkpoint.get("other_parameter"))
-    return config, model, data, train_data, valid_data, test_data
+    restored = restore(model_file, loaders=True)
+    init_logger(restored.config)
+    model = restored.model.to(restored.config["device"])
+    return (restored.config, model, restored.dataset, *restored.splits)

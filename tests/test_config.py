@@ -9,14 +9,14 @@ from recbole.utils import ModelType
 
 from recbole_collm import Config, get_model, get_trainer
 from recbole_collm.config import RECBOLE_EXAMPLE_DIR
-from recbole_collm.model.mf import MF
-from recbole_collm.trainer import PluginEvaluationMixin
-from tests.conftest import ROOT, TINY_YAML, tiny_config
+from recbole_collm.model.general_recommender.mf import MF
+from recbole_collm.trainer import ResumableTrainerMixin
+from tests.conftest import ROOT, TINY_DATA_ARG, TINY_YAML, tiny_config
 
 
 def test_get_model_searches_plugin_then_recbole():
     assert get_model("MF") is MF
-    assert get_model("LightGCN").__module__ == "recbole_collm.model.lightgcn"
+    assert get_model("LightGCN").__module__ == "recbole_collm.model.general_recommender.lightgcn"
     assert get_model("BPR") is BPR
     with pytest.raises(ValueError, match="NoSuchModel"):
         get_model("NoSuchModel")
@@ -24,7 +24,7 @@ def test_get_model_searches_plugin_then_recbole():
 
 def test_get_trainer_mixes_in_plugin_evaluation():
     for name, model_type in [("MF", ModelType.CONTEXT), ("BPR", ModelType.GENERAL)]:
-        assert issubclass(get_trainer(model_type, name), PluginEvaluationMixin)
+        assert issubclass(get_trainer(model_type, name), ResumableTrainerMixin)
 
 
 def test_layering_plugin_yaml_over_recbole_and_user_over_plugin(tmp_path):
@@ -51,7 +51,7 @@ def test_plugin_metrics_accepted_as_valid_metric():
 def test_runner_cli_trains_and_evaluates(tmp_path):
     out = subprocess.run(
         [sys.executable, str(ROOT / "run_recbole_collm.py"), "--model=MF", "--dataset=tiny",
-         f"--config_files={TINY_YAML}", "--epochs=1", f"--checkpoint_dir={tmp_path}", "--state=INFO"],
+         f"--config_files={TINY_YAML}", TINY_DATA_ARG, "--epochs=1", f"--checkpoint_dir={tmp_path}", "--state=INFO"],
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]

@@ -72,11 +72,13 @@ def test_titles_kept_as_text_not_as_features():
     assert "movie_title" not in dataset.item_feat
 
 
-def test_warm_cold_train_counts_attached_to_every_split():
+def test_the_train_split_counts_its_rows_for_warm_and_cold():
     _, (train, valid, test) = build(tiny_config())
-    counts = np.bincount(train.inter_feat["user_id"].numpy(), minlength=train.user_num)
-    for part in (train, valid, test):
-        np.testing.assert_array_equal(part.train_user_count, counts)
+    users = np.bincount(train.inter_feat["user_id"].numpy(), minlength=train.user_num)
+    items = np.bincount(train.inter_feat["item_id"].numpy(), minlength=train.item_num)
+    np.testing.assert_array_equal(train.train_user_count, users)
+    np.testing.assert_array_equal(train.train_item_count, items)
+    assert not hasattr(valid, "train_user_count") and not hasattr(test, "train_item_count")
 
 
 def test_labels_outside_0_1_are_one_clear_error(tmp_path):
@@ -151,9 +153,9 @@ def test_row_limits_keep_recent_train_rows_and_full_train_counts():
     assert [len(small_train), len(small_valid), len(small_test)] == [100, 30, 30]
     times = train.inter_feat["timestamp"].numpy()
     assert small_train.inter_feat["timestamp"].numpy().min() >= np.sort(times)[-100]
-    # warm/cold membership must not depend on the CPU budget
-    np.testing.assert_array_equal(small_test.train_user_count, train.train_user_count)
-    np.testing.assert_array_equal(small_test.train_item_count, train.train_item_count)
+    # warm/cold membership must not depend on the CPU budget: the counts are the whole split's
+    np.testing.assert_array_equal(small_train.train_user_count, train.train_user_count)
+    np.testing.assert_array_equal(small_train.train_item_count, train.train_item_count)
 
 
 def test_ml100k_splits_per_user_by_default_and_globally_as_a_named_setting():
@@ -169,7 +171,7 @@ def test_ml100k_splits_per_user_by_default_and_globally_as_a_named_setting():
         return len(train), len(valid), len(test), int(np.sum(cold))
 
     assert counts(None) == (80808, 9596, 9596, 47)
-    assert counts([str(ROOT / "properties" / "split" / "global_time.yaml")]) == (80000, 10000, 10000, 8656)
+    assert counts(["split/global_time.yaml"]) == (80000, 10000, 10000, 8656)  # a named setting
 
 
 def test_train_rows_sample_random_is_seeded_and_leaves_the_eval_sample_alone():

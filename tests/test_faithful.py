@@ -7,9 +7,9 @@ import torch
 from recbole_collm import Config, get_model, run_recbole_collm
 from recbole_collm.data import CollmDataset
 from recbole_collm.errors import InputError
-from recbole_collm.llm.prompts import SLOT_PATTERN, PromptBuilder
-from recbole_collm.model.collm import CoLLM
-from recbole_collm.model.din import DIN, Dice
+from recbole_collm.model.llm_recommender.llm.prompts import SLOT_PATTERN, PromptBuilder
+from recbole_collm.model.llm_recommender.collm import CoLLM
+from recbole_collm.model.sequential_recommender.din import DIN, Dice
 from tests.conftest import TINY_YAML, llm_config, tiny_config
 
 SOURCES = ["MF", "LightGCN", "SASRec", "DIN"]
@@ -124,6 +124,32 @@ def test_other_sources_say_their_user_vector_ignores_the_target(source, cf_check
 
 
 # --- 3. the SASRec source reads 25 items, the prompt 10 titles --------------------------------
+def test_din_rows_of_one_user_keep_their_own_user_slot_on_the_shared_prefix_path(cf_checkpoints, tiny_llm_dir,
+                                                                                 tmp_path, monkeypatch):
+    """DIN's user slot holds the target and the target-attended history, so rows of one user may
+    not share a prefix through <UserID>: scores equal the plain path's. The guard is what keeps
+    them so — a DIN that claimed a target-blind user slot gives row 0's slot to every row."""
+    from recbole.data.interaction import Interaction
+
+    model, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["DIN"])
+    model.eval()
+    batch = rows(train, 1).repeat_interleave(4)  # one user, one history, four targets
+    batch.update(Interaction({"item_id": torch.tensor([3, 7, 11, 19])}))
+    user_vec, _ = model.cie(batch)
+    assert (user_vec[1:] - user_vec[0]).abs().amax() > 1e-3  # the slot follows the target
+
+    def scores(share: bool) -> torch.Tensor:
+        model.share_prefixes = share
+        with torch.no_grad():
+            return model.logits(batch)
+
+    plain = scores(False)
+    assert (scores(True) - plain).abs().amax() < 1e-4  # float32 noise of the two paths
+    monkeypatch.setattr(type(model.cie.source.model), "user_depends_on_target", False)
+    broken = (scores(True) - plain).abs().amax()
+    assert broken > 1e-3
+
+
 def long_history_batch(train, length=25):
     batch = rows(train, 2)
     history = torch.zeros(2, train.config["MAX_ITEM_LIST_LENGTH"], dtype=torch.long)
@@ -250,14 +276,14 @@ def test_collm_with_bos_scores_the_same_on_the_plain_and_shared_prefix_paths(lla
     seen = {}
     hook = model.base_llm.get_decoder().register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
     with torch.no_grad():
-        model.config["prefix_cache"] = False
+        model.share_prefixes = False
         plain = model.logits(batch)
     hook.remove()
     prompts = model.prompts.batch(batch["item_id_list"], batch["item_length"], batch["item_id"])
     user_vec, _ = model.cie(batch)
     assert torch.allclose(seen["inputs_embeds"][torch.arange(12), prompts["user_pos"]], user_vec)
     with torch.no_grad():
-        model.config["prefix_cache"] = True
+        model.share_prefixes = True
         shared = model.logits(batch)
     assert torch.allclose(plain, shared, atol=1e-4)
 

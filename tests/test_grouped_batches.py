@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from recbole_collm.data import CollmDataset
-from recbole_collm.data.grouped_batches import PrefixGroupedSampler, PrefixGroupedTrainDataLoader, prefix_groups
-from recbole_collm.data.ranking import data_preparation
+from recbole_collm.data.dataloader import PrefixGroupedSampler, PrefixGroupedTrainDataLoader, prefix_groups
+from recbole_collm.data.utils import data_preparation
 from tests.conftest import tiny_config
 
 

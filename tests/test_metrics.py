@@ -66,11 +66,11 @@ def test_evaluator_reports_subsets_through_recbole_registry():
     struct["data.label"] = torch.tensor(labels, dtype=torch.float)
     struct["data.uid"] = torch.tensor(uid)
     struct["data.iid"] = torch.tensor(iid)
-    evaluator = CollmEvaluator(config)
     user_count = np.full(101, 10)
     user_count[1] = 0  # user 1 absent from train: cold
-    evaluator.set_train_counts(user_count, np.full(5, 10))
-    result = evaluator.evaluate(struct)
+    struct["data.train_user_count"] = torch.from_numpy(user_count)
+    struct["data.train_item_count"] = torch.from_numpy(np.full(5, 10))
+    result = CollmEvaluator(config).evaluate(struct)
     cold = uid == 1
     assert result["cold_rows"] == cold.sum() and result["warm_rows"] == (~cold).sum()
     assert result["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-4)

@@ -5,9 +5,10 @@ import torch
 
 from recbole_collm import run_recbole_collm
 from recbole_collm.data import CollmDataset
-from recbole_collm.data.ranking import CandidateEvalDataLoader, RowFullSortEvalDataLoader, data_preparation
+from recbole_collm.data.dataloader import CandidateEvalDataLoader, RowFullSortEvalDataLoader
+from recbole_collm.data.utils import data_preparation
 from recbole_collm.errors import InputError
-from recbole_collm.model.tallrec import TALLRec
+from recbole_collm.model.llm_recommender.tallrec import TALLRec
 from tests.conftest import TINY_YAML, llm_config, tiny_config
 
 RANKING = {"metrics": ["Hit", "NDCG", "MRR"], "topk": [3], "valid_metric": "NDCG@3"}
@@ -40,9 +41,9 @@ def test_candidates_are_seeded_distinct_unseen_and_same_for_every_model():
 
 
 def test_pop_sampling_prefers_popular_items():
-    _, _, (_, _, uni) = loaders("uni5")
+    _, _, (train, _, uni) = loaders("uni5")
     _, _, (_, _, pop) = loaders("pop5")
-    count = uni._dataset.train_item_count
+    count = train._dataset.train_item_count
     assert count[pop.candidates[:, 1:]].mean() > count[uni.candidates[:, 1:]].mean()
 
 
@@ -75,9 +76,9 @@ def test_mf_ranks_end_to_end_in_every_mode(tmp_path):
 
 
 def test_full_sort_caps_the_catalogue_to_popular_items():
-    config, _, (_, _, test) = loaders("full", full_sort_items=10)
+    config, _, (train, _, test) = loaders("full", full_sort_items=10)
     assert isinstance(test, RowFullSortEvalDataLoader)
-    count = test._dataset.train_item_count
+    count = train._dataset.train_item_count
     assert len(test.items) == 10 and count[test.items].min() >= np.sort(count[1:])[-10]
 
 
@@ -87,7 +88,7 @@ def test_collm_full_sort_and_candidates_equal_per_row_scores(tiny_llm_dir, tmp_p
     train, _, test = data_preparation(config, dataset)
     model = TALLRec(config, train._dataset).eval()
     rows = test._dataset.inter_feat[torch.arange(3)]
-    model.full_sort_items = torch.tensor([2, 5, 7, 11])
+    model.catalogue = torch.tensor([2, 5, 7, 11])  # as full_sort_items would cap it
     with torch.no_grad():
         full = model.full_sort_predict(rows).view(3, -1)
         for r in range(3):

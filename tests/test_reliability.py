@@ -1,31 +1,18 @@
-"""Checkpoints survive interrupted saves; a NaN loss stops training with where it happened."""
+"""A NaN loss stops training with where it happened; a killed run resumes to the same result."""
+import random
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
-import torch
 
 from recbole_collm import run_recbole_collm
-from recbole_collm.compat import load_checkpoint
-from recbole_collm import trainer as trainer_module
-from tests.conftest import TINY_YAML
-
-
-def test_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    path = str(tmp_path / "model.pth")
-    trainer_module.atomic_torch_save({"v": 1}, path)
-    real_save = torch.save
-
-    def dying_save(obj, f, **kwargs):
-        real_save({"partial": True}, f, **kwargs)
-        raise KeyboardInterrupt("killed mid-save")
-
-    monkeypatch.setattr(trainer_module.torch, "save", dying_save)
-    with pytest.raises(KeyboardInterrupt):
-        trainer_module.atomic_torch_save({"v": 2}, path)
-    assert load_checkpoint(path) == {"v": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["model.pth"]
+from tests.conftest import ROOT, TINY_DATA_ARG, TINY_YAML
 
 
 def test_nan_loss_stops_with_step_users_and_checkpoint(tmp_path, monkeypatch):
-    from recbole_collm.model.mf import MF
+    from recbole_collm.model.general_recommender.mf import MF
 
     real = MF.calculate_loss
     calls = {"n": 0}
@@ -42,7 +29,7 @@ def test_nan_loss_stops_with_step_users_and_checkpoint(tmp_path, monkeypatch):
 
 
 def test_nan_in_llm_training_names_users(tiny_llm_dir, tmp_path, monkeypatch):
-    from recbole_collm.model.collm import CoLLM
+    from recbole_collm.model.llm_recommender.collm import CoLLM
 
     monkeypatch.setattr(CoLLM, "calculate_loss", lambda self, inter: self.logits(inter).sum() * float("inf") * 0)
     with pytest.raises(FloatingPointError, match=r"batch user ids \(internal\) \[\d+"):
@@ -51,26 +38,19 @@ def test_nan_in_llm_training_names_users(tiny_llm_dir, tmp_path, monkeypatch):
             "checkpoint_dir": str(tmp_path), "state": "WARNING", "show_progress": False})
 
 
-import random  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-from tests.conftest import ROOT  # noqa: E402
-
 MF_RUN = {"epochs": 25, "train_batch_size": 16, "stopping_step": 100, "state": "WARNING", "seed": 7,
           "learning_rate": 0.01}
 
 
-def kill_and_resume(tmp_path, model, run):
+def kill_and_resume(tmp_path, model, run, resume="auto"):
     """Run ``model`` in a subprocess, SIGKILL it at a random point after its first -last.pth,
-    resume in-process, and return (reference result, resumed result)."""
+    resume in-process (``resume: auto``, or ``file``: the -last.pth named explicitly), and return
+    (reference result, resumed result)."""
     reference = run_recbole_collm(model=model, dataset="tiny", config_file_list=[TINY_YAML],
                                   config_dict={**run, "checkpoint_dir": str(tmp_path / "ref")})
     killed_dir = tmp_path / "killed"
     args = [sys.executable, str(ROOT / "run_recbole_collm.py"), f"--model={model}", "--dataset=tiny",
-            f"--config_files={TINY_YAML}", f"--checkpoint_dir={killed_dir}"]
+            f"--config_files={TINY_YAML}", TINY_DATA_ARG, f"--checkpoint_dir={killed_dir}"]
     args += [f"--{k}={v}" for k, v in run.items()]
     process = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -80,14 +60,21 @@ def kill_and_resume(tmp_path, model, run):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    assert list(killed_dir.glob("*-last.pth"))
+    last = list(killed_dir.glob("*-last.pth"))
+    assert len(last) == 1
+    if resume == "file":
+        moved = tmp_path / "elsewhere" / last[0].name  # named explicitly, not found by auto
+        moved.parent.mkdir()
+        last[0].rename(moved)
+        resume = str(moved)
     resumed = run_recbole_collm(model=model, dataset="tiny", config_file_list=[TINY_YAML],
-                                config_dict={**run, "checkpoint_dir": str(killed_dir), "resume": "auto"})
+                                config_dict={**run, "checkpoint_dir": str(killed_dir), "resume": resume})
     return reference, resumed
 
 
-def test_killed_run_resumes_to_the_same_result(tmp_path):
-    reference, resumed = kill_and_resume(tmp_path, "MF", MF_RUN)
+@pytest.mark.parametrize("resume", ["auto", "file"])
+def test_killed_run_resumes_to_the_same_result(tmp_path, resume):
+    reference, resumed = kill_and_resume(tmp_path, "MF", MF_RUN, resume)
     assert resumed["test_result"]["auc"] == pytest.approx(reference["test_result"]["auc"], abs=1e-6)
     assert resumed["test_result"]["logloss"] == pytest.approx(reference["test_result"]["logloss"], abs=1e-6)
     assert resumed["best_valid_score"] == pytest.approx(reference["best_valid_score"], abs=1e-6)

@@ -1,9 +1,12 @@
-"""RecBole atomic files for a labeled, pre-split dataset: what the dataset converters write."""
+"""RecBole atomic files (RecBole's name for its tab-separated data files) for a labeled, pre-split
+dataset: what the dataset converters write, each file written atomically."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
+
+from recbole_collm.checkpoint import atomic_write
 
 INTER_HEADER = ["user_id:token", "item_id:token", "label:float", "timestamp:float"]
 
@@ -14,8 +17,11 @@ def write_labeled_splits(splits: dict[str, pd.DataFrame], items: pd.DataFrame, t
     folder = Path(out_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     for split, frame in splits.items():
-        frame[["user_id", "item_id", "label", "timestamp"]].to_csv(folder / f"{name}.{split}.inter", sep="\t", index=False, header=INTER_HEADER)
+        columns = frame[["user_id", "item_id", "label", "timestamp"]]
+        atomic_write(folder / f"{name}.{split}.inter",
+                     lambda tmp, c=columns: c.to_csv(tmp, sep="\t", index=False, header=INTER_HEADER))
     used = pd.concat(splits.values())["item_id"].unique()
     items = items[items["item_id"].isin(used)][["item_id", title_field]]
-    items.to_csv(folder / f"{name}.item", sep="\t", index=False, header=["item_id:token", f"{title_field}:token_seq"])
+    atomic_write(folder / f"{name}.item",
+                 lambda tmp: items.to_csv(tmp, sep="\t", index=False, header=["item_id:token", f"{title_field}:token_seq"]))
     return folder

@@ -18,7 +18,9 @@ class CollmDataset(Dataset):
     - ``item_id_list`` / ``item_length``: the user's last ``MAX_ITEM_LIST_LENGTH`` earlier
       positive items across all splits (RecBole's sequence field names, so SASRec/DIN read them);
     - ``item_titles``: item titles as text (prompt material, not a model feature);
-    - ``train_user_count`` / ``train_item_count`` on every split, for warm/cold evaluation.
+    - ``train_user_count`` / ``train_item_count`` on the train split: interactions per user and
+      per item in the whole train split (before ``train_rows_limit``), for warm/cold evaluation,
+      popularity sampling and the capped full-sort catalogue.
     """
 
     def _download(self):
@@ -142,11 +144,10 @@ class CollmDataset(Dataset):
             # metrics do not depend on row order; a user's rows side by side share their prompt
             # prefix inside one eval batch (the LLM models' prefix cache)
             dataset.sort(by=[self.uid_field, self.time_field])
-        user_count = np.bincount(train[self.uid_field].numpy(), minlength=self.user_num)
-        item_count = np.bincount(train[self.iid_field].numpy(), minlength=self.item_num)
-        for dataset in datasets:
-            dataset.train_user_count = user_count
-            dataset.train_item_count = item_count
+        # the train split's own record of the rows it was cut from (before train_rows_limit): what
+        # warm/cold, popularity sampling and the capped catalogue count
+        datasets[0].train_user_count = np.bincount(train[self.uid_field].numpy(), minlength=self.user_num)
+        datasets[0].train_item_count = np.bincount(train[self.iid_field].numpy(), minlength=self.item_num)
         return datasets
 
     def _limit_rows(self, datasets: list) -> list:
@@ -156,8 +157,6 @@ class CollmDataset(Dataset):
         (computed on all rows)."""
         train_limit, eval_limit = self.config["train_rows_limit"], self.config["eval_rows_limit"]
         how = self.config["train_rows_sample"] or "recent"
-        if how not in ("recent", "random"):
-            raise InputError(f"train_rows_sample: '{how}' is not one of recent, random")
         out = list(datasets)
         if train_limit and len(out[0]) > train_limit:
             if how == "recent":

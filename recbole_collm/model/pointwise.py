@@ -18,7 +18,8 @@ class PointwiseMixin(CandidateRankingMixin):
     type = ModelType.CONTEXT
     input_type = InputType.POINTWISE
 
-    def _init_pointwise(self, config) -> None:
+    def _init_pointwise(self, config, dataset) -> None:
+        self._init_catalogue(config, dataset)
         self.LABEL = config["LABEL_FIELD"]
         self.bce = nn.BCEWithLogitsLoss()
 

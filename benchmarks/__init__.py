@@ -1,0 +1,1 @@
+"""Benchmarks and studies: command lines (``python benchmarks/<name>.py``) and what they share."""

@@ -1,0 +1,52 @@
+"""What the benchmark scripts share: the repository paths, the command-line guard RecBole needs,
+the check for the paper's ML-1M split, number formatting, and building a seeded LLM model with
+its splits."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"  # the CoLLM paper's splits (never committed)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The script's own arguments; then ``sys.argv`` is cut to the program name, because
+    RecBole's Config reads ``--key=value`` pairs from it and would take the script's as settings."""
+    args = parser.parse_args(sys.argv[1:])
+    sys.argv = sys.argv[:1]
+    return args
+
+
+def available(datasets: list[str]) -> list[str]:
+    """``datasets`` without ml-1m-collm when ``../shared/data`` lacks it (said, not silent)."""
+    if "ml-1m-collm" in datasets and not (SHARED_DATA / "ml-1m-collm").is_dir():
+        print(f"ml-1m-collm: skipped, the paper's split is not at {SHARED_DATA / 'ml-1m-collm'} (README: Data)")
+        return [d for d in datasets if d != "ml-1m-collm"]
+    return list(datasets)
+
+
+def fmt(value) -> str:
+    """A metric with four decimals; n/a for a missing or undefined one."""
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.4f}"
+
+
+def build_llm(model_name: str, dataset: str, settings: dict) -> tuple:
+    """``(config, model, train, valid, test)``: the Config with ``settings`` (all rows unless
+    they say otherwise, quiet), the dataset's splits and the model, seeded (torch seed 0)."""
+    import torch
+
+    from recbole_collm import Config
+    from recbole_collm.data import CollmDataset
+    from recbole_collm.utils import get_model
+
+    config = Config(model=model_name, dataset=dataset, config_dict={
+        "train_rows_limit": None, "eval_rows_limit": None, "state": "WARNING", "show_progress": False, **settings})
+    train, valid, test = CollmDataset(config).build()
+    torch.manual_seed(0)
+    model = get_model(model_name)(config, train).to(config["device"])
+    return config, model, train, valid, test

@@ -1,0 +1,127 @@
+"""The study's outputs: ``table.md`` / ``table.csv`` with the paper's figures beside ours, the
+efficiency ratio (paper Table 6), the quality targets met or missed, the warm/cold figure (paper
+Fig. 3)."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from logging import getLogger
+
+import numpy as np
+
+from benchmarks.common import fmt
+
+METRICS = [("auc", "AUC"), ("uauc", "UAUC"), ("undcg", "NDCG"), ("warm_auc", "warm AUC"), ("warm_uauc", "warm UAUC"),
+           ("cold_auc", "cold AUC"), ("cold_uauc", "cold UAUC")]
+# The paper's ML-1M figures (AUC, UAUC), as listed in ../shared/data/README.md (Vicuna-7B backbone).
+PAPER_ML1M = {"MF": (0.6482, 0.6361), "LightGCN": (0.5959, 0.6499), "SASRec": (0.7078, 0.6884), "DIN": (0.7166, 0.6459),
+              "TALLRec": (0.7097, 0.6818), "CoLLM-MF": (0.7295, 0.6875), "CoLLM-DIN": (0.7353, 0.6923)}
+
+
+def efficiency(records: dict) -> dict | None:
+    """TALLRec vs CoLLM-MF time (paper Table 6). CoLLM trains TALLRec's stage, then its own."""
+    if "TALLRec" not in records or "CoLLM-MF" not in records:
+        return None
+    tallrec, collm = records["TALLRec"], records["CoLLM-MF"]
+    collm_train = tallrec["train_seconds"] + collm["train_seconds"]
+    return {
+        "TALLRec train s": tallrec["train_seconds"],
+        "CoLLM-MF train s (stage 1 + stage 2)": collm_train,
+        "train ratio": collm_train / tallrec["train_seconds"],
+        "TALLRec test s": tallrec["test_seconds"],
+        "CoLLM-MF test s": collm["test_seconds"],
+        "inference ratio": collm["test_seconds"] / tallrec["test_seconds"],
+    }
+
+
+def quality_checks(records: dict) -> list[str]:
+    """The issue's targets, each as one line saying met or missed and by how much."""
+    lines = []
+    get = lambda run, key: records.get(run, {}).get("test_result", {}).get(key)  # noqa: E731
+    for other in ("TALLRec", "MF"):
+        for key, label in (("auc", "AUC"), ("uauc", "UAUC"), ("warm_auc", "warm AUC"), ("warm_uauc", "warm UAUC")):
+            mine, theirs = get("CoLLM-MF", key), get(other, key)
+            if mine is None or theirs is None:
+                continue
+            verdict = "met" if mine > theirs else "missed"
+            lines.append(f"CoLLM-MF > {other} on {label}: {verdict} ({fmt(mine)} vs {fmt(theirs)}, {mine - theirs:+.4f})")
+    mine, theirs = get("CoLLM-MF", "cold_auc"), get("TALLRec", "cold_auc")
+    if mine is not None and theirs is not None:
+        verdict = "met" if abs(mine - theirs) <= 0.01 or mine > theirs else "missed"
+        lines.append(f"CoLLM-MF within 0.01 of TALLRec on cold AUC: {verdict} ({fmt(mine)} vs {fmt(theirs)}, {mine - theirs:+.4f})")
+    return lines
+
+
+def write_outputs(results: dict, out_dir: str) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    md, rows = [], []
+    for dataset, records in results.items():
+        paper = dataset == "ml-1m-collm"
+        header = ["group", "run"] + [label for _, label in METRICS] + (["paper AUC", "paper UAUC"] if paper else []) + ["train s", "test s"]
+        md += [f"## {dataset}", ""]
+        sample = next(iter(records.values()))
+        llm = next((r for r in records.values() if r.get("group") == "LLM"), {})
+        llm_rows, how = llm.get("train_rows_limit"), llm.get("train_rows_sample") or "recent"
+        how = "most recent" if how == "recent" else "seeded random sample"
+        warm, cold = (sample["test_result"].get(f"{k}_rows") for k in ("warm", "cold"))
+        md += [f"Test rows: {len(sample.get('test_rows', {}).get('label', []))} (warm {int(warm or 0)}, "
+               f"cold {int(cold or 0)}), the same for every run; LLM train rows per stage: "
+               f"{llm_rows or 'all'} ({how}); CF models: all train rows.", ""]
+        md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for name, record in records.items():
+            result = record["test_result"]
+            values = [fmt(result.get(key)) for key, _ in METRICS]
+            extra = [fmt(PAPER_ML1M[name][0]), fmt(PAPER_ML1M[name][1])] if paper and name in PAPER_ML1M else (["", ""] if paper else [])
+            cells = [record.get("group", ""), name] + values + extra + [f"{record['train_seconds']:.0f}", f"{record['test_seconds']:.0f}"]
+            md.append("| " + " | ".join(cells) + " |")
+            rows.append({"dataset": dataset, "group": record.get("group", ""), "run": name,
+                         **{label: result.get(key) for key, label in METRICS},
+                         "warm_rows": result.get("warm_rows"), "cold_rows": result.get("cold_rows"),
+                         "train_seconds": record["train_seconds"], "test_seconds": record["test_seconds"]})
+        eff = efficiency(records)
+        if eff:
+            md += ["", "Efficiency (paper Table 6: CoLLM ≈ 1.125x TALLRec at inference): " + ", ".join(
+                f"{k} {v:.2f}" if "ratio" in k else f"{k} {v:.0f}" for k, v in eff.items())]
+        checks = quality_checks(records)
+        if checks:
+            md += ["", "Quality targets:"] + [f"- {line}" for line in checks]
+        md.append("")
+        _warm_cold_figure(dataset, records, os.path.join(out_dir, f"warm_cold_{dataset}.png"))
+    with open(os.path.join(out_dir, "table.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    if rows:
+        with open(os.path.join(out_dir, "table.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    getLogger().info(f"study: wrote {out_dir}/table.md, table.csv and the warm/cold figures")
+
+
+def _warm_cold_figure(dataset: str, records: dict, path: str) -> None:
+    """Paper Fig. 3: warm vs cold AUC and UAUC of MF, TALLRec, CoLLM-MF."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in ("MF", "TALLRec", "CoLLM-MF") if n in records]
+    if not names:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    for ax, metric in zip(axes, ("auc", "uauc")):
+        width, lowest = 0.8 / len(names), 0.4
+        for k, name in enumerate(names):
+            result = records[name]["test_result"]
+            values = [result.get(f"{subset}_{metric}", float("nan")) for subset in ("warm", "cold")]
+            bars = ax.bar(np.arange(2) + k * width, values, width, label=name)
+            ax.bar_label(bars, fmt="%.3f", fontsize=6)
+            lowest = min([lowest] + [v for v in values if not math.isnan(v)])
+        ax.set_xticks(np.arange(2) + width * (len(names) - 1) / 2, ["warm", "cold"])
+        ax.set_ylim(math.floor(lowest * 10) / 10 - 0.05, 1.0)
+        ax.axhline(0.5, color="grey", linewidth=0.5)
+        ax.set_title(f"{dataset}: {metric.upper()}")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,107 @@
+"""Files that must never be seen half-written, and the one way back from a checkpoint to a model.
+
+Every file or folder the plugin writes (checkpoints, adapters, run records, converted datasets,
+the dequantized LLM) goes through :func:`atomic_write` / :func:`atomic_write_dir`: it is written
+under a temporary name in the same folder and renamed into place, so an interrupted run leaves the
+last good version, never a torn one. :func:`restore` is the single "checkpoint → config, dataset,
+model" path used by ``load_data_and_model``, the CIE's collaborative source and evaluation of a
+named checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from recbole_collm.errors import MissingInputError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it onto ``path``."""
+    path = str(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_dir(path: str | os.PathLike, write: Callable[[str], None], replace: bool = True) -> None:
+    """``write(folder)`` into a temporary folder beside ``path``, then swap it in. With
+    ``replace=False`` an existing ``path`` wins (another process finished first) and is kept."""
+    path = str(path)
+    tmp, old = f"{path}.tmp{os.getpid()}", f"{path}.old{os.getpid()}"
+    try:
+        write(tmp)
+        if os.path.exists(path):
+            if not replace:
+                return
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through :func:`atomic_write`."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp, pickle_protocol=4))
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
+    """A RecBole checkpoint, which pickles the Config and so needs full unpickling.
+
+    torch >= 2.6 defaults to ``weights_only=True``. Only call this on files the user named or
+    that this process wrote itself: unpickling runs code from the file.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise MissingInputError(f"checkpoint file '{path}' does not exist")
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+@dataclass
+class Restored:
+    """What a checkpoint rebuilds: its own config, the dataset and splits built from it (so ids
+    mean what they meant when it was saved) and the model with its weights."""
+
+    path: str
+    config: Any
+    dataset: Any
+    splits: tuple
+    model: torch.nn.Module
+    checkpoint: dict
+
+
+def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = "cpu", checkpoint: dict | None = None) -> Restored:
+    """Config, data and model from a checkpoint this plugin (or RecBole) saved.
+
+    ``loaders=True``: the splits as RecBole's data loaders, seeded as RecBole's
+    ``load_data_and_model`` seeds them (the same batches as the run that saved it). Otherwise the
+    splits as datasets (what a model's constructor needs) and the caller's random state is left
+    alone: the weights come from the file, so the constructor's random init must not consume it.
+    ``checkpoint``: the file's contents when the caller has read them already.
+    """
+    from recbole.utils import init_seed
+
+    from recbole_collm.data import create_dataset
+    from recbole_collm.data.utils import data_preparation
+    from recbole_collm.utils import get_model
+
+    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(path, map_location)
+    config = checkpoint["config"]
+    with torch.random.fork_rng(devices=[]):
+        if loaders:
+            init_seed(config["seed"], config["reproducibility"])
+        dataset = create_dataset(config)
+        splits = data_preparation(config, dataset) if loaders else tuple(dataset.build())
+        train = splits[0]._dataset if loaders else splits[0]
+        model = get_model(config["model"])(config, train)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return Restored(str(path), config, dataset, splits, model, checkpoint)

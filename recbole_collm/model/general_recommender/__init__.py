@@ -1,0 +1,1 @@
+"""General recommenders: a user and an item, no sequence (MF, LightGCN), trained on labeled rows."""

@@ -1,9 +1,0 @@
-"""ICL: zero-shot scoring with the untuned LLM (the paper's in-context baseline)."""
-from recbole_collm.model.collm import CoLLM
-
-
-class ICL(CoLLM):
-    """Text-only prompts, nothing trained: no LoRA, no CIE."""
-
-    uses_ids = False
-    uses_lora = False

@@ -1,0 +1,216 @@
+"""CoLLM: an LLM scores "Yes" for a (user, item) prompt whose two ID slots hold collaborative
+embeddings mapped into the LLM's token space (Zhang et al., 2023)."""
+from __future__ import annotations
+
+import torch
+from recbole.model.abstract_recommender import AbstractRecommender
+from recbole.utils import InputType, ModelType
+from torch import nn
+
+from recbole_collm.errors import InputError
+from recbole_collm.model.candidates import CandidateRankingMixin
+from recbole_collm.model.llm_recommender.llm.adapters import AdaptersMixin
+from recbole_collm.model.llm_recommender.llm.backbone import DTYPES, add_lora, load_llm
+from recbole_collm.model.llm_recommender.llm.batching import splice, split_batch
+from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource, ScratchMFSource
+from recbole_collm.model.llm_recommender.llm.prefix_store import PrefixStore
+from recbole_collm.model.llm_recommender.llm.projector import CollaborativeEncoder
+from recbole_collm.model.llm_recommender.llm.prompts import PromptBuilder
+from recbole_collm.model.llm_recommender.llm.shared_prefix import SharedPrefixEncoder
+
+__all__ = ["CoLLM", "splice", "stage_plan"]
+
+STAGES = ("lora", "cie", "one_step")
+
+
+def stage_plan(stage: str, uses_ids: bool) -> tuple[str, ...]:
+    """The stages a run trains, in order — the one place ``stage`` is decoded. ``all`` is the
+    paper's two steps (LoRA on text prompts, then the CIE with the rest frozen); a model without
+    ID slots (TALLRec, ICL) has only the first."""
+    if stage == "all":
+        return ("lora", "cie") if uses_ids else ("lora",)
+    if stage in ("cie", "one_step") and not uses_ids:
+        raise InputError(f"stage: '{stage}' needs the CIE; this model has no ID slots")
+    return (stage,)
+
+
+class CoLLM(AdaptersMixin, CandidateRankingMixin, AbstractRecommender):
+    """Two-step tuning (``stage``): ``lora`` trains LoRA on text-only prompts (TALLRec), ``cie``
+    freezes LLM and LoRA and trains the CIE on full prompts, ``all`` runs both in sequence
+    (see ``CoLLMTrainer``), ``one_step`` trains LoRA and CIE together (variant T3).
+
+    Score: at the last prompt position, logit("Yes") − logit("No") (``score_mode: yes_no``), or the
+    raw "Yes" logit (``score_mode: yes_logit``, the paper's loss); BCE-with-logits on the label.
+    Only the last position's hidden state meets the two LM-head rows needed.
+    """
+
+    type = ModelType.CONTEXT
+    input_type = InputType.POINTWISE
+    uses_ids = True  # subclasses without the CIE (TALLRec, ICL) set False
+    uses_lora = True
+
+    def __init__(self, config, dataset):
+        super().__init__()
+        self.device = config["device"]
+        self.USER_ID, self.ITEM_ID = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+        self.LABEL = config["LABEL_FIELD"]
+        self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
+        self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
+        self.n_items = dataset.item_num
+        self._init_catalogue(config, dataset)
+        # every setting read once, here (validated when the Config was built)
+        self.score_mode = config["score_mode"]
+        self.share_prefixes = bool(config["share_prefixes"])
+        self.prefix_batch_size = int(config["prefix_batch_size"])
+        self.llm_batch_size = int(config["llm_batch_size"])
+        self.tune_cf_model = bool(config["tune_cf_model"])
+        store_mb = config["prefix_store_mb"] or 0
+        self.prefix_store = PrefixStore(store_mb, DTYPES[config["prefix_store_dtype"]]) if store_mb else None
+        first_stage = stage_plan(config["stage"], self.uses_ids)[0]
+        # the collaborative source first: a bad checkpoint is reported before the LLM loads
+        source = self._build_source(config, dataset) if self.uses_ids else None
+
+        llm, self.tokenizer = load_llm(config)
+        self.llm = add_lora(llm, config) if self.uses_lora else llm
+        hidden = self.base_llm.config.hidden_size
+        titles = getattr(dataset, "item_titles", None)
+        domain = config["domain_item"] or "item"
+        limits = {"max_tokens": config["max_prompt_tokens"], "history_length": config["prompt_history_length"]}
+        self.text_prompts = PromptBuilder(self.tokenizer, config["text_prompt_template"], titles, domain, with_ids=False, **limits)
+        self.cie = None
+        if self.uses_ids:
+            self.full_prompts = PromptBuilder(self.tokenizer, config["prompt_template"], titles, domain, with_ids=True, **limits)
+            self.cie = self._build_encoder(config, dataset, hidden, source)
+        if config["lora_checkpoint"]:
+            self.load_lora(config["lora_checkpoint"])
+        self.bce = nn.BCEWithLogitsLoss()
+        self.stage = None
+        self.set_stage(first_stage)
+
+    # --- construction -------------------------------------------------------------------------
+    def _build_encoder(self, config, dataset, hidden: int, source: nn.Module | None) -> nn.Module:
+        """What fills the two ID slots: the CIE (CF vectors through an MLP)."""
+        return CollaborativeEncoder(source, hidden, config["cie_hidden_factor"])
+
+    def _build_source(self, config, dataset) -> nn.Module | None:
+        if config["cie_checkpoint"] == "auto":
+            from recbole_collm.cf_checkpoint import auto_cf_checkpoint
+
+            # the run's config records the file it used: a reload reads the same CF model
+            config["cie_checkpoint"] = auto_cf_checkpoint(config)
+        if config["cie_checkpoint"]:
+            return CheckpointSource.load(
+                config["cie_checkpoint"], dataset, min_overlap=config["cie_min_overlap"], trainable=self.tune_cf_model,
+                history_length=config["cie_history_length"],
+            )
+        if config["cie_model"] == "MF":
+            return ScratchMFSource(dataset, config["cie_embedding_size"])
+        raise InputError("cie_checkpoint: not set; give a saved MF/LightGCN/SASRec/DIN checkpoint, auto, or set cie_model: MF")
+
+    @property
+    def base_llm(self):
+        """The causal LM under the peft wrapper (or the LLM itself)."""
+        return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+
+    # --- stages -------------------------------------------------------------------------------
+    def set_stage(self, stage: str) -> None:
+        """Choose the prompts and which parameters train (everything else is frozen)."""
+        if stage not in STAGES:
+            raise InputError(f"stage: '{stage}' is not one of {', '.join(STAGES)}")
+        if stage in ("cie", "one_step") and not self.uses_ids:
+            raise InputError(f"stage: '{stage}' needs the CIE; {type(self).__name__} has none")
+        self.stage = stage
+        self.requires_grad_(False)
+        if stage in ("lora", "one_step") and self.uses_lora:
+            for name, param in self.llm.named_parameters():
+                if "lora_" in name:
+                    param.requires_grad_(True)
+        if stage in ("cie", "one_step"):
+            self.cie.set_trainable(self.tune_cf_model)
+
+    @property
+    def prompts(self) -> PromptBuilder:
+        return self.full_prompts if self.stage in ("cie", "one_step") else self.text_prompts
+
+    # --- scoring ------------------------------------------------------------------------------
+    @property
+    def uses_shared_prefixes(self) -> bool:
+        """``share_prefixes: True`` and a decoder whose cache is a plain (non-sliding) one."""
+        layer_types = getattr(self.base_llm.config, "layer_types", None) or []
+        return self.share_prefixes and all("sliding" not in t for t in layer_types)
+
+    def logits(self, interaction) -> torch.Tensor:
+        """Per-row score; shared-prefix path unless ``share_prefixes: False`` (the plain reference)."""
+        hidden = self._shared_prefix_hidden(interaction) if self.uses_shared_prefixes else self._plain_hidden(interaction)
+        return self._answer_score(hidden)
+
+    def _plain_hidden(self, interaction) -> torch.Tensor:
+        """Every row's full prompt, left-padded, ``llm_batch_size`` rows per forward, in order."""
+        size = self.llm_batch_size
+        if len(interaction) > size:
+            return torch.cat([self._plain_hidden(interaction[i : i + size]) for i in range(0, len(interaction), size)])
+        prompts = self.prompts
+        batch = prompts.batch(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID])
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        embeds = self.base_llm.get_input_embeddings()(batch["input_ids"])
+        if prompts.with_ids:
+            user_vec, item_vec = self.cie(interaction)
+            embeds = splice(embeds, batch["user_pos"], user_vec.to(embeds.dtype))
+            embeds = splice(embeds, batch["item_pos"], item_vec.to(embeds.dtype))
+        decoder = self.base_llm.get_decoder()
+        return decoder(
+            inputs_embeds=embeds, attention_mask=batch["attention_mask"], position_ids=batch["position_ids"]
+        ).last_hidden_state[:, -1]
+
+    def _shared_prefix_hidden(self, interaction) -> torch.Tensor:
+        """Each distinct prefix once; prefixes without autograd when no LLM weight trains (the
+        CIE stage): nothing before <UserID> depends on a trainable parameter then."""
+        prompts = self.prompts
+        # scoring only (no autograd) and a user vector blind to the target: the prefix can run
+        # through the <UserID> slot, shared by the rows of one user (all candidates in ranking);
+        # with a store, the part before the slot is stored and reused by every later pass
+        through_user = prompts.with_ids and not torch.is_grad_enabled() and not self.cie.user_depends_on_target
+        split = split_batch(
+            prompts, interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID],
+            interaction[self.USER_ID] if through_user else None,
+        )
+        user_vec = item_vec = None
+        if prompts.with_ids:
+            user_vec, item_vec = self.cie(interaction)
+        llm_trains = any(p.requires_grad for p in self.llm.parameters())
+        if self.prefix_store is not None:
+            self.prefix_store.check_weights(self.llm)
+        encoder = SharedPrefixEncoder(
+            self.base_llm.get_decoder(),
+            self.base_llm.get_input_embeddings(),
+            prompts.placeholder_id,
+            self.prefix_batch_size,
+            self.llm_batch_size,
+            store=self.prefix_store,
+        )
+        return encoder.hidden(split, user_vec, item_vec, prefix_grad=llm_trains)
+
+    def _answer_score(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Only the two LM-head rows needed ("Yes", "No") meet the last hidden state."""
+        prompts = self.prompts
+        head = self.base_llm.get_output_embeddings()
+        rows = head.weight[[prompts.yes_id, prompts.no_id]]
+        out = hidden.to(rows.dtype) @ rows.T
+        if getattr(head, "bias", None) is not None:
+            out = out + head.bias[[prompts.yes_id, prompts.no_id]]
+        cap = getattr(self.base_llm.config, "final_logit_softcapping", None)
+        if cap:
+            out = torch.tanh(out / cap) * cap
+        out = out.float()
+        return out[:, 0] - out[:, 1] if self.score_mode == "yes_no" else out[:, 0]
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        return self.bce(self.logits(interaction), interaction[self.LABEL].float())
+
+    def predict(self, interaction) -> torch.Tensor:
+        return torch.sigmoid(self.logits(interaction))
+
+    def __str__(self) -> str:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        return f"{type(self).__name__}(stage={self.stage}, trainable={trainable:,} of {total:,} parameters)"

@@ -1,0 +1,9 @@
+"""ICL: zero-shot scoring with the untuned LLM (the paper's in-context baseline)."""
+from recbole_collm.model.llm_recommender.collm import CoLLM
+
+
+class ICL(CoLLM):
+    """Text-only prompts, nothing trained: no LoRA, no CIE."""
+
+    uses_ids = False
+    uses_lora = False

@@ -1,0 +1,158 @@
+"""Where the collaborative vectors come from: a trained MF / LightGCN / SASRec / DIN checkpoint
+(aligned to this dataset's ids by token), or an MF table trained from scratch inside CoLLM (T2)."""
+from __future__ import annotations
+
+from logging import getLogger
+
+import numpy as np
+import torch
+from recbole.data.interaction import Interaction
+from torch import nn
+
+from recbole_collm.checkpoint import Restored
+from recbole_collm.errors import InputError
+from recbole_collm.settings import CF_SOURCES
+
+SUPPORTED_SOURCES = CF_SOURCES  # the models whose checkpoints can feed the CIE
+
+
+def token_map(source_tokens: np.ndarray, target_tokens: np.ndarray) -> tuple[torch.Tensor, float]:
+    """Map from internal ids of one dataset to another's, by token; unknown tokens map to 0.
+
+    Returns the map (indexed by source id; id 0 = padding maps to 0) and the share of the
+    source's real tokens (ids ≥ 1) found in the target.
+    """
+    index = {tok: i for i, tok in enumerate(target_tokens) if i > 0}
+    mapped = np.array([index.get(tok, 0) if i > 0 else 0 for i, tok in enumerate(source_tokens)], dtype=np.int64)
+    coverage = float((mapped[1:] > 0).mean()) if len(mapped) > 1 else 0.0
+    return torch.from_numpy(mapped), coverage
+
+
+class CheckpointSource(nn.Module):
+    """User/item vectors from a RecBole checkpoint of the plugin's MF, LightGCN, SASRec or DIN,
+    restored by :func:`recbole_collm.checkpoint.restore` (its dataset rebuilt from its own config,
+    so its id maps are its own); ids are aligned to this dataset's by token. Users/items unknown
+    to the checkpoint get the zero vector (documented choice: the MLP then maps them to its bias,
+    the same vector for every unknown id).
+    """
+
+    def __init__(
+        self, restored: Restored, dataset, min_overlap: float = 0.5, trainable: bool = False,
+        history_length: int | None = None,
+    ):
+        super().__init__()
+        path, cf_config = restored.path, restored.config
+        name = cf_config["model"]
+        if name not in SUPPORTED_SOURCES:
+            raise InputError(f"cie_checkpoint: {path} holds a {name} model; expected one of {', '.join(SUPPORTED_SOURCES)}")
+        cf_dataset = restored.dataset
+        self.model = restored.model
+        self.model.requires_grad_(trainable)
+        self.trainable = trainable
+        self.train(self.training)  # a frozen model starts (and stays) in eval mode
+        self.name, self.dim = name, self.model.vector_dim
+        # sequence models read the most recent ``history_length`` (cie_history_length) history
+        # items, at most their own sequence length, in a batch as wide as that length
+        self.sequence_width = getattr(self.model, "max_seq_length", None)
+        self.history_length = min(self.sequence_width, history_length or self.sequence_width) if self.sequence_width else None
+        carried = dataset.config["MAX_ITEM_LIST_LENGTH"]
+        if self.history_length and carried < self.history_length:
+            raise InputError(
+                f"MAX_ITEM_LIST_LENGTH: {carried}, but the {name} source reads {self.history_length} history items "
+                f"(cie_history_length); raise MAX_ITEM_LIST_LENGTH or lower cie_history_length"
+            )
+        self.cf_uid, self.cf_iid = cf_dataset.uid_field, cf_dataset.iid_field
+        maps = {}
+        for field, cf_field in ((dataset.uid_field, self.cf_uid), (dataset.iid_field, self.cf_iid)):
+            maps[field], coverage = token_map(dataset.field2id_token[field], cf_dataset.field2id_token[cf_field])
+            _, reverse = token_map(cf_dataset.field2id_token[cf_field], dataset.field2id_token[field])
+            getLogger().info(
+                f"cie_checkpoint: {coverage:.1%} of {dataset.dataset_name}'s {field}s found in {path}, "
+                f"{reverse:.1%} of its {cf_field}s in {dataset.dataset_name}"
+            )
+            # both directions: numeric ids of unrelated datasets overlap one way easily
+            if min(coverage, reverse) < min_overlap:
+                raise InputError(
+                    f"cie_checkpoint: {path} was trained on '{cf_config['dataset']}'; {field} tokens overlap "
+                    f"{coverage:.1%} / {reverse:.1%} with {dataset.dataset_name} (cie_min_overlap: {min_overlap})"
+                )
+        self.register_buffer("user_map", maps[dataset.uid_field], persistent=False)
+        self.register_buffer("item_map", maps[dataset.iid_field], persistent=False)
+        self.uid, self.iid = dataset.uid_field, dataset.iid_field
+        self.list_field = dataset.iid_field + cf_config["LIST_SUFFIX"]
+        self.length_field = cf_config["ITEM_LIST_LENGTH_FIELD"]
+
+    @classmethod
+    def load(cls, path: str, dataset, **kwargs) -> "CheckpointSource":
+        """The source of the checkpoint file ``path`` (restored, then aligned to ``dataset``); a
+        checkpoint of another model is refused before its dataset is rebuilt."""
+        from recbole_collm.checkpoint import read_checkpoint, restore
+
+        checkpoint = read_checkpoint(path)
+        name = checkpoint["config"]["model"]
+        if name not in SUPPORTED_SOURCES:
+            raise InputError(f"cie_checkpoint: {path} holds a {name} model; expected one of {', '.join(SUPPORTED_SOURCES)}")
+        return cls(restore(path, checkpoint=checkpoint), dataset, **kwargs)
+
+    @property
+    def user_depends_on_target(self) -> bool:
+        """Whether the user vector changes with the target item (DIN's does: its user slot holds
+        the target embedding and the target-attention pooled history). Asked of the model."""
+        return bool(getattr(self.model, "user_depends_on_target", False))
+
+    def train(self, mode: bool = True):
+        """A frozen CF model stays in eval mode whatever the trainer asks (the official code pins
+        it so): its dropout and batch statistics must give the same vectors in training and in
+        evaluation. A tuned one (``tune_cf_model``, T1) follows the trainer."""
+        super().train(mode)
+        if not self.trainable:
+            self.model.eval()
+        return self
+
+    def translate(self, interaction) -> Interaction:
+        """The batch in the checkpoint's id space; unknown history items are dropped, and the
+        most recent ``history_length`` known items kept (oldest first, right-padded)."""
+        users = self.user_map[interaction[self.uid]]
+        items = self.item_map[interaction[self.iid]]
+        fields = {self.cf_uid: users, self.cf_iid: items}
+        if self.history_length and self.list_field in interaction:
+            history = self.item_map[interaction[self.list_field]]
+            known = history > 0
+            order = torch.argsort((~known).to(torch.int8), dim=1, stable=True)  # known first, in order
+            history = torch.gather(history, 1, order)
+            count = known.sum(1)
+            keep = count.clamp(max=self.history_length)
+            offsets = torch.arange(self.sequence_width, device=history.device)
+            index = (count - keep).unsqueeze(1) + offsets  # the last `keep` known items
+            index = index.clamp(max=history.shape[1] - 1)
+            cropped = torch.gather(history, 1, index) * (offsets < keep.unsqueeze(1))
+            fields[self.cf_iid + "_list"] = cropped
+            fields[self.length_field] = keep
+        return Interaction(fields)
+
+    def predict(self, interaction) -> torch.Tensor:
+        """The CF model's own score for the rows (in this dataset's ids): what CoLLM is compared
+        with on the same test rows."""
+        return self.model.predict(self.translate(interaction))
+
+    def forward(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+        translated = self.translate(interaction)
+        user, item = self.model.user_item_vectors(translated)
+        user = user * (translated[self.cf_uid] > 0).unsqueeze(-1)
+        item = item * (translated[self.cf_iid] > 0).unsqueeze(-1)
+        return user, item
+
+
+class ScratchMFSource(nn.Module):
+    """An MF embedding table trained from scratch inside CoLLM (variant T2)."""
+
+    def __init__(self, dataset, dim: int):
+        super().__init__()
+        self.uid, self.iid, self.dim, self.name = dataset.uid_field, dataset.iid_field, dim, "MF"
+        self.user = nn.Embedding(dataset.user_num, dim)
+        self.item = nn.Embedding(dataset.item_num, dim)
+        nn.init.normal_(self.user.weight, std=0.1)
+        nn.init.normal_(self.item.weight, std=0.1)
+
+    def forward(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user(interaction[self.uid]), self.item(interaction[self.iid])

@@ -1,0 +1,8 @@
+"""TALLRec: CoLLM's first step alone — LoRA on text-only prompts, no collaborative slots."""
+from recbole_collm.model.llm_recommender.collm import CoLLM
+
+
+class TALLRec(CoLLM):
+    """Text-only prompts, LoRA trained (``stage: lora``); no CIE."""
+
+    uses_ids = False

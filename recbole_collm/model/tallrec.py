@@ -1,8 +1,0 @@
-"""TALLRec: CoLLM's first step alone — LoRA on text-only prompts, no collaborative slots."""
-from recbole_collm.model.collm import CoLLM
-
-
-class TALLRec(CoLLM):
-    """Text-only prompts, LoRA trained (``stage: lora``); no CIE."""
-
-    uses_ids = False

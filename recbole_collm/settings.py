@@ -1,0 +1,154 @@
+"""Every setting's type and range, checked in one place when the Config is built — before a dataset
+is read or an LLM loaded — so a wrong value is one line naming the key and what it must be, not a
+traceback minutes later. Models and trainers then read each setting once in ``__init__`` and trust
+it. A key absent from the run's settings (a CoLLM key in an MF run) is not checked.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from recbole_collm.errors import InputError, MissingInputError
+
+STAGES = ("lora", "cie", "all", "one_step")
+SCORE_MODES = ("yes_no", "yes_logit")
+STORE_DTYPES = ("float16", "bfloat16", "float32")
+LLM_DTYPES = ("float32", "bfloat16", "float16")
+CF_SOURCES = ("MF", "LightGCN", "SASRec", "DIN")
+LEARNERS = ("adam", "adamw", "sgd", "adagrad", "rmsprop", "sparse_adam")
+
+
+def _number(value: Any, kind: type) -> int | float | None:
+    """``value`` as ``kind`` (an int must be whole; booleans are not numbers), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        return None
+    if kind is int and number != float(value):
+        return None
+    return number
+
+
+def _numeric(kind: type, low: float, optional: bool = False, above: bool = False, hint: str = "") -> Callable[[str, Any], None]:
+    what = f"{'a positive' if above and low == 0 else 'a'} {'whole number' if kind is int else 'number'}"
+    if not (above and low == 0):
+        what += f" ≥ {low:g}"
+    if hint:
+        what += f" ({hint})"
+    elif optional:
+        what += " (or empty)"
+
+    def check(key: str, value: Any) -> None:
+        if value is None and optional:
+            return
+        number = _number(value, kind)
+        if number is None or number < low or (above and number == low):
+            raise InputError(f"{key}: '{value}' must be {what}")
+
+    return check
+
+
+def _choice(options: tuple, optional: bool = False) -> Callable[[str, Any], None]:
+    def check(key: str, value: Any) -> None:
+        if value is None and optional:
+            return
+        if value not in options:
+            raise InputError(f"{key}: '{value}' is not one of {', '.join(options)}")
+
+    return check
+
+
+def _boolean(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InputError(f"{key}: '{value}' must be True or False")
+
+
+def _file(what: str, auto: bool = False) -> Callable[[str, Any], None]:
+    """Empty, an existing file or folder (``auto`` also allowed when ``auto``)."""
+
+    def check(key: str, value: Any) -> None:
+        if value is None or value == "" or (auto and str(value).lower() == "auto"):
+            return
+        if not os.path.exists(str(value)):
+            raise MissingInputError(f"{key}: '{value}' not found; expected {what}")
+
+    return check
+
+
+POSITIVE_INT = _numeric(int, 0, above=True)
+OPTIONAL_POSITIVE_INT = _numeric(int, 0, optional=True, above=True)
+OPTIONAL_POSITIVE_FLOAT = _numeric(float, 0, optional=True, above=True)
+
+RULES: dict[str, Callable[[str, Any], None]] = {
+    # RecBole's training settings
+    "epochs": _numeric(int, 0),
+    "train_batch_size": POSITIVE_INT,
+    "eval_batch_size": POSITIVE_INT,
+    "learning_rate": _numeric(float, 0, above=True),
+    "weight_decay": _numeric(float, 0),
+    "eval_step": _numeric(int, 0),
+    "stopping_step": POSITIVE_INT,
+    "learner": lambda key, value: _choice(LEARNERS)(key, str(value).lower()),
+    "enable_amp": _boolean,
+    "enable_scaler": _boolean,
+    # the plugin's data settings
+    "train_rows_limit": OPTIONAL_POSITIVE_INT,
+    "eval_rows_limit": OPTIONAL_POSITIVE_INT,
+    "train_rows_sample": _choice(("recent", "random"), optional=True),
+    "full_sort_items": OPTIONAL_POSITIVE_INT,
+    "warm_threshold": _numeric(int, 0),
+    "cold_threshold": _numeric(int, 0),
+    "MAX_ITEM_LIST_LENGTH": POSITIVE_INT,
+    "resume": _file("a -last.pth checkpoint, auto or empty", auto=True),
+    # the LLM models
+    "llm_path": _file("a local Hugging Face model folder or a .gguf file (empty: the default SmolLM2)"),
+    "llm_dtype": _choice(LLM_DTYPES),
+    "stage": _choice(STAGES),
+    "score_mode": _choice(SCORE_MODES),
+    "lora_checkpoint": _file("a TALLRec/CoLLM checkpoint or its -adapter folder"),
+    "cie_checkpoint": _file("a saved MF/LightGCN/SASRec/DIN checkpoint, auto, or empty (T2)", auto=True),
+    "cie_model": _choice(CF_SOURCES),
+    "lora_r": POSITIVE_INT,
+    "prompt_history_length": POSITIVE_INT,
+    "cie_history_length": OPTIONAL_POSITIVE_INT,
+    "max_prompt_tokens": POSITIVE_INT,
+    "cie_embedding_size": POSITIVE_INT,
+    "cie_hidden_factor": POSITIVE_INT,
+    "cie_min_overlap": _numeric(float, 0),
+    "cie_learning_rate": OPTIONAL_POSITIVE_FLOAT,
+    "cie_epochs": OPTIONAL_POSITIVE_INT,
+    "lora_train_rows": OPTIONAL_POSITIVE_INT,
+    "gradient_accumulation_steps": OPTIONAL_POSITIVE_INT,
+    "warmup_steps": _numeric(int, 0, optional=True),
+    "share_prefixes": _boolean,
+    "prefix_store_mb": _numeric(float, 0, optional=True, hint="MB; 0 or empty: no store"),
+    "prefix_store_dtype": _choice(STORE_DTYPES),
+    "prefix_grouped_batches": _boolean,
+    "prefix_batch_size": POSITIVE_INT,
+    "llm_batch_size": POSITIVE_INT,
+}
+
+# keys that were renamed: the old name is an error that names the new one
+RENAMED = {"prefix_cache": "share_prefixes"}
+
+
+def check_renamed(given: dict) -> None:
+    """The user's own settings may not use a renamed key: one line naming the new one."""
+    for old, new in RENAMED.items():
+        if old in given:
+            raise InputError(f"{old}: renamed to {new} (it shares prefixes within a batch; it caches nothing)")
+
+
+def validate(config: dict) -> None:
+    """Check every key of ``config`` that has a rule."""
+    for key, rule in RULES.items():
+        if key in config:
+            rule(key, config[key])
+
+
+def optional_positive(config, key: str, kind: type) -> int | float | None:
+    """``config[key]`` as a positive ``kind``, None when empty (validated by :func:`validate`)."""
+    value = config[key]
+    return None if value is None else kind(value)

@@ -1,0 +1,189 @@
+"""The trainer of the LLM recommenders (CoLLM, TALLRec, ICL, UI-token): RecBole's fit loop per
+stage, over the trainable parameters only, with the stage plan of ``stage``."""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+
+import numpy as np
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import set_color
+from torch.nn.utils.clip_grad import clip_grad_norm_
+from tqdm import tqdm
+
+from recbole_collm.model.llm_recommender.collm import stage_plan
+from recbole_collm.settings import optional_positive
+from recbole_collm.trainer.trainer import ResumableTrainerMixin
+
+
+class LLMTrainer(ResumableTrainerMixin, Trainer):
+    """RecBole's fit loop (early stopping on ``valid_metric``) for the LLM models, over the
+    trainable parameters only, with RecBole's ``learner`` (AdamW by default), linear warmup +
+    cosine decay, gradient accumulation, ``enable_amp`` autocast (bf16 where the device has it,
+    else fp16 with ``enable_scaler``) and the stages of :func:`stage_plan` in order: ``stage:
+    all`` = the LoRA stage, then the CIE stage from the best LoRA weights.
+
+    The CIE stage has a learning rate and an epoch count of its own (``cie_learning_rate``,
+    ``cie_epochs``; empty = ``learning_rate``, ``epochs``): it trains a small MLP over stored
+    prefixes, so it affords more epochs and a larger step than the LoRA stage. The LoRA stage may
+    see fewer rows (``lora_train_rows``): it is the expensive one."""
+
+    def __init__(self, config, model):
+        self.stages = stage_plan(config["stage"], model.uses_ids)
+        self.lora_epochs = int(config["epochs"])
+        self.lora_train_rows = optional_positive(config, "lora_train_rows", int)
+        self.cie_learning_rate = optional_positive(config, "cie_learning_rate", float) or float(config["learning_rate"])
+        self.cie_epochs = optional_positive(config, "cie_epochs", int) or self.lora_epochs
+        self.accumulation = max(1, int(config["gradient_accumulation_steps"] or 1))
+        self.warmup_steps = int(config["warmup_steps"] or 0)
+        self.train_batch_size = int(config["train_batch_size"])
+        self.eval_step_setting = int(config["eval_step"])
+        self._stage_at = 0  # index in self.stages of the stage being trained
+        self._final_file = None  # where the last stage's checkpoint goes (earlier ones: -<stage>)
+        self._pending_scheduler = None
+        self.scheduler = None
+        super().__init__(config, model)
+        self.amp_dtype = torch.bfloat16 if self.device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=bool(self.enable_scaler and self.enable_amp))
+
+    def _build_optimizer(self, **kwargs):
+        """RecBole's ``learner`` over the trainable parameters, at the stage's learning rate."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            return None  # ICL: nothing to train
+        lr = self.cie_learning_rate if self.model.stage == "cie" else self.learning_rate
+        return super()._build_optimizer(params=params, learning_rate=lr, **kwargs)
+
+    # --- stages ---------------------------------------------------------------------------------
+    def _stage_file(self, at: int) -> str:
+        """The last stage writes the run's checkpoint; an earlier one ``<stem>-<stage>.pth``."""
+        if at == len(self.stages) - 1:
+            return self._final_file
+        stem, ext = os.path.splitext(self._final_file)
+        return f"{stem}-{self.stages[at]}{ext}"
+
+    def _enter_stage(self, at: int) -> None:
+        """Switch the model to stage ``at`` with a fresh optimizer and early-stopping state."""
+        self._stage_at = at
+        self.logger.info(set_color(f"Stage {at + 1} of {len(self.stages)}: {self.stages[at]}", "green"))
+        self.model.set_stage(self.stages[at])
+        self.start_epoch, self.cur_step = 0, 0
+        self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
+        self.best_valid_result = None
+        self.optimizer = self._build_optimizer()
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None,
+            on_validation=None):
+        """Each remaining stage in turn; a later stage starts from the best weights of the one
+        before. A resumed run starts in the stage its checkpoint was saved in."""
+        if self._final_file is None:  # a fresh run (a resumed one knows it from its checkpoint)
+            self._final_file = self.saved_model_file
+        result = None
+        for at in range(self._stage_at, len(self.stages)):
+            if at > self._stage_at:
+                if saved:
+                    self._load_model_file(self.saved_model_file)
+                self._enter_stage(at)
+            self.saved_model_file = self._stage_file(at)
+            result = self._fit_stage(train_data, valid_data, verbose, saved, show_progress, callback_fn, on_validation)
+        return result
+
+    def _fit_stage(self, train_data, valid_data, verbose, saved, show_progress, callback_fn, on_validation):
+        self.epochs = self.cie_epochs if self.model.stage == "cie" else self.lora_epochs
+        self.eval_step = min(self.eval_step_setting, self.epochs)
+        if self.optimizer is None:
+            if saved:
+                self._save_checkpoint(-1, verbose=verbose)
+            self.eval_collector.data_collect(train_data)
+            return self.best_valid_score, None
+        from transformers import get_cosine_schedule_with_warmup
+
+        steps = max(1, self.epochs * math.ceil(self._epoch_batches(train_data) / self.accumulation))
+        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, min(self.warmup_steps, steps // 10), steps)
+        if self._pending_scheduler is not None:
+            self.scheduler.load_state_dict(self._pending_scheduler)
+            # building the scheduler reset the learning rates to step 0's; put back the saved ones
+            for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
+                group["lr"] = lr
+            self._pending_scheduler = None
+        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn, on_validation)
+
+    def _resume_state(self) -> dict:
+        state = super()._resume_state()
+        state.update(stage=self.model.stage, final_file=self._final_file)
+        return state
+
+    def _restore_stage(self, checkpoint: dict) -> None:
+        self._final_file = checkpoint.get("final_file")
+        stage = checkpoint.get("stage")
+        if stage in self.stages and self.stages.index(stage) > 0:
+            self._enter_stage(self.stages.index(stage))
+
+    # --- one epoch ------------------------------------------------------------------------------
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self._current_epoch = epoch_idx
+        self.model.train()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        total_loss = 0.0
+        n_batches = self._epoch_batches(train_data)
+        batches = itertools.islice(train_data, n_batches)
+        if show_progress:
+            batches = tqdm(batches, total=n_batches, ncols=100, desc=f"Train {epoch_idx:>4}")
+        self.optimizer.zero_grad()
+        for batch_idx, interaction in enumerate(batches):
+            interaction = interaction.to(self.device)
+            with self._autocast():
+                loss = self.model.calculate_loss(interaction)
+            self._check_nan(loss, interaction)
+            self.scaler.scale(loss / self.accumulation).backward()
+            total_loss += loss.item()
+            if (batch_idx + 1) % self.accumulation == 0 or batch_idx + 1 == n_batches:
+                self.scaler.unscale_(self.optimizer)
+                if self.clip_grad_norm:
+                    clip_grad_norm_(params, **self.clip_grad_norm)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+                self.optimizer.zero_grad()
+            if show_progress:
+                batches.set_postfix(loss=f"{loss.item():.4f}")
+        self._log_prefix_store()
+        return total_loss
+
+    def _autocast(self):
+        """``enable_amp``: the forward pass in half precision (bf16, or fp16 where the GPU lacks
+        bf16); the loss and the trainable weights stay float32."""
+        if not self.enable_amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _epoch_batches(self, train_data) -> int:
+        """Batches per epoch: all of them, except in the LoRA stage under ``lora_train_rows`` (the
+        first batches of the epoch's seeded shuffle, different rows each epoch)."""
+        if self.model.stage == "lora" and self.lora_train_rows:
+            return min(len(train_data), math.ceil(self.lora_train_rows / self.train_batch_size))
+        return len(train_data)
+
+    # --- evaluation and checkpoints -------------------------------------------------------------
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        with self._autocast():
+            result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
+        self._log_prefix_store()
+        return result
+
+    def _log_prefix_store(self) -> None:
+        """The store's hit rate so far (what every pass after the first saves)."""
+        if getattr(self.model, "prefix_store", None) is not None:
+            self.logger.info(self.model.prefix_store.summary())
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        """RecBole's checkpoint, and beside it the model's tunable parts in their own formats
+        (``save_adapters``: peft's adapter folder, the CIE as safetensors), loadable without
+        unpickling."""
+        super()._save_checkpoint(epoch, verbose=verbose, **kwargs)
+        stem, _ = os.path.splitext(kwargs.get("saved_model_file", self.saved_model_file))
+        if self.optimizer is not None and self.main_process:
+            self.model.save_adapters(stem)

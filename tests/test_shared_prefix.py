@@ -1,0 +1,133 @@
+"""The performance engine equals the plain full-prompt path: scores (1e-4) and gradients (1e-5
+relative), with left padding, empty histories, groups of one row and shared prefixes."""
+import pytest
+import torch
+from recbole.data.interaction import cat_interactions
+
+from recbole_collm.data import CollmDataset
+from recbole_collm.model.llm_recommender.llm.batching import split_batch
+from recbole_collm.model.llm_recommender.collm import CoLLM
+from recbole_collm.model.llm_recommender.tallrec import TALLRec
+from tests.conftest import llm_config
+
+
+def mixed_batch(train):
+    """Rows with histories of length 0..10 (left padding differs), two users with an empty
+    history, a prefix shared by 4 rows with different targets, and rows alone in their group."""
+    rows = train.inter_feat[torch.arange(6)]
+    rows["item_length"] = torch.tensor([0, 0, 3, 10, 2, 5])
+    shared = train.inter_feat[torch.tensor([3, 3, 3])]
+    shared["item_length"] = rows["item_length"][[3, 3, 3]]
+    shared["item_id"] = torch.tensor([1, 2, 5])  # same user and history, other targets
+    return cat_interactions([rows, shared])
+
+
+def both_paths(model, batch):
+    model.share_prefixes = False
+    plain = model.logits(batch)
+    model.share_prefixes = True
+    cached = model.logits(batch)
+    return plain, cached
+
+
+@pytest.fixture
+def tiny_collm(tiny_llm_dir, mf_checkpoint, tmp_path):
+    def build(stage, model_cls=CoLLM, **overrides):
+        # the per-batch engine alone (the prefix store across calls: tests/test_prefix_store.py)
+        settings = dict(cie_checkpoint=mf_checkpoint, stage=stage, prefix_batch_size=2, llm_batch_size=3, prefix_store_mb=0)
+        settings.update(overrides)
+        config = llm_config(model_cls.__name__, tiny_llm_dir, tmp_path, **settings)
+        train = CollmDataset(config).build()[0]
+        torch.manual_seed(0)
+        model = model_cls(config, train)
+        with torch.no_grad():  # LoRA B starts at zero: make the adapter matter for the checks
+            for name, param in model.llm.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(0, 0.05)
+        return model, mixed_batch(train)
+
+    return build
+
+
+def test_split_rows_rebuild_the_full_prompt_and_share_prefixes(tiny_collm):
+    model, batch = tiny_collm("cie")
+    prompts = model.full_prompts
+    assert batch["user_id"][0] != batch["user_id"][1]  # both with an empty history
+    for users in (None, batch["user_id"]):
+        split = split_batch(prompts, batch["item_id_list"], batch["item_length"], batch["item_id"], users)
+        for r in range(split.rows):
+            ids, upos, ipos = prompts.row(batch["item_id_list"][r][: batch["item_length"][r]].numpy(), int(batch["item_id"][r]))
+            prefix = split.prefixes[split.group[r]]
+            assert list(prefix) + split.suffixes[r] == ids
+            assert (split.user_pos[r], split.item_pos[r]) == (upos, ipos)
+            if users is None:
+                assert upos == len(prefix)  # the prefix ends right before <UserID>
+            else:
+                assert upos < len(prefix) <= ipos  # ... or runs through it, up to the target
+        assert len({split.group[3], *split.group[6:]}) == 1  # four rows, one prefix
+        same_text = split.group[0] == split.group[1]
+        assert same_text == (users is None)  # same prefix text, but a user slot is per user
+        assert len(split.prefixes) == (5 if users is None else 6)
+
+
+@pytest.mark.parametrize("stage,model_cls", [("cie", CoLLM), ("lora", CoLLM), ("lora", TALLRec)])
+def test_scores_equal_the_plain_path(tiny_collm, stage, model_cls):
+    model, batch = tiny_collm(stage, model_cls)
+    model.eval()
+    with torch.no_grad():  # scoring: the prefix runs through <UserID> when there is one
+        plain, cached = both_paths(model, batch)
+        one_by_one = torch.cat([model.logits(batch[[r]]) for r in range(len(batch))])
+    assert plain.std() > 1e-3  # rows really differ
+    torch.testing.assert_close(cached, plain, atol=1e-4, rtol=0)
+    torch.testing.assert_close(one_by_one, plain, atol=1e-4, rtol=0)
+    _, with_grad = both_paths(model, batch)  # training layout: the prefix stops before <UserID>
+    torch.testing.assert_close(with_grad.detach(), plain, atol=1e-4, rtol=0)
+
+
+def test_truncated_histories_never_share_a_wrong_prefix(tiny_collm):
+    """With a tight token budget the kept history depends on the target title's length."""
+    model, batch = tiny_collm("cie", max_prompt_tokens=90)
+    model.eval()
+    with torch.no_grad():
+        plain, cached = both_paths(model, batch)
+    torch.testing.assert_close(cached, plain, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("stage", ["cie", "lora", "one_step"])
+def test_gradients_equal_the_plain_path(tiny_collm, stage):
+    model, batch = tiny_collm(stage)
+    model.eval()  # no dropout: both paths see the same function
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable
+
+    def grads(share_prefixes):
+        model.share_prefixes = share_prefixes
+        model.zero_grad()
+        model.calculate_loss(batch).backward()
+        return {n: p.grad.clone() for n, p in trainable}
+
+    plain, cached = grads(False), grads(True)
+    for name, grad in plain.items():
+        assert grad.abs().max() > 0, name
+        scale = grad.abs().max()
+        assert (cached[name] - grad).abs().max() <= 1e-5 * scale, name
+
+
+def test_cie_stage_runs_prefixes_without_autograd(tiny_collm):
+    model, batch = tiny_collm("cie", prefix_batch_size=16, llm_batch_size=32)
+    calls = []
+    decoder = model.base_llm.get_decoder()
+    hook = decoder.register_forward_pre_hook(
+        lambda m, a, kw: calls.append((kw.get("past_key_values") is None, torch.is_grad_enabled())), with_kwargs=True
+    )
+    model.calculate_loss(batch).backward()
+    hook.remove()
+    assert calls == [(True, False), (False, True)]  # prefix: no autograd; suffix: autograd
+    model.set_stage("lora")
+    calls.clear()
+    hook = decoder.register_forward_pre_hook(
+        lambda m, a, kw: calls.append((kw.get("past_key_values") is None, torch.is_grad_enabled())), with_kwargs=True
+    )
+    model.calculate_loss(batch)
+    hook.remove()
+    assert calls == [(True, True), (False, True)]  # LoRA trains: the shared prefix keeps its graph
