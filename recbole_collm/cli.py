@@ -2,6 +2,8 @@
 ``python -m recbole_collm`` where the wheel is installed.
 
     recbole-collm --model=MF --dataset=ml-100k [--config_files=a.yaml,gpu.yaml] [--key=value ...]
+    recbole-collm score --checkpoint saved/X.pth --pairs pairs.tsv --out scores.tsv
+    recbole-collm recommend --checkpoint saved/X.pth --users users.txt --candidates pop100 --topk 10 --out recs.tsv
 
 Any RecBole model name works too; extra ``--key=value`` pairs override the yaml (RecBole's rule);
 ``--config_files`` takes yaml paths or the plugin's named settings (``gpu.yaml``,
@@ -16,8 +18,51 @@ import sys
 
 
 def main() -> int:
-    from recbole_collm import run_recbole_collm
     from recbole_collm.errors import InputError
+
+    if len(sys.argv) > 1 and sys.argv[1] in ("score", "recommend"):
+        return _guarded(lambda: _serve(sys.argv[1], sys.argv[2:]), InputError)
+    return _guarded(_train, InputError)
+
+
+def _serve(command: str, argv: list[str]) -> None:
+    from recbole_collm.scoring import recommend, score_file
+
+    parser = argparse.ArgumentParser(prog=f"recbole-collm {command}")
+    parser.add_argument("--checkpoint", required=True, help="a .pth checkpoint this plugin saved")
+    parser.add_argument("--out", required=True)
+    if command == "score":
+        parser.add_argument("--pairs", required=True, help="tab-separated user, item[, timestamp] tokens")
+        parser.add_argument("--batch_size", type=int, default=None, help="default: the checkpoint's eval_batch_size")
+        args = parser.parse_args(argv)
+        sys.argv = sys.argv[:1]  # RecBole's Config would read the options as settings
+        count = score_file(args.checkpoint, args.pairs, args.out, args.batch_size)
+        print(f"scored {count} pairs -> {args.out}")
+    else:
+        parser.add_argument("--users", required=True, help="one user token per line")
+        parser.add_argument("--candidates", default="pop100", help="popN, or a file of item tokens (one per line)")
+        parser.add_argument("--topk", type=int, default=10)
+        args = parser.parse_args(argv)
+        sys.argv = sys.argv[:1]
+        count = recommend(args.checkpoint, args.users, args.candidates, args.topk, args.out)
+        print(f"wrote {count} recommendations -> {args.out}")
+
+
+def _guarded(run, errors) -> int:
+    """``run()``; bad input is one line on stderr and exit status 2."""
+    try:
+        run()
+    except (errors, FloatingPointError) as err:
+        if os.environ.get("RECBOLE_COLLM_DEBUG"):
+            raise
+        prog = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+        print(f"{prog if prog not in ('', '__main__') else 'recbole-collm'}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _train() -> None:
+    from recbole_collm import run_recbole_collm
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", "-m", type=str, default="MF", help="model name")
@@ -25,12 +70,4 @@ def main() -> int:
     parser.add_argument("--config_files", type=str, default=None, help="comma-separated yaml files or named settings")
     args, _ = parser.parse_known_args()  # the rest is read by RecBole's Config from sys.argv
     config_files = [f for f in args.config_files.split(",") if f] if args.config_files else None
-    try:
-        run_recbole_collm(model=args.model, dataset=args.dataset, config_file_list=config_files)
-    except (InputError, FloatingPointError) as err:
-        if os.environ.get("RECBOLE_COLLM_DEBUG"):
-            raise
-        prog = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-        print(f"{prog if prog not in ('', '__main__') else 'recbole-collm'}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    run_recbole_collm(model=args.model, dataset=args.dataset, config_file_list=config_files)

@@ -1,0 +1,210 @@
+"""Scoring (user, item) pairs and recommending for users from a saved model — any plugin model,
+the LLM ones included.
+
+The checkpoint's own dataset (rebuilt by :func:`recbole_collm.checkpoint.restore`) gives the token
+→ id maps and each user's history: the user's most recent positive items before the pair's
+timestamp when one is given, else all of them (what the model saw for its latest rows). Pairs are
+read in chunks and written as they are scored, so memory does not grow with the file; within a
+chunk the rows of one user are scored side by side, so the LLM models encode their shared prompt
+prefix once. Scores are the model's ``predict`` (probabilities for the labeled models).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from typing import Iterator
+
+import numpy as np
+import torch
+from recbole.data.interaction import Interaction
+from tqdm import tqdm
+
+from recbole_collm.checkpoint import Restored, atomic_write, restore
+from recbole_collm.errors import InputError, MissingInputError
+
+CHUNK_ROWS = 8192  # pairs read, scored and written at a time
+
+
+class PairScorer:
+    """Scores pairs given as tokens with a restored model; histories from its dataset."""
+
+    def __init__(self, restored: Restored, batch_size: int | None = None):
+        config, dataset = restored.config, restored.dataset
+        self.model = restored.model.to(config["device"]).eval()
+        self.device = config["device"]
+        self.batch_size = int(batch_size or config["eval_batch_size"])
+        self.uid, self.iid = dataset.uid_field, dataset.iid_field
+        self.list_field = self.iid + config["LIST_SUFFIX"]
+        self.length_field = config["ITEM_LIST_LENGTH_FIELD"]
+        self.max_len = int(config["MAX_ITEM_LIST_LENGTH"])
+        self.user_ids, self.item_ids = dataset.field2token_id[self.uid], dataset.field2token_id[self.iid]
+        self.item_tokens = dataset.field2id_token[self.iid]
+        feat = dataset.inter_feat
+        users, items = feat[self.uid].numpy(), feat[self.iid].numpy()
+        times = feat[config["TIME_FIELD"]].numpy()
+        positive = feat[config["LABEL_FIELD"]].numpy() > 0.5
+        order = np.lexsort((np.arange(len(users)), times, users))
+        order = order[positive[order]]  # positives by user, then time, then row
+        self.pos_users, self.pos_times, self.pos_items = users[order], times[order], items[order]
+        bounds = np.searchsorted(self.pos_users, np.arange(dataset.user_num + 1))
+        self.user_start, self.user_end = bounds[:-1], bounds[1:]
+        self._users, self._items = users, items
+
+    # --- tokens and histories -------------------------------------------------------------------
+    def ids(self, tokens: list[str], field: str) -> np.ndarray:
+        """Internal ids of ``tokens`` (-1 for a token the checkpoint's dataset does not know)."""
+        table = self.user_ids if field == self.uid else self.item_ids
+        return np.array([table.get(t, -1) for t in tokens], dtype=np.int64)
+
+    def history(self, users: np.ndarray, times: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Each pair's user's last ``MAX_ITEM_LIST_LENGTH`` positive items (oldest first,
+        right-padded), before ``times`` when given (strictly earlier), else all of them."""
+        history = np.zeros((len(users), self.max_len), dtype=np.int64)
+        length = np.zeros(len(users), dtype=np.int64)
+        for row, user in enumerate(users):
+            start, end = self.user_start[user], self.user_end[user]
+            if times is not None:
+                end = start + np.searchsorted(self.pos_times[start:end], times[row], side="left")
+            first = max(start, end - self.max_len)
+            length[row] = end - first
+            history[row, : end - first] = self.pos_items[first:end]
+        return history, length
+
+    # --- scoring --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_ids(self, users: np.ndarray, items: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
+        """Scores in the given order; computed user by user (prefix sharing for the LLMs)."""
+        history, length = self.history(users, times)
+        order = np.lexsort((np.arange(len(users)), users))
+        scores = np.empty(len(users), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            batch = Interaction({
+                self.uid: torch.from_numpy(users[rows]), self.iid: torch.from_numpy(items[rows]),
+                self.list_field: torch.from_numpy(history[rows]), self.length_field: torch.from_numpy(length[rows]),
+            }).to(self.device)
+            scores[rows] = self.model.predict(batch).float().cpu().numpy()
+        return scores
+
+    def seen(self, user: int) -> np.ndarray:
+        """Items the user interacted with in the checkpoint's dataset (any label)."""
+        return np.unique(self._items[self._users == user])
+
+
+def read_pairs(path: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, list[list[str]]]]:
+    """``(first line number, rows)`` chunks of a tab-separated file of ``user item [timestamp]``
+    (a header line naming the user field is skipped)."""
+    if not os.path.isfile(path):
+        raise MissingInputError(f"--pairs: '{path}' not found")
+    with open(path, newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        chunk, first = [], 1
+        for number, row in enumerate(reader, start=1):
+            if number == 1 and row and row[0].split(":")[0] in ("user_id", "user"):
+                first = 2
+                continue
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) not in (2, 3):
+                raise InputError(f"{path}, line {number}: expected 'user<TAB>item[<TAB>timestamp]', got {len(row)} fields")
+            chunk.append(row)
+            if len(chunk) == chunk_rows:
+                yield first, chunk
+                chunk, first = [], number + 1
+        if chunk:
+            yield first, chunk
+
+
+def _check_tokens(scorer: PairScorer, path: str) -> int:
+    """A first pass over the file: every token known, timestamps numeric; returns the row count.
+    Unknown tokens are one error with their count and the first lines holding them."""
+    unknown, rows, lines_with_unknown = 0, 0, []
+    for first, chunk in read_pairs(path):
+        users = scorer.ids([r[0] for r in chunk], scorer.uid)
+        items = scorer.ids([r[1] for r in chunk], scorer.iid)
+        bad = np.flatnonzero((users < 0) | (items < 0))
+        unknown += len(bad)
+        lines_with_unknown += [first + int(b) for b in bad[: max(0, 5 - len(lines_with_unknown))]]
+        for k, row in enumerate(chunk):
+            if len(row) == 3:
+                try:
+                    float(row[2])
+                except ValueError:
+                    raise InputError(f"{path}, line {first + k}: timestamp '{row[2]}' is not a number") from None
+        rows += len(chunk)
+    if unknown:
+        raise InputError(
+            f"{path}: {unknown} pair(s) with a user or item token the checkpoint's dataset does not know "
+            f"(lines {', '.join(map(str, lines_with_unknown))}{', ...' if unknown > len(lines_with_unknown) else ''})"
+        )
+    return rows
+
+
+def score_file(checkpoint: str, pairs: str, out: str, batch_size: int | None = None, progress: bool = True) -> int:
+    """Score every pair of ``pairs`` with the model of ``checkpoint``; write ``user item score``
+    lines to ``out`` in input order. Returns the number of pairs."""
+    scorer = PairScorer(restore(checkpoint), batch_size)
+    total = _check_tokens(scorer, pairs)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f, tqdm(total=total, disable=not progress, desc="score", ncols=100) as bar:
+            writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+            writer.writerow(["user", "item", "score"])
+            for _, chunk in read_pairs(pairs):
+                users = scorer.ids([r[0] for r in chunk], scorer.uid)
+                items = scorer.ids([r[1] for r in chunk], scorer.iid)
+                has_time = all(len(r) == 3 for r in chunk)
+                if not has_time and any(len(r) == 3 for r in chunk):
+                    raise InputError(f"{pairs}: give a timestamp on every line or on none")
+                times = np.array([float(r[2]) for r in chunk]) if has_time else None
+                scores = scorer.score_ids(users, items, times)
+                writer.writerows((r[0], r[1], f"{s:.6f}") for r, s in zip(chunk, scores))
+                bar.update(len(chunk))
+
+    atomic_write(out, write)  # a reader never sees a half-written file
+    return total
+
+
+def recommend(checkpoint: str, users_file: str, candidates: str, topk: int, out: str, progress: bool = True) -> int:
+    """Top-``topk`` items per user of ``users_file`` (one token per line) among ``candidates``:
+    ``popN`` (the N most popular train items) or a file of item tokens (one per line); items the
+    user already interacted with are left out. Writes ``user rank item score`` lines."""
+    restored = restore(checkpoint)
+    scorer = PairScorer(restored)
+    if not os.path.isfile(users_file):
+        raise MissingInputError(f"--users: '{users_file}' not found")
+    tokens = [line.strip() for line in open(users_file) if line.strip()]
+    users = scorer.ids(tokens, scorer.uid)
+    if (users < 0).any():
+        missing = [t for t, u in zip(tokens, users) if u < 0]
+        raise InputError(f"{users_file}: {len(missing)} user token(s) the checkpoint's dataset does not know ({', '.join(missing[:5])})")
+    pool = _candidates(scorer, restored, candidates)
+    lines = 0
+
+    def write(tmp: str) -> None:
+        nonlocal lines
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+            writer.writerow(["user", "rank", "item", "score"])
+            for token, user in tqdm(list(zip(tokens, users)), disable=not progress, desc="recommend", ncols=100):
+                items = np.setdiff1d(pool, scorer.seen(user))
+                scores = scorer.score_ids(np.full(len(items), user), items)
+                best = np.argsort(-scores, kind="stable")[:topk]
+                writer.writerows((token, rank + 1, scorer.item_tokens[items[i]], f"{scores[i]:.6f}") for rank, i in enumerate(best))
+                lines += len(best)
+
+    atomic_write(out, write)
+    return lines
+
+
+def _candidates(scorer: PairScorer, restored: Restored, candidates: str) -> np.ndarray:
+    if candidates.startswith("pop") and candidates[3:].isdigit():
+        count = restored.splits[0].train_item_count
+        return np.sort(np.argsort(-count[1:], kind="stable")[: int(candidates[3:])] + 1)
+    if not os.path.isfile(candidates):
+        raise MissingInputError(f"--candidates: '{candidates}' is neither popN nor a file of item tokens")
+    tokens = [line.strip() for line in open(candidates) if line.strip()]
+    items = scorer.ids(tokens, scorer.iid)
+    if (items < 0).any():
+        raise InputError(f"{candidates}: {(items < 0).sum()} item token(s) the checkpoint's dataset does not know")
+    return np.unique(items)

@@ -1,0 +1,135 @@
+"""Scoring a file of pairs and recommending from a saved model: the same scores as the model on the
+same rows, in input order, histories as the dataset builds them, clear errors for unknown tokens."""
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_collm import run_recbole_collm
+from recbole_collm.checkpoint import restore
+from recbole_collm.errors import InputError
+from recbole_collm.scoring import PairScorer, recommend, score_file
+from tests.conftest import ROOT, TINY_YAML
+
+
+def read_tsv(path):
+    with open(path) as f:
+        return list(csv.reader(f, delimiter="\t"))
+
+
+def tie_free(dataset, split):
+    """Rows of ``split`` whose user has no other row at the same time (the dataset orders ties by
+    row, a pair file by time alone)."""
+    feat = dataset.inter_feat
+    key = list(zip(feat["user_id"].tolist(), feat["timestamp"].tolist()))
+    counts = {k: key.count(k) for k in set(key)}
+    rows = split.inter_feat
+    return np.array([counts[(u, t)] == 1 for u, t in zip(rows["user_id"].tolist(), rows["timestamp"].tolist())])
+
+
+def write_pairs(path, dataset, rows, order, times=True):
+    users = dataset.id2token("user_id", rows["user_id"].numpy())
+    items = dataset.id2token("item_id", rows["item_id"].numpy())
+    with open(path, "w") as f:
+        f.write("user_id\titem_id\ttimestamp\n" if times else "")
+        for k in order:
+            f.write(f"{users[k]}\t{items[k]}" + (f"\t{rows['timestamp'][k].item():.17g}\n" if times else "\n"))
+
+
+def test_history_of_a_pair_is_the_datasets_history(mf_checkpoint):
+    restored = restore(mf_checkpoint)
+    scorer = PairScorer(restored)
+    test = restored.splits[2]
+    rows = test.inter_feat
+    keep = tie_free(restored.dataset, test)
+    history, length = scorer.history(rows["user_id"].numpy(), rows["timestamp"].numpy())
+    assert keep.sum() > 10
+    np.testing.assert_array_equal(length[keep], rows["item_length"].numpy()[keep])
+    np.testing.assert_array_equal(history[keep], rows["item_id_list"].numpy()[keep])
+    # without a time: every positive of the user, the latest last
+    history, length = scorer.history(rows["user_id"].numpy()[:1], None)
+    feat = restored.dataset.inter_feat
+    user = rows["user_id"][0].item()
+    mine = feat[(feat["user_id"] == user) & (feat["label"] > 0.5)]
+    latest = mine["item_id"][torch.argsort(mine["timestamp"], stable=True)][-scorer.max_len:]
+    assert history[0, : length[0]].tolist() == latest.tolist()
+
+
+def test_score_file_gives_the_models_scores_in_input_order(mf_checkpoint, tmp_path):
+    restored = restore(mf_checkpoint)
+    test = restored.splits[2]
+    rows = test.inter_feat
+    order = np.random.default_rng(0).permutation(len(test))
+    write_pairs(tmp_path / "pairs.tsv", restored.dataset, rows, order)
+    assert score_file(mf_checkpoint, str(tmp_path / "pairs.tsv"), str(tmp_path / "scores.tsv"), progress=False) == len(test)
+    out = read_tsv(tmp_path / "scores.tsv")
+    assert out[0] == ["user", "item", "score"]
+    users = restored.dataset.id2token("user_id", rows["user_id"].numpy())
+    assert [r[0] for r in out[1:]] == [users[k] for k in order]
+    with torch.no_grad():
+        expected = restored.model.eval().predict(rows).numpy()[order]
+    np.testing.assert_allclose([float(r[2]) for r in out[1:]], expected, atol=2e-6)
+
+
+def test_collm_pairs_score_as_in_its_own_test_evaluation(tiny_llm_dir, mf_checkpoint, tmp_path):
+    """The LLM path: a CoLLM checkpoint scores the pairs of its test rows as its evaluation did."""
+    result = run_recbole_collm(model="CoLLM", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
+        "llm_path": str(tiny_llm_dir), "train_rows_limit": 16, "eval_rows_limit": 24, "epochs": 1, "stage": "cie",
+        "cie_checkpoint": mf_checkpoint, "checkpoint_dir": str(tmp_path), "state": "WARNING", "show_progress": False,
+        "warmup_steps": 0, "learning_rate": 0.05})
+    restored = restore(result["model_file"])
+    test = restored.splits[2]
+    write_pairs(tmp_path / "pairs.tsv", restored.dataset, test.inter_feat, range(len(test)))
+    score_file(result["model_file"], str(tmp_path / "pairs.tsv"), str(tmp_path / "scores.tsv"), progress=False)
+    got = np.array([float(r[2]) for r in read_tsv(tmp_path / "scores.tsv")[1:]])
+    keep = tie_free(restored.dataset, test)
+    np.testing.assert_allclose(got[keep], np.asarray(result["test_rows"]["score"])[keep], atol=1e-5)
+
+
+def test_unknown_tokens_are_one_error_with_count_and_lines(mf_checkpoint, tmp_path):
+    (tmp_path / "pairs.tsv").write_text("1\t1\nnobody\t1\n2\tnothing\n2\t2\n")
+    with pytest.raises(InputError, match=r"pairs.tsv: 2 pair\(s\) with a user or item token .* \(lines 2, 3\)$"):
+        score_file(mf_checkpoint, str(tmp_path / "pairs.tsv"), str(tmp_path / "scores.tsv"), progress=False)
+    assert not (tmp_path / "scores.tsv").exists()
+    (tmp_path / "pairs.tsv").write_text("1\t1\t5\n1\n")
+    with pytest.raises(InputError, match=r"line 2: expected 'user<TAB>item\[<TAB>timestamp\]', got 1 fields"):
+        score_file(mf_checkpoint, str(tmp_path / "pairs.tsv"), str(tmp_path / "scores.tsv"), progress=False)
+
+
+def test_recommend_ranks_unseen_popular_items_by_score(mf_checkpoint, tmp_path):
+    restored = restore(mf_checkpoint)
+    scorer = PairScorer(restored)
+    tokens = list(restored.dataset.field2id_token["user_id"][1:4])
+    (tmp_path / "users.txt").write_text("\n".join(tokens) + "\n")
+    count = recommend(mf_checkpoint, str(tmp_path / "users.txt"), "pop15", 5, str(tmp_path / "recs.tsv"), progress=False)
+    out = read_tsv(tmp_path / "recs.tsv")[1:]
+    train_count = restored.splits[0].train_item_count
+    pool = set((np.argsort(-train_count[1:], kind="stable")[:15] + 1).tolist())
+    unseen = {token: pool - set(scorer.seen(scorer.user_ids[token]).tolist()) for token in tokens}
+    assert count == len(out) == sum(min(5, len(u)) for u in unseen.values())
+    for token in tokens:
+        user = scorer.user_ids[token]
+        mine = [r for r in out if r[0] == token]
+        items = [scorer.item_ids[r[2]] for r in mine]
+        assert [int(r[1]) for r in mine] == list(range(1, min(5, len(unseen[token])) + 1))
+        assert set(items) <= unseen[token]
+        scores = [float(r[3]) for r in mine]
+        assert scores == sorted(scores, reverse=True)
+        every = scorer.score_ids(np.full(len(unseen[token]), user), np.array(sorted(unseen[token])))
+        assert scores[0] == pytest.approx(float(every.max()), abs=1e-6)
+
+
+def test_command_line_scores_a_file(mf_checkpoint, tmp_path):
+    (tmp_path / "pairs.tsv").write_text("1\t1\n2\t2\n")
+    out = subprocess.run([sys.executable, "-m", "recbole_collm", "score", f"--checkpoint={mf_checkpoint}",
+                          f"--pairs={tmp_path / 'pairs.tsv'}", f"--out={tmp_path / 'scores.tsv'}"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "scored 2 pairs" in out.stdout and len(read_tsv(tmp_path / "scores.tsv")) == 3
+    out = subprocess.run([sys.executable, "-m", "recbole_collm", "score", f"--checkpoint={mf_checkpoint}",
+                          f"--pairs={tmp_path / 'none.tsv'}", f"--out={tmp_path / 'x.tsv'}"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 2 and out.stderr.strip().endswith("none.tsv' not found")
