@@ -1,0 +1,41 @@
+"""benchmarks/gpu_check.py: its dry run (the same code on a tiny LLaMA and a few rows, on the CPU)
+and the way it cuts the transfers for a bare GPU machine."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.gpu_check import plan_transfers
+from tests.conftest import ROOT
+
+
+def test_transfers_are_cut_in_order_under_the_limit(tmp_path):
+    sizes = {"a.whl": 3 * 2**20, "b.gguf": 10 * 2**20, "c.inter": 2**20}
+    files = []
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(bytes([len(files)]) * size)
+        files.append(tmp_path / name)
+    calls = plan_transfers(files, limit_mb=4)
+    assert [sum(end - start for _, start, end in call) for call in calls] == [4 * 2**20, 4 * 2**20, 4 * 2**20, 2 * 2**20]
+    # every byte once, in order: joining the pieces of a file gives it back
+    for path in files:
+        pieces = [(start, end) for call in calls for p, start, end in call if p == path]
+        assert pieces[0][0] == 0 and pieces[-1][1] == path.stat().st_size
+        assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
+
+
+@pytest.mark.slow
+def test_dry_run_trains_both_stages_and_scores_both_paths(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run", f"--out={tmp_path}"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    shape = json.loads((tmp_path / "gpu_check_shape.json").read_text())
+    for stage in ("lora", "cie"):
+        assert shape[stage]["nonzero_grads"] > 0 and shape[stage]["updated_tensors"] > 0
+        assert shape[stage]["frozen_tunable_unchanged"] is True
+    assert shape["frozen_llm_weight_unchanged"] is True
+    assert shape["split_max_abs_diff"] < 1e-4  # shared prefix = plain path
+    full = json.loads((tmp_path / "gpu_check_full.json").read_text())
+    assert list(full["models"]) == ["MF", "TALLRec", "CoLLM-MF"]
+    assert all(model["auc"] is not None for model in full["models"].values())
