@@ -8,6 +8,7 @@ study's plan.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -119,6 +120,8 @@ def run_study(
             text = json.dumps(record)
             atomic_write(path, lambda tmp: open(tmp, "w").write(text))  # a killed run leaves no half record
             records[run.name] = record
+            del result
+            gc.collect()  # the run's model (an LLM and its prefix store) goes before the next one loads
             print(f"[{step}/{total}] {dataset} {run.name}: AUC {fmt(record['test_result'].get('auc'))} "
                   f"in {record['train_seconds'] + record['test_seconds']:.0f} s", flush=True)
         context = None  # the dataset, built once for all of its ensembles

@@ -14,6 +14,7 @@ from recbole.utils import set_color
 from torch.nn.utils.clip_grad import clip_grad_norm_
 from tqdm import tqdm
 
+from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.collm import stage_plan
 from recbole_collm.settings import optional_positive
 from recbole_collm.trainer.trainer import ResumableTrainerMixin
@@ -32,6 +33,10 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
     see fewer rows (``lora_train_rows``): it is the expensive one."""
 
     def __init__(self, config, model):
+        if not config["single_spec"]:
+            # RecBole's DDP path would wrap the model once, while the stages change which parameters
+            # train, and average metrics over padded shards: refused rather than silently wrong
+            raise InputError("nproc/world_size: several processes are not supported for the LLM models yet; run one")
         self.stages = stage_plan(config["stage"], model.uses_ids)
         self.lora_epochs = int(config["epochs"])
         self.lora_train_rows = optional_positive(config, "lora_train_rows", int)
