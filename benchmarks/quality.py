@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -35,8 +36,14 @@ def summary(records: dict) -> dict:
         seconds = record["train_seconds"]
         if name.startswith("CoLLM-") and "TALLRec" in records:
             seconds += records["TALLRec"]["train_seconds"]
-        models[name] = {**{k: test.get(k) for k in KEYS}, "train_seconds": seconds, "test_seconds": record["test_seconds"]}
+        models[name] = {**{k: _number(test.get(k)) for k in KEYS}, "train_seconds": seconds,
+                        "test_seconds": record["test_seconds"]}
     return {"test_rows": rows, "models": models}
+
+
+def _number(value):
+    """A metric for the JSON file: undefined ones (a subset with one class) as null, not NaN."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def main() -> None:
