@@ -10,7 +10,9 @@ named checkpoint.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
+import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -53,6 +55,24 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp, pickle_protocol=4))
 
 
+# modules that moved (issue 13: models by type); a Config pickled before names the old ones
+MOVED_MODULES = {
+    **{f"recbole_collm.model.{m}": f"recbole_collm.model.general_recommender.{m}" for m in ("mf", "lightgcn")},
+    **{f"recbole_collm.model.{m}": f"recbole_collm.model.sequential_recommender.{m}" for m in ("sasrec", "din")},
+    **{f"recbole_collm.model.{m}": f"recbole_collm.model.llm_recommender.{m}" for m in ("collm", "tallrec", "icl", "uitoken")},
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    """Reads checkpoints written before a module moved (their pickled Config names its model class)."""
+
+    def find_class(self, module: str, name: str):
+        return super().find_class(MOVED_MODULES.get(module, module), name)
+
+
+_PICKLE = types.SimpleNamespace(Unpickler=_Unpickler, load=pickle.load, __name__="recbole_collm.checkpoint")
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """A RecBole checkpoint, which pickles the Config and so needs full unpickling.
 
@@ -62,7 +82,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     path = str(path)
     if not os.path.isfile(path):
         raise MissingInputError(f"checkpoint file '{path}' does not exist")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_PICKLE)
 
 
 @dataclass
@@ -76,6 +96,15 @@ class Restored:
     splits: tuple
     model: torch.nn.Module
     checkpoint: dict
+
+
+def _rename_settings(config) -> None:
+    """A Config saved before a setting was renamed holds the old key: give its value the new one."""
+    from recbole_collm.settings import RENAMED
+
+    for old, new in RENAMED.items():
+        if old in config.final_config_dict and config[new] is None:
+            config[new] = config[old]
 
 
 def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = "cpu", checkpoint: dict | None = None) -> Restored:
@@ -95,6 +124,7 @@ def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = 
 
     checkpoint = checkpoint if checkpoint is not None else read_checkpoint(path, map_location)
     config = checkpoint["config"]
+    _rename_settings(config)
     with torch.random.fork_rng(devices=[]):
         if loaders:
             init_seed(config["seed"], config["reproducibility"])

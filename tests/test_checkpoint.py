@@ -74,3 +74,30 @@ def test_restore_rebuilds_the_saved_model(mf_checkpoint):
     assert restored.config["model"] == "MF"
     train = restored.splits[0]
     assert restored.model.n_users == train.user_num
+
+
+def test_checkpoints_written_before_the_models_moved_still_load(tmp_path, monkeypatch):
+    """A Config pickled before issue 13 names ``recbole_collm.model.mf``; it reads as the new MF."""
+    import sys
+
+    from recbole_collm.model.general_recommender import mf
+
+    path = tmp_path / "old.pth"
+    with monkeypatch.context() as old_layout:  # write as the old layout did
+        old_layout.setitem(sys.modules, "recbole_collm.model.mf", mf)
+        old_layout.setattr(mf.MF, "__module__", "recbole_collm.model.mf")
+        torch.save({"model_class": mf.MF}, path)
+    assert b"recbole_collm.model.mf" in path.read_bytes()
+    assert "recbole_collm.model.mf" not in sys.modules
+    assert read_checkpoint(path)["model_class"] is mf.MF
+
+
+def test_a_config_saved_before_a_rename_gives_its_value_to_the_new_key():
+    from recbole_collm.checkpoint import _rename_settings
+    from tests.conftest import tiny_config
+
+    config = tiny_config("CoLLM")
+    del config.final_config_dict["share_prefixes"]
+    config.final_config_dict["prefix_cache"] = False  # as a session-4 CoLLM checkpoint holds it
+    _rename_settings(config)
+    assert config["share_prefixes"] is False
