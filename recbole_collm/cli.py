@@ -62,12 +62,18 @@ def _guarded(run, errors) -> int:
 
 
 def _train() -> None:
-    from recbole_collm import run_recbole_collm
+    from recbole_collm.quick_start import run
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", "-m", type=str, default="MF", help="model name")
     parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
     parser.add_argument("--config_files", type=str, default=None, help="comma-separated yaml files or named settings")
+    parser.add_argument("--nproc", type=int, default=1, help="processes on this machine (RecBole's DDP)")
+    parser.add_argument("--world_size", type=int, default=-1, help="processes over all machines")
+    parser.add_argument("--ip", type=str, default="localhost", help="the address of process 0's machine")
+    parser.add_argument("--port", type=str, default="5678")
+    parser.add_argument("--group_offset", type=int, default=0, help="this machine's first process rank")
     args, _ = parser.parse_known_args()  # the rest is read by RecBole's Config from sys.argv
     config_files = [f for f in args.config_files.split(",") if f] if args.config_files else None
-    run_recbole_collm(model=args.model, dataset=args.dataset, config_file_list=config_files)
+    sys.argv = [a for a in sys.argv if not a.split("=")[0] in ("--nproc", "--world_size", "--ip", "--port", "--group_offset")]
+    run(args.model, args.dataset, config_files, None, True, args.nproc, args.world_size, args.ip, args.port, args.group_offset)

@@ -65,6 +65,44 @@ def run_recbole_collm(
     }
 
 
+def run(
+    model: str,
+    dataset: str,
+    config_file_list: list[str] | None = None,
+    config_dict: dict | None = None,
+    saved: bool = True,
+    nproc: int = 1,
+    world_size: int = -1,
+    ip: str = "localhost",
+    port: str = "5678",
+    group_offset: int = 0,
+) -> dict | None:
+    """RecBole's ``run`` for the plugin: one process, or ``nproc`` processes on this machine
+    (``world_size`` over several machines, each starting its ``group_offset``) on RecBole's DDP —
+    gloo on the CPU, NCCL on GPUs. Each process trains on its shard of every batch (the global
+    batch is ``train_batch_size``); evaluation gathers the shards, so every row counts once.
+    Returns process 0's result."""
+    if nproc == 1 and world_size <= 0:
+        return run_recbole_collm(model, dataset, config_file_list, config_dict, saved)
+    import torch.multiprocessing as mp
+
+    queue = mp.get_context("spawn").SimpleQueue()
+    config_dict = {**(config_dict or {}), "world_size": world_size if world_size > 0 else nproc, "ip": ip,
+                   "port": str(port), "nproc": nproc, "offset": group_offset}
+    mp.spawn(_run_rank, args=(model, dataset, config_file_list, config_dict, saved, queue), nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()
+
+
+def _run_rank(rank: int, model, dataset, config_file_list, config_dict, saved, queue) -> None:
+    result = run_recbole_collm(model, dataset, config_file_list, {**config_dict, "local_rank": rank}, saved)
+    if rank == 0:
+        queue.put(result)
+    import torch.distributed
+
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def evaluate_source(trainer, model, test_data, config) -> dict | None:
     """A CoLLM model's collaborative checkpoint scored alone on the same test rows with the same
     evaluator (labeled evaluation): the baseline CoLLM must beat. None for other models."""

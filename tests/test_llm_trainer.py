@@ -6,7 +6,6 @@ import torch
 
 from recbole_collm.data import CollmDataset
 from recbole_collm.data.utils import data_preparation
-from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.collm import CoLLM
 from recbole_collm.model.llm_recommender.tallrec import TALLRec
 from recbole_collm.trainer import LLMTrainer
@@ -116,9 +115,3 @@ def test_save_adapters_then_load_adapters_gives_the_same_scores(tiny_llm_dir, mf
         other.load_adapters(stem)
         torch.testing.assert_close(other.logits(batch), expected)
 
-
-def test_several_processes_are_refused_for_the_llm_models(tiny_llm_dir, tmp_path):
-    config, model, _, _ = build(TALLRec, tiny_llm_dir, tmp_path)
-    config["single_spec"] = False  # what RecBole's Config sets for nproc > 1 or a world_size
-    with pytest.raises(InputError, match="^nproc/world_size: several processes are not supported for the LLM models"):
-        LLMTrainer(config, model)

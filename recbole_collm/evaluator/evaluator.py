@@ -17,6 +17,7 @@ class EvaluationResult(OrderedDict):
     Pickled (into checkpoints) as a plain OrderedDict: the metrics, not the rows."""
 
     rows: dict | None = None
+    gathered = False  # computed on every process's rows (several processes)
 
     def __reduce__(self):
         return OrderedDict, (list(self.items()),)
@@ -33,7 +34,11 @@ class CollmEvaluator(Evaluator):
         self.thresholds = (config["warm_threshold"], config["cold_threshold"])
 
     def evaluate(self, dataobject) -> EvaluationResult:
+        gathered = "data.row_index" in dataobject and "data.uid" in dataobject
+        if gathered:
+            dataobject = gather_rows(dataobject)
         result = EvaluationResult(super().evaluate(dataobject))
+        result.gathered = gathered
         labeled = "data.uid" in dataobject and "rec.score" in dataobject
         if labeled:
             result.rows = {
@@ -66,3 +71,25 @@ class CollmEvaluator(Evaluator):
             return self.metric_class[metric].calculate_metric(subset)
         except (ValueError, ZeroDivisionError):
             return {metric: math.nan}
+
+
+def gather_rows(struct):
+    """Every process's labeled rows (DDP), each dataset row once, in dataset order: the shards are
+    gathered by their ``data.row_index`` and the sampler's padding repeats dropped."""
+    import numpy as np
+    from recbole.evaluator.collector import DataStruct
+
+    keys = ("rec.score", "data.label", "data.uid", "data.iid")
+    mine = {k: struct[k].cpu() for k in (*keys, "data.row_index")}
+    shards = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(shards, mine)
+    index = torch.cat([s["data.row_index"] for s in shards]).numpy()
+    _, first = np.unique(index, return_index=True)  # sorted by row index, repeats dropped
+    order = torch.from_numpy(first)
+    out = DataStruct()
+    for key in keys:
+        out.set(key, torch.cat([s[key] for s in shards])[order])
+    for key in COUNT_KEYS:
+        if key in struct:
+            out.set(key, struct[key])
+    return out

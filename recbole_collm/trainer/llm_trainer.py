@@ -14,7 +14,6 @@ from recbole.utils import set_color
 from torch.nn.utils.clip_grad import clip_grad_norm_
 from tqdm import tqdm
 
-from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.collm import stage_plan
 from recbole_collm.settings import optional_positive
 from recbole_collm.trainer.trainer import ResumableTrainerMixin
@@ -33,10 +32,6 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
     see fewer rows (``lora_train_rows``): it is the expensive one."""
 
     def __init__(self, config, model):
-        if not config["single_spec"]:
-            # RecBole's DDP path would wrap the model once, while the stages change which parameters
-            # train, and average metrics over padded shards: refused rather than silently wrong
-            raise InputError("nproc/world_size: several processes are not supported for the LLM models yet; run one")
         self.stages = stage_plan(config["stage"], model.uses_ids)
         self.lora_epochs = int(config["epochs"])
         self.lora_train_rows = optional_positive(config, "lora_train_rows", int)
@@ -75,6 +70,10 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
         self._stage_at = at
         self.logger.info(set_color(f"Stage {at + 1} of {len(self.stages)}: {self.stages[at]}", "green"))
         self.model.set_stage(self.stages[at])
+        if not self.config["single_spec"]:  # DDP reduces the parameters that trained when it was built
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.distributed_model = DistributedDataParallel(self.model)
         self.start_epoch, self.cur_step = 0, 0
         self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
         self.best_valid_result = None
@@ -137,11 +136,18 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
         batches = itertools.islice(train_data, n_batches)
         if show_progress:
             batches = tqdm(batches, total=n_batches, ncols=100, desc=f"Train {epoch_idx:>4}")
+        distributed = not self.config["single_spec"]
+        if distributed and train_data.shuffle:
+            train_data.sampler.set_epoch(epoch_idx)
         self.optimizer.zero_grad()
         for batch_idx, interaction in enumerate(batches):
             interaction = interaction.to(self.device)
+            sync = 0
+            if distributed:  # RecBole's way: every trainable parameter's gradient is averaged
+                self.set_reduce_hook()
+                sync = self.sync_grad_loss()
             with self._autocast():
-                loss = self.model.calculate_loss(interaction)
+                loss = self.model.calculate_loss(interaction) + sync
             self._check_nan(loss, interaction)
             self.scaler.scale(loss / self.accumulation).backward()
             total_loss += loss.item()

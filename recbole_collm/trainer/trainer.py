@@ -36,11 +36,28 @@ class ResumableTrainerMixin:
     """
 
     def __init__(self, config, model):
-        super().__init__(config, model)
+        distributed_cpu = not config["single_spec"] and config["device"].type == "cpu"
+        if distributed_cpu:
+            # RecBole wraps the model for DDP with device_ids=[local_rank] and SyncBatchNorm, both
+            # GPU-only: on the CPU (gloo) the plain wrapper is built below instead
+            config["single_spec"] = True
+        try:
+            super().__init__(config, model)
+        finally:
+            if distributed_cpu:
+                config["single_spec"] = False
+        if distributed_cpu:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.distributed_model = DistributedDataParallel(self.model)
         # RecBole names checkpoints by the second; two runs started together would overwrite
         # each other's file, so the process id is added.
         stem, ext = os.path.splitext(self.saved_model_file)
         self.saved_model_file = f"{stem}-{os.getpid()}{ext}"
+        if not config["single_spec"]:  # several processes: process 0 writes, all read its file
+            name = [self.saved_model_file]
+            torch.distributed.broadcast_object_list(name, src=0)
+            self.saved_model_file = name[0]
         self.eval_collector = CollmCollector(config)
         self.evaluator = CollmEvaluator(config)
         self.main_process = config["single_spec"] or config["local_rank"] == 0  # the one that writes files
@@ -53,6 +70,8 @@ class ResumableTrainerMixin:
     # --- checkpoints ----------------------------------------------------------------------------
     def _load_model_file(self, checkpoint_file: str, checkpoint: dict | None = None) -> dict:
         if checkpoint is None:
+            if not self.config["single_spec"]:
+                torch.distributed.barrier()  # process 0 has finished writing it
             checkpoint = read_checkpoint(checkpoint_file, map_location=self.device)
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
@@ -138,7 +157,7 @@ class ResumableTrainerMixin:
 
         def after_validation(epoch_idx, valid_score):
             self._epoch = epoch_idx
-            if saved:
+            if saved and self.main_process:
                 save_checkpoint(self._resume_state(), self.last_checkpoint_file)
             if callback_fn:
                 callback_fn(epoch_idx, valid_score)
@@ -153,7 +172,20 @@ class ResumableTrainerMixin:
             return None
         if load_best_model:
             self._load_model_file(model_file or self.saved_model_file)
+        if not self.config["single_spec"]:
+            # under DDP each process scores its shard of the rows (RecBole's sampler pads the last
+            # shards with repeats): the dataset index of every row, so the evaluator can gather the
+            # shards and count each row once
+            self.eval_collector.data_struct.set("data.row_index", torch.tensor(list(eval_data.sampler)))
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+    def _map_reduce(self, result, num_sample):
+        """RecBole averages the processes' metrics weighted by rows — wrong for AUC and UAUC and
+        counting padded rows twice; a result the evaluator computed on the gathered rows is
+        already the whole split's."""
+        if getattr(result, "gathered", False):
+            return result
+        return super()._map_reduce(result, num_sample)
 
     # --- resume ---------------------------------------------------------------------------------
     def _resume_state(self) -> dict:
