@@ -49,3 +49,19 @@ def test_collm_both_stages_on_two_processes(tiny_llm_dir, tmp_path):
     finals = [w for w in written if not w.endswith(("-last.pth", "-lora.pth"))]
     assert len(finals) == 1 and f"{finals[0][:-4]}-lora.pth" in written  # process 0's, one per stage
     print(f"AUC one process {one['test_result']['auc']}, two {two['test_result']['auc']}")
+
+
+@pytest.mark.slow
+def test_a_two_process_run_resumes_to_the_same_result(tmp_path):
+    """Stopped after 2 of 4 epochs (its -last.pth) and resumed on two processes: the result of an
+    unbroken 4-epoch run (DDP's sampler draws each epoch's order from the epoch number)."""
+    settings = {"train_batch_size": 32, "learning_rate": 0.01, "state": "WARNING", "seed": 11, "stopping_step": 100}
+    reference = run("MF", "tiny", [TINY_YAML], {**settings, "epochs": 4, "checkpoint_dir": str(tmp_path / "ref")},
+                    nproc=2, ip="127.0.0.1", port=free_port())
+    run("MF", "tiny", [TINY_YAML], {**settings, "epochs": 2, "checkpoint_dir": str(tmp_path / "cut")},
+        nproc=2, ip="127.0.0.1", port=free_port())
+    last = next((tmp_path / "cut").glob("*-last.pth"))
+    resumed = run("MF", "tiny", [TINY_YAML], {**settings, "epochs": 4, "checkpoint_dir": str(tmp_path / "cut"),
+                                              "resume": str(last)}, nproc=2, ip="127.0.0.1", port=free_port())
+    assert resumed["test_result"]["auc"] == pytest.approx(reference["test_result"]["auc"], abs=1e-6)
+    assert resumed["test_rows"]["score"] == pytest.approx(reference["test_rows"]["score"], abs=1e-6)
