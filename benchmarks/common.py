@@ -1,11 +1,14 @@
 """What the benchmark scripts share: the repository paths, the command-line guard RecBole needs,
-the check for the paper's ML-1M split, number formatting, and building a seeded LLM model with
-its splits."""
+the check for the paper's ML-1M split, number formatting, building a seeded LLM model with its
+splits, and measuring peak memory."""
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,3 +53,62 @@ def build_llm(model_name: str, dataset: str, settings: dict) -> tuple:
     torch.manual_seed(0)
     model = get_model(model_name)(config, train).to(config["device"])
     return config, model, train, valid, test
+
+
+class PeakMemory:
+    """Peak memory of the work inside the ``with`` block: ``mib`` above the level before it,
+    ``total_mib`` in all — GPU memory allocated on CUDA, else the process's resident memory
+    (sampled every 2 ms by a thread)."""
+
+    def __enter__(self):
+        import torch
+
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+            return self
+        import psutil
+
+        self.process = psutil.Process()
+        self.base = self.peak = self.process.memory_info().rss
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.total_mib = torch.cuda.max_memory_allocated() / 2**20
+            self.mib = self.total_mib - self.base / 2**20
+        else:
+            self.running = False
+            self.thread.join()
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            self.total_mib = self.peak / 2**20
+            self.mib = (self.peak - self.base) / 2**20
+
+
+def timed(fn, repeats: int = 1) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` calls, the GPU synchronised around each."""
+    import torch
+
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -25,12 +25,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import ROOT, SHARED_DATA, fmt, parse_args  # noqa: E402
+from benchmarks.common import ROOT, SHARED_DATA, PeakMemory, fmt, parse_args, timed  # noqa: E402
 
 VICUNA_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
              "num_key_value_heads": 32, "vocab_size": 32000}
@@ -78,40 +77,9 @@ def prompt_words(config, dataset) -> set[str]:
     return words
 
 
-class Peak:
-    """Peak memory of the block: GPU memory allocated on CUDA, else the process's RSS (GiB)."""
-
-    def __enter__(self):
-        import torch
-
-        self.cuda = torch.cuda.is_available()
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        return self
-
-    def __exit__(self, *exc):
-        import resource
-
-        import torch
-
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.gib = torch.cuda.max_memory_allocated() / 2**30
-        else:
-            self.gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 def rate(fn, rows: int) -> float:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return rows / (time.perf_counter() - start)
+    """Rows per second of one call of ``fn``."""
+    return rows / timed(fn)
 
 
 def shape_check(args, work: Path) -> dict:
@@ -134,9 +102,9 @@ def shape_check(args, work: Path) -> dict:
         **base, "llm_path": str(folder), "cie_checkpoint": None, "cie_model": "MF", "stage": "lora",
         "load_in_4bit": cuda, "llm_dtype": "bfloat16" if cuda else "float32", "use_gpu": cuda})
     train, _, test = CollmDataset(config).build()
-    with Peak() as load:
+    with PeakMemory() as load:
         model = CoLLM(config, train).to(config["device"])
-    out = {"shape": "tiny" if args.dry_run else "Vicuna-7B", "device": str(config["device"]), "load_peak_gib": load.gib}
+    out = {"shape": "tiny" if args.dry_run else "Vicuna-7B", "device": str(config["device"]), "load_peak_gib": load.total_mib / 1024}
     batch = train.inter_feat[torch.arange(8)].to(config["device"])
     frozen = model.base_llm.get_decoder().layers[0].mlp.down_proj.weight  # an LLM weight no stage trains
     frozen_before = frozen.detach().clone()
@@ -148,14 +116,14 @@ def shape_check(args, work: Path) -> dict:
         tunable = lambda n: "lora_" in n or n.startswith("cie.")  # noqa: E731
         other = [p.detach().clone() for n, p in model.named_parameters() if tunable(n) and n not in trainable]
         optimizer = torch.optim.AdamW(trainable.values(), lr=1e-3)
-        with Peak() as peak:
+        with PeakMemory() as peak:
             seconds = 1 / rate(lambda: (model.calculate_loss(batch).backward(), optimizer.step()), 1)
         grads = [p.grad for p in trainable.values() if p.grad is not None]
         moved = sum(not torch.equal(before[n], p) for n, p in trainable.items())
         still = [p for n, p in model.named_parameters() if tunable(n) and n not in trainable]
         out[stage] = {"trainable": sum(p.numel() for p in trainable.values()), "nonzero_grads": sum(bool(g.abs().sum() > 0) for g in grads),
                       "updated_tensors": moved, "frozen_tunable_unchanged": all(torch.equal(a, b) for a, b in zip(other, still)),
-                      "train_rows_per_s": len(batch) / seconds, "peak_gib": peak.gib}
+                      "train_rows_per_s": len(batch) / seconds, "peak_gib": peak.total_mib / 1024}
         assert out[stage]["nonzero_grads"] > 0 and moved > 0 and out[stage]["frozen_tunable_unchanged"], out[stage]
         optimizer.zero_grad(set_to_none=True)
     out["frozen_llm_weight_unchanged"] = bool(torch.equal(frozen.detach(), frozen_before))
@@ -165,9 +133,9 @@ def shape_check(args, work: Path) -> dict:
     scores = {}
     for share in (False, True):
         model.share_prefixes = share
-        with torch.no_grad(), Peak() as peak:
+        with torch.no_grad(), PeakMemory() as peak:
             out[f"split_rows_per_s_{'shared' if share else 'plain'}"] = rate(lambda: scores.__setitem__(share, model.predict(rows)), len(rows))
-        out[f"split_peak_gib_{'shared' if share else 'plain'}"] = peak.gib
+        out[f"split_peak_gib_{'shared' if share else 'plain'}"] = peak.total_mib / 1024
     out["split_max_abs_diff"] = float((scores[True].float() - scores[False].float()).abs().max())
     for n in (20, 100):
         one = rows[torch.tensor([0])].repeat_interleave(n)

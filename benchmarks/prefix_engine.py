@@ -18,55 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import ROOT, SHARED_DATA, build_llm, parse_args  # noqa: E402
-
-
-class PeakMemory:
-    """Peak memory of the work inside the ``with`` block, in MiB above the level before it."""
-
-    def __enter__(self):
-        import torch
-
-        self.cuda = torch.cuda.is_available()
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-            return self
-        import psutil
-
-        self.process = psutil.Process()
-        self.base = self.peak = self.process.memory_info().rss
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self):
-        while self.running:
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.002)
-
-    def __exit__(self, *exc):
-        import torch
-
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.mib = (torch.cuda.max_memory_allocated() - self.base) / 2**20
-        else:
-            self.running = False
-            self.thread.join()
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            self.mib = (self.peak - self.base) / 2**20
+from benchmarks.common import ROOT, SHARED_DATA, PeakMemory, build_llm, parse_args, timed  # noqa: E402
 
 
 def build(model_name: str, dataset: str, share_prefixes: bool, split_rows: int):
@@ -78,21 +36,6 @@ def build(model_name: str, dataset: str, share_prefixes: bool, split_rows: int):
         "use_gpu": cuda, "llm_dtype": "bfloat16" if cuda else "float32"})
     test = test.inter_feat[torch.arange(min(split_rows, len(test)))]
     return config, model, train, test
-
-
-def timed(fn, repeats: int) -> float:
-    import torch
-
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def worker(scenario: str, path: str, args) -> dict:
