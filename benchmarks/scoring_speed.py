@@ -29,19 +29,20 @@ def main() -> None:
 
     import numpy as np
 
-    from recbole_collm.checkpoint import restore
+    from recbole_collm.checkpoint import read_checkpoint
+    from recbole_collm.data import create_dataset
     from recbole_collm.scoring import score_file
 
-    restored = restore(args.checkpoint)
-    dataset, test = restored.dataset, restored.splits[2].inter_feat
+    config = read_checkpoint(args.checkpoint)["config"]  # the pairs need the data, not the model
+    dataset = create_dataset(config)
+    test = dataset.build()[2].inter_feat
     order = np.random.default_rng(0).integers(0, len(test), size=args.pairs)
     users = dataset.id2token(dataset.uid_field, test[dataset.uid_field].numpy())
     items = dataset.id2token(dataset.iid_field, test[dataset.iid_field].numpy())
-    times = test[restored.config["TIME_FIELD"]].numpy()
+    times = test[config["TIME_FIELD"]].numpy()
     with tempfile.TemporaryDirectory() as folder:
         pairs, out = Path(folder) / "pairs.tsv", Path(folder) / "scores.tsv"
         pairs.write_text("".join(f"{users[k]}\t{items[k]}\t{times[k]:.17g}\n" for k in order))
-        del restored
         start = time.perf_counter()
         count = score_file(args.checkpoint, str(pairs), str(out), progress=True)
         seconds = time.perf_counter() - start

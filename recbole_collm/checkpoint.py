@@ -95,7 +95,6 @@ class Restored:
     dataset: Any
     splits: tuple
     model: torch.nn.Module
-    checkpoint: dict
 
 
 def _rename_settings(config) -> None:
@@ -134,4 +133,4 @@ def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = 
         model = get_model(config["model"])(config, train)
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
-    return Restored(str(path), config, dataset, splits, model, checkpoint)
+    return Restored(str(path), config, dataset, splits, model)

@@ -34,16 +34,16 @@ def _serve(command: str, argv: list[str]) -> None:
     if command == "score":
         parser.add_argument("--pairs", required=True, help="tab-separated user, item[, timestamp] tokens")
         parser.add_argument("--batch_size", type=int, default=None, help="default: the checkpoint's eval_batch_size")
-        args = parser.parse_args(argv)
-        sys.argv = sys.argv[:1]  # RecBole's Config would read the options as settings
-        count = score_file(args.checkpoint, args.pairs, args.out, args.batch_size)
-        print(f"scored {count} pairs -> {args.out}")
     else:
         parser.add_argument("--users", required=True, help="one user token per line")
         parser.add_argument("--candidates", default="pop100", help="popN, or a file of item tokens (one per line)")
         parser.add_argument("--topk", type=int, default=10)
-        args = parser.parse_args(argv)
-        sys.argv = sys.argv[:1]
+    args = parser.parse_args(argv)
+    sys.argv = sys.argv[:1]  # RecBole's Config would read the options as settings
+    if command == "score":
+        count = score_file(args.checkpoint, args.pairs, args.out, args.batch_size)
+        print(f"scored {count} pairs -> {args.out}")
+    else:
         count = recommend(args.checkpoint, args.users, args.candidates, args.topk, args.out)
         print(f"wrote {count} recommendations -> {args.out}")
 

@@ -43,12 +43,13 @@ class PairScorer:
         users, items = feat[self.uid].numpy(), feat[self.iid].numpy()
         times = feat[config["TIME_FIELD"]].numpy()
         positive = feat[config["LABEL_FIELD"]].numpy() > 0.5
-        order = np.lexsort((np.arange(len(users)), times, users))
-        order = order[positive[order]]  # positives by user, then time, then row
+        order = np.lexsort((np.arange(len(users)), times, users))  # rows by user, then time, then row
+        self.by_user_items = items[order]  # every row's item, a user's rows side by side
+        self.row_start = np.searchsorted(users[order], np.arange(dataset.user_num + 1))
+        order = order[positive[order]]  # positives only, same order
         self.pos_users, self.pos_times, self.pos_items = users[order], times[order], items[order]
         bounds = np.searchsorted(self.pos_users, np.arange(dataset.user_num + 1))
         self.user_start, self.user_end = bounds[:-1], bounds[1:]
-        self._users, self._items = users, items
 
     # --- tokens and histories -------------------------------------------------------------------
     def ids(self, tokens: list[str], field: str) -> np.ndarray:
@@ -88,7 +89,7 @@ class PairScorer:
 
     def seen(self, user: int) -> np.ndarray:
         """Items the user interacted with in the checkpoint's dataset (any label)."""
-        return np.unique(self._items[self._users == user])
+        return np.unique(self.by_user_items[self.row_start[user] : self.row_start[user + 1]])
 
 
 def read_pairs(path: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, list[list[str]]]]:
@@ -116,9 +117,10 @@ def read_pairs(path: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, l
 
 
 def _check_tokens(scorer: PairScorer, path: str) -> int:
-    """A first pass over the file: every token known, timestamps numeric; returns the row count.
-    Unknown tokens are one error with their count and the first lines holding them."""
-    unknown, rows, lines_with_unknown = 0, 0, []
+    """A first pass over the file: every token known, timestamps numeric and on every line or on
+    none; returns the row count. Unknown tokens are one error with their count and the first lines
+    holding them."""
+    unknown, rows, lines_with_unknown, widths = 0, 0, [], set()
     for first, chunk in read_pairs(path):
         users = scorer.ids([r[0] for r in chunk], scorer.uid)
         items = scorer.ids([r[1] for r in chunk], scorer.iid)
@@ -126,12 +128,15 @@ def _check_tokens(scorer: PairScorer, path: str) -> int:
         unknown += len(bad)
         lines_with_unknown += [first + int(b) for b in bad[: max(0, 5 - len(lines_with_unknown))]]
         for k, row in enumerate(chunk):
+            widths.add(len(row))
             if len(row) == 3:
                 try:
                     float(row[2])
                 except ValueError:
                     raise InputError(f"{path}, line {first + k}: timestamp '{row[2]}' is not a number") from None
         rows += len(chunk)
+    if len(widths) > 1:
+        raise InputError(f"{path}: give a timestamp on every line or on none")
     if unknown:
         raise InputError(
             f"{path}: {unknown} pair(s) with a user or item token the checkpoint's dataset does not know "
@@ -153,10 +158,7 @@ def score_file(checkpoint: str, pairs: str, out: str, batch_size: int | None = N
             for _, chunk in read_pairs(pairs):
                 users = scorer.ids([r[0] for r in chunk], scorer.uid)
                 items = scorer.ids([r[1] for r in chunk], scorer.iid)
-                has_time = all(len(r) == 3 for r in chunk)
-                if not has_time and any(len(r) == 3 for r in chunk):
-                    raise InputError(f"{pairs}: give a timestamp on every line or on none")
-                times = np.array([float(r[2]) for r in chunk]) if has_time else None
+                times = np.array([float(r[2]) for r in chunk]) if len(chunk[0]) == 3 else None
                 scores = scorer.score_ids(users, items, times)
                 writer.writerows((r[0], r[1], f"{s:.6f}") for r, s in zip(chunk, scores))
                 bar.update(len(chunk))

@@ -133,3 +133,9 @@ def test_command_line_scores_a_file(mf_checkpoint, tmp_path):
                           f"--pairs={tmp_path / 'none.tsv'}", f"--out={tmp_path / 'x.tsv'}"],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 2 and out.stderr.strip().endswith("none.tsv' not found")
+
+
+def test_timestamps_on_some_lines_only_are_one_error(mf_checkpoint, tmp_path):
+    (tmp_path / "pairs.tsv").write_text("1\t1\t1000001402\n2\t2\n")
+    with pytest.raises(InputError, match="pairs.tsv: give a timestamp on every line or on none$"):
+        score_file(mf_checkpoint, str(tmp_path / "pairs.tsv"), str(tmp_path / "scores.tsv"), progress=False)

@@ -70,10 +70,8 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
         self._stage_at = at
         self.logger.info(set_color(f"Stage {at + 1} of {len(self.stages)}: {self.stages[at]}", "green"))
         self.model.set_stage(self.stages[at])
-        if not self.config["single_spec"]:  # DDP reduces the parameters that trained when it was built
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.distributed_model = DistributedDataParallel(self.model)
+        if self.distributed:  # the wrapper reduces the parameters that trained when it was built
+            self._wrap_distributed()
         self.start_epoch, self.cur_step = 0, 0
         self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
         self.best_valid_result = None
@@ -136,14 +134,13 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
         batches = itertools.islice(train_data, n_batches)
         if show_progress:
             batches = tqdm(batches, total=n_batches, ncols=100, desc=f"Train {epoch_idx:>4}")
-        distributed = not self.config["single_spec"]
-        if distributed and train_data.shuffle:
+        if self.distributed and train_data.shuffle:
             train_data.sampler.set_epoch(epoch_idx)
         self.optimizer.zero_grad()
         for batch_idx, interaction in enumerate(batches):
             interaction = interaction.to(self.device)
             sync = 0
-            if distributed:  # RecBole's way: every trainable parameter's gradient is averaged
+            if self.distributed:  # RecBole's way: every trainable parameter's gradient is averaged
                 self.set_reduce_hook()
                 sync = self.sync_grad_loss()
             with self._autocast():

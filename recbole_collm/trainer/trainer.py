@@ -36,7 +36,8 @@ class ResumableTrainerMixin:
     """
 
     def __init__(self, config, model):
-        distributed_cpu = not config["single_spec"] and config["device"].type == "cpu"
+        self.distributed = not config["single_spec"]  # several processes (DDP)
+        distributed_cpu = self.distributed and config["device"].type == "cpu"
         if distributed_cpu:
             # RecBole wraps the model for DDP with device_ids=[local_rank] and SyncBatchNorm, both
             # GPU-only: on the CPU (gloo) the plain wrapper is built below instead
@@ -47,30 +48,36 @@ class ResumableTrainerMixin:
             if distributed_cpu:
                 config["single_spec"] = False
         if distributed_cpu:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.distributed_model = DistributedDataParallel(self.model)
+            self._wrap_distributed()
         # RecBole names checkpoints by the second; two runs started together would overwrite
         # each other's file, so the process id is added.
         stem, ext = os.path.splitext(self.saved_model_file)
         self.saved_model_file = f"{stem}-{os.getpid()}{ext}"
-        if not config["single_spec"]:  # several processes: process 0 writes, all read its file
+        if self.distributed:  # several processes: process 0 writes, all read its file
             name = [self.saved_model_file]
             torch.distributed.broadcast_object_list(name, src=0)
             self.saved_model_file = name[0]
         self.eval_collector = CollmCollector(config)
         self.evaluator = CollmEvaluator(config)
-        self.main_process = config["single_spec"] or config["local_rank"] == 0  # the one that writes files
+        self.main_process = not self.distributed or config["local_rank"] == 0  # the one that writes files
         self.uid_field = config["USER_ID_FIELD"]
         self._pending_rng = None  # random state from resume_checkpoint, applied when fit gets the train data
         self._steps = 0  # training batches seen by this process (RecBole's cur_step is the early-stopping count)
         self._current_epoch = 0
         self._on_validation = None
 
+    def _wrap_distributed(self) -> None:
+        """The DDP wrapper RecBole's training step runs through; it reduces the gradients of the
+        parameters that train when it is built (the LLM trainer rebuilds it per stage). No GPU
+        arguments: a module on one device (CPU or one GPU) needs none."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.distributed_model = DistributedDataParallel(self.model)
+
     # --- checkpoints ----------------------------------------------------------------------------
     def _load_model_file(self, checkpoint_file: str, checkpoint: dict | None = None) -> dict:
         if checkpoint is None:
-            if not self.config["single_spec"]:
+            if self.distributed:
                 torch.distributed.barrier()  # process 0 has finished writing it
             checkpoint = read_checkpoint(checkpoint_file, map_location=self.device)
         self.model.load_state_dict(checkpoint["state_dict"])
@@ -172,7 +179,7 @@ class ResumableTrainerMixin:
             return None
         if load_best_model:
             self._load_model_file(model_file or self.saved_model_file)
-        if not self.config["single_spec"]:
+        if self.distributed:
             # under DDP each process scores its shard of the rows (RecBole's sampler pads the last
             # shards with repeats): the dataset index of every row, so the evaluator can gather the
             # shards and count each row once
