@@ -25,6 +25,10 @@ def cf_settings(config) -> dict:
     given = config.external_config_dict
     keys = [k for k in (*config.parameters["Dataset"], *DATA_KEYS) if k in given and k not in NOT_SHARED]
     settings = {k: config[k] for k in dict.fromkeys(keys)}
+    if "eval_args" in settings:
+        # the user's split, but the CF model's own protocol: labeled rows, selected on AUC (a
+        # ranking run of CoLLM or A-LLMRec would otherwise need ranking metrics for it too)
+        settings["eval_args"] = {**settings["eval_args"], "mode": "labeled"}
     # the resolved folder of this dataset (RecBole appends the dataset name to data_path)
     settings["data_path"] = os.path.dirname(os.path.normpath(config["data_path"]))
     return settings

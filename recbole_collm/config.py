@@ -114,12 +114,21 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
+        model_mode = None
         for file in plugin_yaml_files(model, model_class, dataset):
+            before = self.internal_config_dict.get("eval_args")
             config_dict = self._update_internal_config_dict(str(file))
             if file.parent.name == "dataset" and config_dict:
                 self.parameters["Dataset"] += [
                     k for k in config_dict if k not in self.parameters["Dataset"]
                 ]
+            if file.parent.name == "model" and config_dict and "mode" in (config_dict.get("eval_args") or {}):
+                model_mode = config_dict["eval_args"]["mode"]
+                self.internal_config_dict["eval_args"] = before  # the split stays the one set before
+        if model_mode is not None:
+            # a model that only ranks (A-LLMRec: candidate sets, CLLM4Rec: full sort) keeps its
+            # evaluation mode over the dataset yaml's, which owns the split
+            self.internal_config_dict["eval_args"] = {**self.internal_config_dict["eval_args"], "mode": model_mode}
         self._apply_model_settings(model, model_class)
         # a plugin yaml may not change what kind of model this is
         self.internal_config_dict["MODEL_TYPE"] = model_class.type

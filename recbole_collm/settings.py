@@ -10,7 +10,9 @@ from typing import Any, Callable
 
 from recbole_collm.errors import InputError, MissingInputError
 
-STAGES = ("lora", "cie", "all", "one_step")
+STAGES = ("lora", "cie", "all", "one_step",  # CoLLM (and its ablations)
+          "align", "project",  # A-LLMRec
+          "pretrain", "finetune")  # CLLM4Rec
 SCORE_MODES = ("yes_no", "yes_logit")
 STORE_DTYPES = ("float16", "bfloat16", "float32")
 LLM_DTYPES = ("float32", "bfloat16", "float16")
@@ -120,6 +122,18 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "cie_learning_rate": OPTIONAL_POSITIVE_FLOAT,
     "cie_epochs": OPTIONAL_POSITIVE_INT,
     "lora_train_rows": OPTIONAL_POSITIVE_INT,
+    # A-LLMRec and CLLM4Rec: their first stage's own budget (the last stage: epochs, learning_rate)
+    "align_epochs": OPTIONAL_POSITIVE_INT,
+    "align_learning_rate": OPTIONAL_POSITIVE_FLOAT,
+    "pretrain_epochs": OPTIONAL_POSITIVE_INT,
+    "pretrain_learning_rate": OPTIONAL_POSITIVE_FLOAT,
+    "project_train_rows": OPTIONAL_POSITIVE_INT,
+    "candidate_num": _numeric(int, 2),
+    "latent_size": POSITIVE_INT,
+    "text_encoder_path": _file("a local sentence-encoder (Hugging Face) folder, or empty: the LLM's mean-pooled title states"),
+    "rank_by": _choice(("likelihood", "generate")),
+    "max_new_tokens": POSITIVE_INT,
+    "lambda_v": _numeric(float, 0),
     "gradient_accumulation_steps": OPTIONAL_POSITIVE_INT,
     "warmup_steps": _numeric(int, 0, optional=True),
     "share_prefixes": _boolean,
@@ -142,10 +156,27 @@ def check_renamed(given: dict) -> None:
 
 
 def validate(config: dict) -> None:
-    """Check every key of ``config`` that has a rule."""
+    """Check every key of ``config`` that has a rule, and that ``valid_metric`` is computed."""
     for key, rule in RULES.items():
         if key in config:
             rule(key, config[key])
+    check_valid_metric(config)
+
+
+def check_valid_metric(config: dict) -> None:
+    """``valid_metric`` must be one of the metrics the run computes (RecBole would fail with a
+    KeyError after the first training epoch)."""
+    valid, metrics = config.get("valid_metric"), config.get("metrics")
+    if not valid or not metrics:
+        return
+    name, _, k = str(valid).partition("@")
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    topk = config.get("topk") or []
+    topk = [topk] if isinstance(topk, int) else list(topk)
+    if name.lower() not in [m.lower() for m in metrics] or (k and _number(k, int) not in topk):
+        computed = [f"{m}@{t}" for m in metrics for t in topk] if k else metrics
+        raise InputError(f"valid_metric: '{valid}' is not computed by this run (metrics: {metrics}, topk: {topk}); "
+                         f"choose one of {', '.join(map(str, computed[:8]))}")
 
 
 def optional_positive(config, key: str, kind: type) -> int | float | None:

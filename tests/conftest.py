@@ -85,3 +85,23 @@ def llm_config(model: str, llm_dir: Path, tmp_path: Path, **overrides):
             "cie_learning_rate": None, "cie_epochs": None}  # the CIE stage as the LoRA stage unless a test says
     base.update(overrides)
     return tiny_config(model, tmp_path, **base)
+
+
+@pytest.fixture(scope="session")
+def sasrec_checkpoint(tmp_path_factory) -> str:
+    """A plugin SASRec checkpoint trained on the tiny dataset: A-LLMRec's frozen CF model."""
+    from recbole_collm import run_recbole_collm
+
+    out = tmp_path_factory.mktemp("sasrec")
+    result = run_recbole_collm(model="SASRec", dataset="tiny", config_file_list=[TINY_YAML],
+                               config_dict={"epochs": 2, "checkpoint_dir": str(out), "state": "WARNING"})
+    return result["model_file"]
+
+
+def ranking_llm_config(model: str, llm_dir: Path, tmp_path: Path, mode: str, **overrides):
+    """A small ranking run of A-LLMRec or CLLM4Rec on the tiny dataset (no validation pass)."""
+    base = {"llm_path": str(llm_dir), "train_rows_limit": 64, "eval_rows_limit": 40, "show_progress": False,
+            "warmup_steps": 0, "eval_step": 0, "topk": [1, 3], "metrics": ["Hit", "NDCG", "MRR"], "valid_metric": "Hit@1",
+            "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": None, "mode": mode}}
+    base.update(overrides)
+    return tiny_config(model, tmp_path, **base)

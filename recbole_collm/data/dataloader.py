@@ -83,9 +83,14 @@ def _queries(config, split):
     return split.copy(split.inter_feat[label > 0.5])
 
 
+CANDIDATES_FIELD = "candidate_id_list"  # each ranked row's query's whole candidate set
+
+
 class CandidateEvalDataLoader(AbstractDataLoader):
     """``uniN``/``popN``: yields ``(rows × candidates, row_idx, positive_u, positive_i)``, the
-    form RecBole's trainer ranks (one score-matrix row per query)."""
+    form RecBole's trainer ranks (one score-matrix row per query). Every row also carries its
+    query's candidate set (``candidate_id_list``, target first): a model whose prompt lists the
+    candidates (A-LLMRec) reads it there."""
 
     def __init__(self, config, split, full_dataset, phase: str, train_item_count: np.ndarray):
         split = _queries(config, split)
@@ -115,7 +120,8 @@ class CandidateEvalDataLoader(AbstractDataLoader):
         candidates = torch.from_numpy(self.candidates[index])
         queries, per_query = candidates.shape
         batch = rows.repeat_interleave(per_query)
-        batch.update(Interaction({self._dataset.iid_field: candidates.reshape(-1)}))
+        batch.update(Interaction({self._dataset.iid_field: candidates.reshape(-1),
+                                  CANDIDATES_FIELD: candidates.repeat_interleave(per_query, dim=0)}))
         row_idx = torch.arange(queries).repeat_interleave(per_query)
         return batch, row_idx, torch.arange(queries), rows[self._dataset.iid_field]
 

@@ -4,7 +4,7 @@ trainer here by the name ``<model>Trainer``."""
 from recbole_collm.trainer.llm_trainer import LLMTrainer
 from recbole_collm.trainer.trainer import PluginTrainer, ResumableTrainerMixin, plugin_trainer
 
-CoLLMTrainer = TALLRecTrainer = ICLTrainer = UITokenTrainer = LLMTrainer
+CoLLMTrainer = TALLRecTrainer = ICLTrainer = UITokenTrainer = ALLMRecTrainer = CLLM4RecTrainer = LLMTrainer
 
 __all__ = ["LLMTrainer", "PluginTrainer", "ResumableTrainerMixin", "plugin_trainer", "CoLLMTrainer", "TALLRecTrainer",
-           "ICLTrainer", "UITokenTrainer"]
+           "ICLTrainer", "UITokenTrainer", "ALLMRecTrainer", "CLLM4RecTrainer"]

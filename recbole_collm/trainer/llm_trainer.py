@@ -1,5 +1,5 @@
-"""The trainer of the LLM recommenders (CoLLM, TALLRec, ICL, UI-token): RecBole's fit loop per
-stage, over the trainable parameters only, with the stage plan of ``stage``."""
+"""The trainer of the LLM recommenders (CoLLM, TALLRec, ICL, UI-token, A-LLMRec, CLLM4Rec): RecBole's
+fit loop per stage, over the trainable parameters only, with the model's stage plan (``model.stages``)."""
 from __future__ import annotations
 
 import contextlib
@@ -14,7 +14,6 @@ from recbole.utils import set_color
 from torch.nn.utils.clip_grad import clip_grad_norm_
 from tqdm import tqdm
 
-from recbole_collm.model.llm_recommender.collm import stage_plan
 from recbole_collm.settings import optional_positive
 from recbole_collm.trainer.trainer import ResumableTrainerMixin
 
@@ -23,20 +22,25 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
     """RecBole's fit loop (early stopping on ``valid_metric``) for the LLM models, over the
     trainable parameters only, with RecBole's ``learner`` (AdamW by default), linear warmup +
     cosine decay, gradient accumulation, ``enable_amp`` autocast (bf16 where the device has it,
-    else fp16 with ``enable_scaler``) and the stages of :func:`stage_plan` in order: ``stage:
-    all`` = the LoRA stage, then the CIE stage from the best LoRA weights.
+    else fp16 with ``enable_scaler``) and the model's stages in order (``model.stages``, decoded from
+    ``stage`` by the model): for CoLLM ``stage: all`` = the LoRA stage, then the CIE stage from the
+    best LoRA weights; A-LLMRec: align, project; CLLM4Rec: pretrain, finetune.
 
-    The CIE stage has a learning rate and an epoch count of its own (``cie_learning_rate``,
-    ``cie_epochs``; empty = ``learning_rate``, ``epochs``): it trains a small MLP over stored
-    prefixes, so it affords more epochs and a larger step than the LoRA stage. The LoRA stage may
-    see fewer rows (``lora_train_rows``): it is the expensive one."""
+    A stage may have a learning rate and an epoch count of its own (``<stage>_learning_rate``,
+    ``<stage>_epochs``, e.g. ``cie_learning_rate``; empty or absent = ``learning_rate``,
+    ``epochs``): CoLLM's CIE stage trains a small MLP over stored prefixes, so it affords more
+    epochs and a larger step than the LoRA stage. A stage may see fewer rows per epoch
+    (``<stage>_train_rows``; CoLLM's ``lora_train_rows``: the LoRA stage is the expensive one)."""
 
     def __init__(self, config, model):
-        self.stages = stage_plan(config["stage"], model.uses_ids)
-        self.lora_epochs = int(config["epochs"])
-        self.lora_train_rows = optional_positive(config, "lora_train_rows", int)
-        self.cie_learning_rate = optional_positive(config, "cie_learning_rate", float) or float(config["learning_rate"])
-        self.cie_epochs = optional_positive(config, "cie_epochs", int) or self.lora_epochs
+        self.stages = tuple(model.stages)
+        # a stage may see only the first N rows of each epoch's shuffle (``<stage>_train_rows``, e.g.
+        # lora_train_rows): the expensive one, while a cheap one (A-LLMRec's align) sees every row
+        self.stage_train_rows = {s: optional_positive(config, f"{s}_train_rows", int) for s in self.stages}
+        self.stage_learning_rate = {
+            s: optional_positive(config, f"{s}_learning_rate", float) or float(config["learning_rate"]) for s in self.stages
+        }
+        self.stage_epochs = {s: optional_positive(config, f"{s}_epochs", int) or int(config["epochs"]) for s in self.stages}
         self.accumulation = max(1, int(config["gradient_accumulation_steps"] or 1))
         self.warmup_steps = int(config["warmup_steps"] or 0)
         self.train_batch_size = int(config["train_batch_size"])
@@ -54,7 +58,7 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             return None  # ICL: nothing to train
-        lr = self.cie_learning_rate if self.model.stage == "cie" else self.learning_rate
+        lr = self.stage_learning_rate.get(self.model.stage, self.learning_rate)
         return super()._build_optimizer(params=params, learning_rate=lr, **kwargs)
 
     # --- stages ---------------------------------------------------------------------------------
@@ -94,7 +98,7 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
         return result
 
     def _fit_stage(self, train_data, valid_data, verbose, saved, show_progress, callback_fn, on_validation):
-        self.epochs = self.cie_epochs if self.model.stage == "cie" else self.lora_epochs
+        self.epochs = self.stage_epochs[self.model.stage]
         self.eval_step = min(self.eval_step_setting, self.epochs)
         if self.optimizer is None:
             if saved:
@@ -169,10 +173,11 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def _epoch_batches(self, train_data) -> int:
-        """Batches per epoch: all of them, except in the LoRA stage under ``lora_train_rows`` (the
-        first batches of the epoch's seeded shuffle, different rows each epoch)."""
-        if self.model.stage == "lora" and self.lora_train_rows:
-            return min(len(train_data), math.ceil(self.lora_train_rows / self.train_batch_size))
+        """Batches per epoch: all of them, except under ``<stage>_train_rows`` (the first batches
+        of the epoch's seeded shuffle, different rows each epoch)."""
+        rows = self.stage_train_rows.get(self.model.stage)
+        if rows:
+            return min(len(train_data), math.ceil(rows / self.train_batch_size))
         return len(train_data)
 
     # --- evaluation and checkpoints -------------------------------------------------------------

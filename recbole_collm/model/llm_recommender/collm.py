@@ -24,13 +24,15 @@ STAGES = ("lora", "cie", "one_step")
 
 
 def stage_plan(stage: str, uses_ids: bool) -> tuple[str, ...]:
-    """The stages a run trains, in order — the one place ``stage`` is decoded. ``all`` is the
+    """The stages a run trains, in order — the one place CoLLM's ``stage`` is decoded. ``all`` is the
     paper's two steps (LoRA on text prompts, then the CIE with the rest frozen); a model without
     ID slots (TALLRec, ICL) has only the first."""
     if stage == "all":
         return ("lora", "cie") if uses_ids else ("lora",)
     if stage in ("cie", "one_step") and not uses_ids:
         raise InputError(f"stage: '{stage}' needs the CIE; this model has no ID slots")
+    if stage not in STAGES:
+        raise InputError(f"stage: '{stage}' is not one of {', '.join(STAGES)}, all")
     return (stage,)
 
 
@@ -66,7 +68,7 @@ class CoLLM(AdaptersMixin, CandidateRankingMixin, AbstractRecommender):
         self.tune_cf_model = bool(config["tune_cf_model"])
         store_mb = config["prefix_store_mb"] or 0
         self.prefix_store = PrefixStore(store_mb, DTYPES[config["prefix_store_dtype"]]) if store_mb else None
-        first_stage = stage_plan(config["stage"], self.uses_ids)[0]
+        self.stages = stage_plan(config["stage"], self.uses_ids)  # what LLMTrainer trains, in order
         # the collaborative source first: a bad checkpoint is reported before the LLM loads
         source = self._build_source(config, dataset) if self.uses_ids else None
 
@@ -85,7 +87,7 @@ class CoLLM(AdaptersMixin, CandidateRankingMixin, AbstractRecommender):
             self.load_lora(config["lora_checkpoint"])
         self.bce = nn.BCEWithLogitsLoss()
         self.stage = None
-        self.set_stage(first_stage)
+        self.set_stage(self.stages[0])
 
     # --- construction -------------------------------------------------------------------------
     def _build_encoder(self, config, dataset, hidden: int, source: nn.Module | None) -> nn.Module:

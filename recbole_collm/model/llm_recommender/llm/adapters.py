@@ -1,6 +1,7 @@
-"""The tunable parts of an LLM recommender — LoRA and the CIE — as the model's own state: saved
-and loaded in their own formats (peft's adapter folder, safetensors; the save/load symmetry of
-peft), and the only weights its RecBole checkpoints hold (never the LLM)."""
+"""The tunable parts of an LLM recommender — LoRA and its small modules (CoLLM's CIE, A-LLMRec's
+aligner and projector, CLLM4Rec's user/item tokens) — as the model's own state: saved and loaded in
+their own formats (peft's adapter folder, safetensors; the save/load symmetry of peft), and the only
+weights its RecBole checkpoints hold (never the LLM)."""
 from __future__ import annotations
 
 import os
@@ -10,8 +11,13 @@ from recbole_collm.errors import InputError, MissingInputError
 
 
 class AdaptersMixin:
-    """For a model with ``llm`` (peft-wrapped when ``uses_lora``) and ``cie`` (None without ID
-    slots)."""
+    """For a model with ``llm`` (peft-wrapped when ``uses_lora``) and the submodules named in
+    ``tunable_modules`` (an attribute may be None: CoLLM's ``cie`` without ID slots)."""
+
+    tunable_modules: tuple[str, ...] = ("cie",)
+
+    def _tunable_parts(self) -> dict:
+        return {name: getattr(self, name) for name in self.tunable_modules if getattr(self, name, None) is not None}
 
     def load_lora(self, path: str) -> None:
         """Start from the LoRA weights of an earlier stage-1 run: its ``-adapter`` folder (peft
@@ -39,27 +45,28 @@ class AdaptersMixin:
     # --- adapters: the tunable parts in their own formats ---------------------------------------
     def save_adapters(self, stem: str) -> None:
         """``<stem>-adapter/`` (peft's folder: config + safetensors) when the model has LoRA, and
-        ``<stem>-cie.safetensors`` when it has ID slots; each written atomically. Loadable without
-        unpickling anything, by :meth:`load_adapters` or by peft itself."""
+        ``<stem>-<module>.safetensors`` per tunable module (``<stem>-cie.safetensors`` for CoLLM);
+        each written atomically. Loadable without unpickling anything, by :meth:`load_adapters` or
+        by peft itself."""
         if self.uses_lora:
             atomic_write_dir(f"{stem}-adapter", self.llm.save_pretrained)
-        if self.cie is not None:
-            from safetensors.torch import save_file
+        from safetensors.torch import save_file
 
-            cie = {k: v.detach().contiguous().cpu() for k, v in self.cie.state_dict().items()}
-            atomic_write(f"{stem}-cie.safetensors", lambda tmp: save_file(cie, tmp))
+        for name, module in self._tunable_parts().items():
+            weights = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+            atomic_write(f"{stem}-{name}.safetensors", lambda tmp, w=weights: save_file(w, tmp))
 
     def load_adapters(self, stem: str) -> None:
-        """What :meth:`save_adapters` wrote for ``stem``: the LoRA adapter and the CIE weights."""
+        """What :meth:`save_adapters` wrote for ``stem``: the LoRA adapter and each module's weights."""
         if self.uses_lora:
             self.load_lora(f"{stem}-adapter")
-        if self.cie is not None:
-            from safetensors.torch import load_file
+        from safetensors.torch import load_file
 
-            path = f"{stem}-cie.safetensors"
+        for name, module in self._tunable_parts().items():
+            path = f"{stem}-{name}.safetensors"
             if not os.path.isfile(path):
-                raise MissingInputError(f"{path}: not found (expected the CIE weights beside the adapter)")
-            self.cie.load_state_dict(load_file(path, device=str(self.device)))
+                raise MissingInputError(f"{path}: not found (expected the {name} weights beside the checkpoint)")
+            module.load_state_dict(load_file(path, device=str(self.device)))
 
     # --- small checkpoints --------------------------------------------------------------------
     def other_parameter(self) -> dict:
@@ -72,18 +79,16 @@ class AdaptersMixin:
             self.set_stage(para["stage"])
 
     def state_dict(self, *args, **kwargs):
-        """Only what training can change (LoRA and CIE): a checkpoint never holds the LLM."""
+        """Only what training can change (LoRA and the tunable modules): a checkpoint never holds
+        the LLM."""
         full = super().state_dict(*args, **kwargs)
-        return type(full)((k, v) for k, v in full.items() if _is_tunable_key(k))
+        return type(full)((k, v) for k, v in full.items() if "lora_" in k or k.split(".")[0] in self.tunable_modules)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         expected = set(self.state_dict())
         missing, unexpected = expected - set(state_dict), set(state_dict) - expected
         if strict and (missing or unexpected):
             raise RuntimeError(
-                f"CoLLM checkpoint does not match the model: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+                f"{type(self).__name__} checkpoint does not match the model: missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
             )
         return super().load_state_dict(state_dict, strict=False, assign=assign)
-
-def _is_tunable_key(key: str) -> bool:
-    return "lora_" in key or key.startswith("cie.")

@@ -135,6 +135,12 @@ class CheckpointSource(nn.Module):
         with on the same test rows."""
         return self.model.predict(self.translate(interaction))
 
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """The checkpoint's own embedding of ``items`` (this dataset's ids; unknown ones: zero),
+        any shape: what A-LLMRec aligns with the titles."""
+        mapped = self.item_map[items]
+        return self.model.item_embedding(mapped) * (mapped > 0).unsqueeze(-1)
+
     def forward(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
         translated = self.translate(interaction)
         user, item = self.model.user_item_vectors(translated)

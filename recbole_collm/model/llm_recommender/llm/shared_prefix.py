@@ -157,10 +157,37 @@ class SharedPrefixEncoder:
         assert np.array_equal(cuts + np.array([len(t) for t in tails]), lengths)
         return [(layer.keys, layer.values) for layer in out.past_key_values.layers], mask
 
-    def _run_packed(self, split, part, local, kv, prefix_mask, prefix_len, user_vec, item_vec) -> torch.Tensor:
+    def encode_embeds(self, embeds: torch.Tensor, mask: torch.Tensor) -> list:
+        """Keys/values of right-padded prefix embeddings (soft tokens already in place), laid out
+        as :meth:`suffix_states` reads them; autograd as the caller has it."""
+        positions = torch.arange(embeds.shape[1], device=embeds.device).expand(len(embeds), -1)
+        out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
+        return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+
+    def suffix_states(
+        self, kv: list, prefix_mask: torch.Tensor, group: np.ndarray, suffixes: list[list[int]]
+    ) -> list[torch.Tensor]:
+        """Hidden states at every token of each row's suffix (``len(suffix) × hidden``), the suffix
+        run against prefix ``group[row]`` of ``kv`` (from :meth:`encode_embeds`): all candidates of a
+        query read its prompt once, their suffixes packed ``llm_batch_size`` rows per forward."""
+        group = np.asarray(group, dtype=np.int64)
+        prefix_len = prefix_mask.sum(1).cpu().numpy()
+        none = np.full(len(suffixes), -1, dtype=np.int64)
+        split = SplitBatch([()] * len(prefix_len), group, suffixes, none, none, np.zeros(len(prefix_len), dtype=np.int64))
+        local = {g: g for g in range(len(prefix_len))}
+        rows = sorted(range(len(suffixes)), key=lambda r: (group[r], r))
+        states: list = [None] * len(suffixes)
+        for s in range(0, len(rows), self.llm_batch_size):
+            part = rows[s : s + self.llm_batch_size]
+            for r, state in zip(part, self._run_packed(split, part, local, kv, prefix_mask, prefix_len, None, None, spans=True)):
+                states[r] = state
+        return states
+
+    def _run_packed(self, split, part, local, kv, prefix_mask, prefix_len, user_vec, item_vec, spans: bool = False):
         """The suffixes of ``part`` rows, those of one prefix packed end to end into one sequence
         (no padding between them): each suffix token sees its prefix and the earlier tokens of
-        its own suffix only (a 4D mask), at positions continuing from its prefix."""
+        its own suffix only (a 4D mask), at positions continuing from its prefix. Returns each
+        row's last hidden state, or (``spans``) the list of its suffix's hidden states."""
         device = prefix_mask.device
         packs: list[tuple[int, list[int]]] = []
         for r in part:
@@ -174,7 +201,7 @@ class SharedPrefixEncoder:
         ids = torch.full((n_packs, width), self.placeholder_id, dtype=torch.long)
         positions = torch.zeros((n_packs, width), dtype=torch.long)
         segment = torch.full((n_packs, width), -1, dtype=torch.long)
-        last, slot_index, slot_rows = [], [], []
+        last, slot_index, slot_rows, starts = [], [], [], []
         for b, (g, rows) in enumerate(packs):
             offset = 0
             for r in rows:
@@ -188,6 +215,7 @@ class SharedPrefixEncoder:
                         slot_index.append((kind, b, offset + pos - cut))
                         slot_rows.append(r)
                 last.append((b, end - 1))
+                starts.append((b, offset, end))
                 offset = end
         ids, positions, segment = ids.to(device), positions.to(device), segment.to(device)
         embeds = self.embedding(ids)
@@ -209,6 +237,8 @@ class SharedPrefixEncoder:
         in_order = n_packs == len(kv[0][0]) and bool((slots == torch.arange(n_packs, device=device)).all())
         cache = _cache(kv if in_order else [(keys[slots], values[slots]) for keys, values in kv])
         out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        if spans:
+            return [out.last_hidden_state[b, start:end] for b, start, end in starts]
         b_idx = torch.tensor([b for b, _ in last], device=device)
         t_idx = torch.tensor([t for _, t in last], device=device)
         return out.last_hidden_state[b_idx, t_idx]

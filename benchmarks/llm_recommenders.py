@@ -1,0 +1,141 @@
+"""The three ways of giving an LLM collaborative knowledge on one pipeline: SASRec, CoLLM-MF (ranked
+by its Yes score), A-LLMRec and CLLM4Rec on the same candidate sets (each positive test row, its
+target and 19 seeded unseen items: HR@1, HR@10, NDCG@10), and MF, LightGCN and CLLM4Rec in
+full-sort ranking (Recall@20, NDCG@100), with wall time per run.
+
+    python benchmarks/llm_recommenders.py [--datasets ml-100k] [--only MF CLLM4Rec] [--test-rows 300]
+                                          [--config-files my.yaml] [--set llm_path=/models/qwen2 CLLM4Rec:epochs=3]
+
+Each model trains once with its own defaults (its yaml: the CPU budgets README states) on the
+dataset's split, then its final weights are evaluated under both protocols by RecBole's evaluator
+(A-LLMRec ranks candidate sets only; CoLLM is not full-sorted: 1,682 prompts per query on a CPU).
+All runs share the seeded test rows (``--test-rows``) and candidate sets. Finished runs are kept
+under benchmarks/results/llm_recommenders/runs/ and never recomputed. Writes
+benchmarks/results/llm_recommenders/<dataset>.json and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import ROOT, available, fmt, parse_args  # noqa: E402
+
+CANDIDATES = {"mode": "uni19", "metrics": ["Hit", "NDCG"], "topk": [1, 10], "valid_metric": "Hit@1"}
+FULL = {"mode": "full", "metrics": ["Recall", "NDCG"], "topk": [20, 100], "valid_metric": "NDCG@100"}
+RUNS = {  # name -> (model, its own settings, protocols it is evaluated under)
+    "MF": ("MF", {}, ("candidates", "full")),
+    "LightGCN": ("LightGCN", {}, ("candidates", "full")),
+    "SASRec": ("SASRec", {}, ("candidates", "full")),
+    "CoLLM-MF": ("CoLLM", {"eval_step": 0}, ("candidates",)),
+    "A-LLMRec": ("ALLMRec", {}, ("candidates",)),
+    "CLLM4Rec": ("CLLM4Rec", {}, ("candidates", "full")),
+}
+COLUMNS = (("candidates", "hit@1"), ("candidates", "hit@10"), ("candidates", "ndcg@10"),
+           ("full", "recall@20"), ("full", "ndcg@100"))
+
+
+NEGATIVES = [19]  # --negatives (the paper's 19; a small test dataset needs fewer)
+FULL_TOPK = [20, 100]  # --full-topk (the paper's Recall@20 and NDCG@100)
+
+
+def protocol_settings(protocol: str, split: dict) -> dict:
+    spec = CANDIDATES if protocol == "candidates" else FULL
+    mode = f"uni{NEGATIVES[0]}" if protocol == "candidates" else spec["mode"]
+    topk = spec["topk"] if protocol == "candidates" else FULL_TOPK
+    return {"eval_args": {**split, "mode": mode}, "metrics": spec["metrics"], "topk": topk,
+            "valid_metric": f"{spec['metrics'][-1]}@{topk[-1]}"}
+
+
+def run_one(name: str, dataset: str, test_rows: int, out: Path, files: list[str] | None = None, extra: dict | None = None) -> dict:
+    """Train ``name`` once with its defaults, then evaluate its final weights under each protocol."""
+    from recbole.utils import init_logger
+
+    from recbole_collm import Config
+    from recbole_collm.data import create_dataset
+    from recbole_collm.data.utils import data_preparation
+    from recbole_collm.quick_start import prepare
+    from recbole_collm.utils import get_trainer
+
+    model_name, own, protocols = RUNS[name]
+    common = {"eval_rows_limit": test_rows, "checkpoint_dir": str(out / "saved" / dataset), "show_progress": True, **(extra or {})}
+    if model_name not in ("CoLLM", "ALLMRec", "CLLM4Rec"):  # the LLM settings are not the CF models' keys
+        common = {k: v for k, v in common.items() if not k.startswith("llm_")}
+
+    def make(settings: dict):
+        return Config(model=model_name, dataset=dataset, config_file_list=files, config_dict=settings)
+
+    config = make({**common, **own})
+    split = {k: v for k, v in config["eval_args"].items() if k != "mode"}
+    if model_name in ("ALLMRec", "CLLM4Rec"):  # they rank while they train: their own protocol there
+        config = make({**common, **own, **protocol_settings("candidates" if model_name == "ALLMRec" else "full", split)})
+    init_logger(config)
+    start = time.perf_counter()
+    _, (train, valid, _), model, trainer = prepare(config)
+    trainer.fit(train, valid, saved=True, show_progress=config["show_progress"])
+    trainer._load_model_file(trainer.saved_model_file)
+    record = {"model": model_name, "train_seconds": time.perf_counter() - start, "results": {}, "test_seconds": {}}
+    for protocol in protocols:
+        ranked = make({**common, **own, **protocol_settings(protocol, split)})
+        _, _, test = data_preparation(ranked, create_dataset(ranked))
+        evaluator = get_trainer(ranked["MODEL_TYPE"], model_name)(ranked, model)
+        start = time.perf_counter()
+        result = evaluator.evaluate(test, load_best_model=False, show_progress=config["show_progress"])
+        record["test_seconds"][protocol] = time.perf_counter() - start
+        record["results"][protocol] = {k: float(v) for k, v in result.items()}
+        record["queries"] = record.get("queries") or {}
+        record["queries"][protocol] = int(test.sample_size)
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["ml-100k"])
+    parser.add_argument("--only", nargs="+", choices=list(RUNS), metavar="RUN")
+    parser.add_argument("--test-rows", type=int, default=300, help="seeded valid/test rows; the positive ones are the queries")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "llm_recommenders"))
+    parser.add_argument("--negatives", type=int, default=19, help="sampled negatives per candidate set")
+    parser.add_argument("--full-topk", type=int, nargs=2, default=[20, 100], metavar=("RECALL_K", "NDCG_K"))
+    parser.add_argument("--config-files", nargs="+", help="yaml files every run reads (e.g. a dataset's)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="[RUN:]KEY=VALUE",
+                        help="settings (yaml values) for every run, or for one run with RUN: (e.g. CLLM4Rec:epochs=3)")
+    args = parse_args(parser)
+    NEGATIVES[0] = args.negatives
+    FULL_TOPK[:] = args.full_topk
+    columns = (*COLUMNS[:3], ("full", f"recall@{FULL_TOPK[0]}"), ("full", f"ndcg@{FULL_TOPK[1]}"))
+    extra: dict[str, dict] = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        run, _, key = key.rpartition(":")
+        for name in [run] if run else RUNS:
+            extra.setdefault(name, {})[key] = yaml.safe_load(value)
+    out = Path(args.out)
+    for dataset in available(args.datasets) if not args.config_files else args.datasets:
+        records = {}
+        for name in args.only or RUNS:
+            path = out / "runs" / dataset / f"{name}-{args.test_rows}-uni{args.negatives}-full{FULL_TOPK[0]}-{FULL_TOPK[1]}.json"
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                record = run_one(name, dataset, args.test_rows, out, args.config_files, extra.get(name))
+                path.write_text(json.dumps(record, indent=1) + "\n")
+            records[name] = json.loads(path.read_text())
+        summary = {"test_rows": args.test_rows, "negatives": args.negatives, "models": records}
+        (out / f"{dataset}.json").write_text(json.dumps(summary, indent=1) + "\n")
+        queries = next(iter(records.values())).get("queries", {})
+        print(f"\n{dataset}: {queries.get('candidates', '?')} candidate-set queries (target + {args.negatives} unseen), "
+              f"{queries.get('full', '?')} full-sort queries")
+        print(f"| model | HR@1 | HR@10 | NDCG@10 | Recall@{FULL_TOPK[0]} (full) | NDCG@{FULL_TOPK[1]} (full) | train s |")
+        print("|---|---|---|---|---|---|---|")
+        for name, record in records.items():
+            cells = " | ".join(fmt(record["results"].get(p, {}).get(k)) for p, k in columns)
+            print(f"| {name} | {cells} | {record['train_seconds']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

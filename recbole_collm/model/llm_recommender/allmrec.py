@@ -1,0 +1,264 @@
+"""A-LLMRec: a frozen SASRec and a frozen LLM joined by learned alignment (Kim et al., KDD 2024)."""
+from __future__ import annotations
+
+import difflib
+
+import numpy as np
+import torch
+from recbole.model.abstract_recommender import AbstractRecommender
+from recbole.utils import InputType, ModelType
+
+from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode
+from recbole_collm.errors import InputError
+from recbole_collm.model.llm_recommender.llm.adapters import AdaptersMixin
+from recbole_collm.model.llm_recommender.llm.alignment import ItemTextAligner, SoftTokenProjector
+from recbole_collm.model.llm_recommender.llm.backbone import load_llm
+from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
+from recbole_collm.model.llm_recommender.llm.prompts import leading_special_ids
+from recbole_collm.model.llm_recommender.llm.shared_prefix import SharedPrefixEncoder
+from recbole_collm.model.llm_recommender.llm.soft_prompts import SLOT, embed_soft_prompts
+from recbole_collm.model.llm_recommender.llm.title_embeddings import title_embeddings
+
+STAGES = ("align", "project")
+
+
+def allmrec_stages(stage: str) -> tuple[str, ...]:
+    """``all`` = stage 1 (align), then stage 2 (project); or one of them."""
+    if stage == "all":
+        return STAGES
+    if stage not in STAGES:
+        raise InputError(f"stage: '{stage}' is not an ALLMRec stage; expected align, project or all")
+    return (stage,)
+
+
+class ALLMRec(AdaptersMixin, AbstractRecommender):
+    """A-LLMRec on the plugin's rows (each positive row is a next-item query with its history).
+
+    - The CF model is a plugin SASRec checkpoint (``cie_checkpoint``; ``auto`` trains one, as for
+      CoLLM), frozen and in eval mode; the LLM is frozen.
+    - ``align`` (stage 1): :class:`ItemTextAligner` maps SASRec's item embeddings and the titles'
+      text vectors (:func:`title_embeddings`: a local sentence encoder, else the LLM's mean-pooled
+      title states) into one latent space: matching, reconstruction and recommendation losses on
+      each positive row's item and a random negative.
+    - ``project`` (stage 2): :class:`SoftTokenProjector` maps SASRec's user representation and the
+      joint item latents into the LLM's token space; the prompt lists the user's last
+      ``prompt_history_length`` titles, each followed by its item soft token, then a candidate
+      set (the target and ``candidate_num`` − 1 random unseen items, shuffled) likewise; the loss
+      is the target title's likelihood (teacher forcing). Only the projectors train.
+    - Ranking (``eval_args.mode: uniN``/``popN``; the paper: uni19, Hit@1): every candidate row of
+      a query scores the mean log-likelihood of its title after the query's prompt (which lists
+      the query's candidate set, in item-id order so the target's place tells nothing); the
+      shared-prefix engine runs the prompt once per query and the candidates' titles against it.
+      ``rank_by: generate`` is the paper's own protocol: greedy generation, then each candidate
+      scored by the similarity of its title to the generated text (exact match ranks first).
+    """
+
+    type = ModelType.CONTEXT
+    input_type = InputType.POINTWISE
+    uses_lora = False
+    tunable_modules = ("aligner", "projector")
+
+    def __init__(self, config, dataset):
+        super().__init__()
+        self.device = config["device"]
+        self.USER_ID, self.ITEM_ID = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+        self.LABEL = config["LABEL_FIELD"]
+        self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
+        self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
+        self.n_items = dataset.item_num
+        self.stages = allmrec_stages(config["stage"])
+        for phase in ("valid", "test"):
+            mode = eval_mode(config, phase)
+            if not mode.startswith(("uni", "pop")):
+                raise InputError(
+                    f"eval_args.mode: ALLMRec ranks each query's candidate set (its prompt lists them), so {phase} "
+                    f"must be uniN or popN (the paper: uni19), not '{mode}'"
+                )
+        self.candidate_num = int(config["candidate_num"])
+        self.history_length = int(config["prompt_history_length"])
+        self.rank_by = config["rank_by"]
+        self.max_new_tokens = int(config["max_new_tokens"])
+        self.prefix_batch_size = int(config["prefix_batch_size"])
+        self.llm_batch_size = int(config["llm_batch_size"])
+        titles = getattr(dataset, "item_titles", None)
+        if titles is None:
+            raise InputError("title_field: the dataset has no item titles; A-LLMRec's prompts and alignment need them (load_col)")
+        # the CF model first: a bad checkpoint is reported before the LLM loads
+        self.source = self._build_source(config, dataset)
+        self.llm, tokenizer = load_llm(config)
+        text = title_embeddings(titles, self.llm, tokenizer, str(config["llm_path"] or "default"), config["text_encoder_path"])
+        self.register_buffer("text_vectors", text, persistent=False)  # frozen: recomputed (cached), never saved
+        latent, hidden = int(config["latent_size"]), self.llm.config.hidden_size
+        self.aligner = ItemTextAligner(self.source.dim, text.shape[1], latent)
+        self.projector = SoftTokenProjector(self.source.dim, latent, hidden)
+
+        encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+        domain = config["domain_item"] or "item"
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.bos = leading_special_ids(tokenizer)
+        self.intro = encode(" is a user representation. This user has interacted with")
+        self.between = encode(f" in the previous. Recommend one next {domain} for this user from the following {domain} title set,")
+        self.cue = encode(". The recommendation is")
+        self.comma = encode(",")
+        self.quoted = [encode(f' "{t}"') for t in titles]
+        self.titles = [str(t) for t in titles]
+        self.stage = None
+        self.set_stage(self.stages[0])
+
+    def _build_source(self, config, dataset) -> CheckpointSource:
+        if config["cie_checkpoint"] == "auto":
+            from recbole_collm.cf_checkpoint import auto_cf_checkpoint
+
+            config["cie_checkpoint"] = auto_cf_checkpoint(config)  # recorded: a reload reads the same SASRec
+        if not config["cie_checkpoint"]:
+            raise InputError("cie_checkpoint: A-LLMRec needs a trained SASRec checkpoint (a saved SASRec-....pth, or auto)")
+        source = CheckpointSource.load(config["cie_checkpoint"], dataset, min_overlap=config["cie_min_overlap"], trainable=False,
+                                       history_length=config["cie_history_length"])
+        if source.name != "SASRec":
+            raise InputError(f"cie_checkpoint: {config['cie_checkpoint']} holds a {source.name} model; A-LLMRec aligns a SASRec's items")
+        return source
+
+    @property
+    def base_llm(self):
+        return self.llm
+
+    def set_stage(self, stage: str) -> None:
+        """``align`` trains the aligner, ``project`` the projectors; the rest is frozen."""
+        if stage not in STAGES:
+            raise InputError(f"stage: '{stage}' is not one of {', '.join(STAGES)}")
+        self.stage = stage
+        self.requires_grad_(False)
+        (self.aligner if stage == "align" else self.projector).requires_grad_(True)
+
+    # --- pieces ---------------------------------------------------------------------------------
+    def _histories(self, interaction) -> list[list[int]]:
+        seq, length = interaction[self.ITEM_SEQ].tolist(), interaction[self.ITEM_SEQ_LEN].tolist()
+        return [s[max(0, n - self.history_length) : n] for s, n in zip(seq, length)]
+
+    def _item_tokens(self, items: torch.Tensor) -> torch.Tensor:
+        """Item soft tokens: SASRec embedding → joint latent (frozen aligner) → projector."""
+        latent, _ = self.aligner.item(self.source.item_vectors(items))
+        return self.projector.item(latent)
+
+    def _prompt(self, history: list[int], candidates: list[int]) -> list[int]:
+        """Token ids with a ``SLOT`` for the user token and after each title; without the cue's last
+        token, which every candidate's suffix starts with (so its first title token is scored)."""
+        ids = self.bos + [SLOT] + self.intro
+        for k, item in enumerate(history):
+            ids += (self.comma if k else []) + self.quoted[item] + [SLOT]
+        ids += self.between
+        for k, item in enumerate(candidates):
+            ids += (self.comma if k else []) + self.quoted[item] + [SLOT]
+        return ids + self.cue[:-1]
+
+    def _prompt_vectors(self, interaction, rows: list[int], histories: list[list[int]], candidates: list[list[int]]) -> list[torch.Tensor]:
+        users = self.projector.user(self.source(interaction[rows])[0])
+        device = users.device
+        return [torch.cat([users[k : k + 1], self._item_tokens(torch.tensor(h + c, dtype=torch.long, device=device))])
+                for k, (h, c) in enumerate(zip(histories, candidates))]
+
+    def _title_log_likelihood(self, interaction, rows: list[int], histories, candidates, group: np.ndarray, targets: list[int]) -> torch.Tensor:
+        """Mean log-likelihood of each target's title after its query's prompt (``group``: row → query)."""
+        engine = SharedPrefixEncoder(self.llm.get_decoder(), self.llm.get_input_embeddings(), self.pad_id,
+                                     self.prefix_batch_size, self.llm_batch_size)
+        seqs = [self._prompt(h, c) for h, c in zip(histories, candidates)]
+        embeds, mask, _ = embed_soft_prompts(self.llm.get_input_embeddings(), seqs,
+                                             self._prompt_vectors(interaction, rows, histories, candidates), self.pad_id, left=False)
+        kv = engine.encode_embeds(embeds, mask)
+        suffixes = [self.cue[-1:] + self.quoted[t] for t in targets]
+        states = engine.suffix_states(kv, mask, group, suffixes)
+        lengths = [len(s) - 1 for s in suffixes]
+        logits = self.llm.get_output_embeddings()(torch.cat([s[:-1] for s in states])).float()
+        tokens = torch.tensor([tok for s in suffixes for tok in s[1:]], device=logits.device)
+        token_ll = torch.log_softmax(logits, -1).gather(1, tokens.view(-1, 1)).view(-1)
+        per_row = torch.split(token_ll, lengths)
+        return torch.stack([x.mean() for x in per_row])
+
+    # --- training -------------------------------------------------------------------------------
+    def _negatives(self, items: torch.Tensor, excluded: list[set]) -> list[list[int]]:
+        """``candidate_num`` − 1 distinct random items per row, none the target or in its history
+        (torch's generator: a resumed run draws the same)."""
+        out = []
+        for item, seen in zip(items.tolist(), excluded):
+            chosen: list[int] = []
+            taken = seen | {item, 0}
+            while len(chosen) < self.candidate_num - 1:
+                draw = int(torch.randint(1, self.n_items, (1,)))
+                if draw not in taken:
+                    taken.add(draw)
+                    chosen.append(draw)
+            out.append(chosen)
+        return out
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        positive = (interaction[self.LABEL] > 0.5).nonzero().view(-1).tolist()
+        zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0  # a batch without positives
+        if not positive:
+            return zero
+        rows = interaction[positive]
+        items = rows[self.ITEM_ID]
+        if self.stage == "align":
+            with torch.no_grad():
+                user = self.source(rows)[0]
+                negatives = torch.randint(1, self.n_items, items.shape, device=items.device)
+                negatives = torch.where(negatives == items, negatives % (self.n_items - 1) + 1, negatives)
+                pos = (self.source.item_vectors(items), self.text_vectors[items])
+                neg = (self.source.item_vectors(negatives), self.text_vectors[negatives])
+            return self.aligner.loss(user, pos, neg) + zero
+        histories = self._histories(rows)
+        full_histories = [set(s[:n]) for s, n in zip(rows[self.ITEM_SEQ].tolist(), rows[self.ITEM_SEQ_LEN].tolist())]
+        candidates = []
+        for item, negatives in zip(items.tolist(), self._negatives(items, full_histories)):
+            listed = [item, *negatives]
+            candidates.append([listed[k] for k in torch.randperm(len(listed)).tolist()])
+        index = list(range(len(positive)))
+        ll = self._title_log_likelihood(rows, index, histories, candidates, np.arange(len(index)), items.tolist())
+        return -ll.mean() + zero
+
+    # --- ranking --------------------------------------------------------------------------------
+    def _queries(self, interaction) -> tuple[list[int], np.ndarray, list[list[int]]]:
+        """The batch's queries: one representative row each, the row → query map, and each query's
+        candidate set in item-id order."""
+        if CANDIDATES_FIELD not in interaction:
+            raise InputError(f"ALLMRec.predict: rows need their query's candidate set ('{CANDIDATES_FIELD}', given by the uniN/popN loaders)")
+        keys: dict[tuple, int] = {}
+        group = np.empty(len(interaction), dtype=np.int64)
+        first = []
+        users = interaction[self.USER_ID].tolist()
+        seqs = interaction[self.ITEM_SEQ].tolist()
+        cands = interaction[CANDIDATES_FIELD].tolist()
+        for r, key in enumerate(zip(users, map(tuple, seqs), map(tuple, cands))):
+            if key not in keys:
+                keys[key] = len(keys)
+                first.append(r)
+            group[r] = keys[key]
+        return first, group, [sorted(cands[r]) for r in first]
+
+    def predict(self, interaction) -> torch.Tensor:
+        first, group, candidates = self._queries(interaction)
+        histories = [self._histories(interaction)[r] for r in first]
+        if self.rank_by == "generate":
+            return self._generate_and_match(interaction, first, group, histories, candidates)
+        return self._title_log_likelihood(interaction, first, histories, candidates, group, interaction[self.ITEM_ID].tolist())
+
+    def _generate_and_match(self, interaction, first, group, histories, candidates) -> torch.Tensor:
+        """Greedy generation from each query's prompt; a candidate scores the similarity of its
+        title to the text (difflib ratio, case-folded, quotes stripped)."""
+        seqs = [self._prompt(h, c) + self.cue[-1:] for h, c in zip(histories, candidates)]
+        embeds, mask, _ = embed_soft_prompts(self.llm.get_input_embeddings(), seqs,
+                                             self._prompt_vectors(interaction, first, histories, candidates), self.pad_id)
+        generated = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=self.max_new_tokens,
+                                      do_sample=False, pad_token_id=self.pad_id)
+        texts = [t.split('"')[1] if t.count('"') >= 2 else t.strip(' "') for t in self.tokenizer.batch_decode(generated, skip_special_tokens=True)]
+        items = interaction[self.ITEM_ID].tolist()
+        scores = [difflib.SequenceMatcher(None, texts[g].casefold(), self.titles[i].casefold()).ratio() for g, i in zip(group, items)]
+        return torch.tensor(scores, device=interaction[self.ITEM_ID].device)
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        raise InputError("eval_args.mode: ALLMRec ranks candidate sets (uniN/popN), not the full catalogue")
+
+    def __str__(self) -> str:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        return f"ALLMRec(stage={self.stage}, trainable={trainable:,} of {total:,} parameters)"

@@ -1,0 +1,210 @@
+"""CLLM4Rec: user and item tokens in the LLM's vocabulary, learned by soft+hard prompting and
+finetuned with a multinomial item head (Zhu et al., WWW 2024)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import AbstractRecommender
+from recbole.utils import InputType, ModelType
+
+from recbole_collm.errors import InputError
+from recbole_collm.model.candidates import CandidateRankingMixin
+from recbole_collm.model.llm_recommender.llm.adapters import AdaptersMixin
+from recbole_collm.model.llm_recommender.llm.backbone import load_llm
+from recbole_collm.model.llm_recommender.llm.projector import IDTokenEmbedding
+from recbole_collm.model.llm_recommender.llm.prompts import leading_special_ids
+from recbole_collm.model.llm_recommender.llm.soft_prompts import SLOT, embed_soft_prompts
+
+STAGES = ("pretrain", "finetune")
+
+
+def cllm4rec_stages(stage: str) -> tuple[str, ...]:
+    """``all`` = pretraining, then recommendation-oriented finetuning; or one of them."""
+    if stage == "all":
+        return STAGES
+    if stage not in STAGES:
+        raise InputError(f"stage: '{stage}' is not a CLLM4Rec stage; expected pretrain, finetune or all")
+    return (stage,)
+
+
+class CLLM4Rec(AdaptersMixin, CandidateRankingMixin, AbstractRecommender):
+    """One new token per user and per item (:class:`IDTokenEmbedding` rows, the same table as the
+    UI-token ablation; the LLM's own rows and weights stay frozen, as in the official code, which
+    trains only the new token embeddings).
+
+    - ``pretrain`` (soft+hard prompting): a *collaborative* LM on interaction documents
+      ``<user_u> has interacted with <item_1> … <item_n>`` — each item token predicted from what
+      precedes it, over the item tokens only (a head tied to the item rows) — and a *content* LM on
+      ``<user_u> has interacted with <item_j>, a movie titled`` + the title, predicted in the
+      ordinary vocabulary by the LLM's own head. Each branch has its own user/item rows; the mutual
+      regularisation ``lambda_v · ‖collaborative − content‖²`` over the tokens of the batch ties them.
+    - ``finetune``: ``<user_u> has interacted with <history items>, the user will interact with:``;
+      the last hidden state through the tied item head is a multinomial over all items, trained on
+      the row's item (positive rows) with the regulariser toward the (now frozen) content rows.
+
+    One forward per query scores every item (``full_sort_predict``); ``predict`` reads the row's
+    item from the same logits. Rows: the plugin's labeled rows with their per-row history; only
+    positive rows are interactions (label-0 rows still feed the content LM: their titles are text)."""
+
+    type = ModelType.CONTEXT
+    input_type = InputType.POINTWISE
+    uses_lora = False
+    tunable_modules = ("tokens", "content_tokens")
+
+    def __init__(self, config, dataset):
+        super().__init__()
+        self.device = config["device"]
+        self.USER_ID, self.ITEM_ID = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+        self.LABEL = config["LABEL_FIELD"]
+        self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
+        self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
+        self.n_items = dataset.item_num
+        self._init_catalogue(config, dataset)
+        self.lambda_v = float(config["lambda_v"])
+        self.stages = cllm4rec_stages(config["stage"])
+        titles = getattr(dataset, "item_titles", None)
+        if titles is None:
+            raise InputError("title_field: the dataset has no item titles; CLLM4Rec's content LM needs them (load_col)")
+        self.llm, tokenizer = load_llm(config)
+        hidden = self.llm.config.hidden_size
+        std = float(self.llm.get_input_embeddings().weight.detach().float().std())
+        self.tokens = IDTokenEmbedding(dataset, hidden, std)  # the collaborative branch (what ranks)
+        self.content_tokens = IDTokenEmbedding(dataset, hidden, std)  # the content branch
+        encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+        domain = config["domain_item"] or "item"
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.bos = leading_special_ids(tokenizer)
+        self.interacted = encode(" has interacted with")
+        self.will_interact = encode(", the user will interact with:")
+        self.titled = encode(f", a {domain} titled")
+        self.title_ids = [encode(f" {t}") for t in titles]
+        self.stage = None
+        self.set_stage(self.stages[0])
+
+    @property
+    def base_llm(self):
+        return self.llm
+
+    def set_stage(self, stage: str) -> None:
+        """``pretrain`` trains both branches' rows, ``finetune`` the collaborative ones."""
+        if stage not in STAGES:
+            raise InputError(f"stage: '{stage}' is not one of {', '.join(STAGES)}")
+        self.stage = stage
+        self.requires_grad_(False)
+        self.tokens.requires_grad_(True)
+        if stage == "pretrain":
+            self.content_tokens.requires_grad_(True)
+
+    # --- sequences ------------------------------------------------------------------------------
+    def _histories(self, interaction) -> list[list[int]]:
+        seq, length = interaction[self.ITEM_SEQ].tolist(), interaction[self.ITEM_SEQ_LEN].tolist()
+        return [s[:n] for s, n in zip(seq, length)]
+
+    def _hidden(self, seqs: list[list[int]], vectors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last-layer hidden states of left-padded soft prompts, and their attention mask."""
+        embeds, mask, positions = embed_soft_prompts(self.llm.get_input_embeddings(), seqs, vectors, self.pad_id)
+        out = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions)
+        return out.last_hidden_state, mask
+
+    def _query_hidden(self, interaction) -> torch.Tensor:
+        """``<user> has interacted with <history>, the user will interact with:`` → last hidden,
+        once per distinct (user, history): the candidate rows of one query share it."""
+        users, histories = interaction[self.USER_ID], self._histories(interaction)
+        index: dict[tuple, int] = {}
+        query = [index.setdefault((u, tuple(h)), len(index)) for u, h in zip(users.tolist(), histories)]
+        first = {q: r for r, q in reversed(list(enumerate(query)))}
+        rows = [first[q] for q in range(len(index))]
+        seqs = [self.bos + [SLOT] + self.interacted + [SLOT] * len(histories[r]) + self.will_interact for r in rows]
+        vectors = [torch.cat([self.tokens.user(users[r : r + 1]),
+                              self.tokens.item(torch.tensor(histories[r], dtype=torch.long, device=users.device))]) for r in rows]
+        hidden = self._hidden(seqs, vectors)[0][:, -1]
+        return hidden[torch.tensor(query, device=hidden.device)]
+
+    def item_logits(self, interaction) -> torch.Tensor:
+        """``(rows, n_items)``: the multinomial item head (tied to the collaborative item rows);
+        the padding item never wins."""
+        logits = self._query_hidden(interaction).float() @ self.tokens.item.weight.float().T
+        logits[:, 0] = -torch.inf
+        return logits
+
+    # --- losses ---------------------------------------------------------------------------------
+    def _collaborative_lm(self, users: torch.Tensor, docs: list[list[int]]) -> torch.Tensor:
+        """Interaction documents; each item token predicted from the position before it, over
+        the item tokens only."""
+        seqs = [self.bos + [SLOT] + self.interacted + [SLOT] * len(d) for d in docs]
+        device = users.device
+        vectors = [torch.cat([self.tokens.user(users[b : b + 1]), self.tokens.item(torch.tensor(d, dtype=torch.long, device=device))])
+                   for b, d in enumerate(docs)]
+        hidden, _ = self._hidden(seqs, vectors)
+        width = hidden.shape[1]
+        rows, cols, targets = [], [], []
+        for b, d in enumerate(docs):
+            for k, item in enumerate(d):  # item k sits at width - len(d) + k; read the position before it
+                rows.append(b)
+                cols.append(width - len(d) + k - 1)
+                targets.append(item)
+        states = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
+        logits = states.float() @ self.tokens.item.weight.float().T
+        return F.cross_entropy(logits, torch.tensor(targets, device=device))
+
+    def _content_lm(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``<user> has interacted with <item>, a movie titled`` + title: the title's tokens in the
+        LLM's own vocabulary."""
+        titles = [self.title_ids[i] for i in items.tolist()]
+        seqs = [self.bos + [SLOT] + self.interacted + [SLOT] + self.titled + t for t in titles]
+        vectors = [torch.cat([self.content_tokens.user(users[b : b + 1]), self.content_tokens.item(items[b : b + 1])])
+                   for b in range(len(titles))]
+        hidden, _ = self._hidden(seqs, vectors)
+        width, device = hidden.shape[1], users.device
+        rows, cols, targets = [], [], []
+        for b, t in enumerate(titles):
+            for k, token in enumerate(t):
+                rows.append(b)
+                cols.append(width - len(t) + k - 1)
+                targets.append(token)
+        states = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
+        logits = self.llm.get_output_embeddings()(states).float()
+        return F.cross_entropy(logits, torch.tensor(targets, device=device))
+
+    def _mutual_regularisation(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``lambda_v`` · squared distance between the two branches' rows of the batch's tokens,
+        per row (the Gaussian prior tying the branches; content rows fixed while finetuning)."""
+        content_user, content_item = self.content_tokens.user(users), self.content_tokens.item(items)
+        if self.stage == "finetune":
+            content_user, content_item = content_user.detach(), content_item.detach()
+        distance = (self.tokens.user(users) - content_user).pow(2).sum() + (self.tokens.item(items) - content_item).pow(2).sum()
+        return self.lambda_v * distance / max(1, len(users))
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        positive = interaction[self.LABEL] > 0.5
+        users, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
+        histories = self._histories(interaction)
+        loss = self.tokens.user.weight.sum() * 0.0  # a batch without positives still has a graph
+        pos = positive.nonzero().view(-1).tolist()
+        if self.stage == "pretrain":
+            if pos:
+                docs = [histories[r] + [int(items[r])] for r in pos]
+                loss = loss + self._collaborative_lm(users[pos], docs)
+            loss = loss + self._content_lm(users, items)
+        elif pos:
+            targets = items[pos]
+            logits = self.item_logits(interaction[pos])
+            loss = loss + F.cross_entropy(logits, targets)
+        seen = [i for h in histories for i in h]
+        all_items = torch.cat([items, torch.tensor(seen, dtype=torch.long, device=items.device)])
+        return loss + self._mutual_regularisation(users.unique(), all_items.unique())
+
+    # --- scoring --------------------------------------------------------------------------------
+    def predict(self, interaction) -> torch.Tensor:
+        """The row's item's logit under the item head (ranks candidates; comparable across rows of
+        one query only)."""
+        logits = self.item_logits(interaction)
+        return logits.gather(1, interaction[self.ITEM_ID].view(-1, 1)).view(-1)
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        return self.mask_to_catalogue(self.item_logits(interaction))
+
+    def __str__(self) -> str:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        return f"CLLM4Rec(stage={self.stage}, trainable={trainable:,} of {total:,} parameters)"

@@ -1,0 +1,57 @@
+"""A-LLMRec's two learned bridges: the item–text aligner (stage 1) and the projectors of the joint
+item latents and the CF user representation into the LLM's token space (stage 2)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class AutoEncoder(nn.Module):
+    """``x → sigmoid(Linear(x))`` (the latent) ``→ Linear`` (the reconstruction): one side of the
+    aligner, as in the paper (the reconstruction keeps the latent from collapsing)."""
+
+    def __init__(self, dim: int, latent: int):
+        super().__init__()
+        self.encoder = nn.Linear(dim, latent)
+        self.decoder = nn.Linear(latent, dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        latent = torch.sigmoid(self.encoder(x))
+        return latent, self.decoder(latent)
+
+
+class ItemTextAligner(nn.Module):
+    """Stage 1: the CF item embedding and the item's text vector each encoded into one latent
+    space (``latent_size``, 128 in the paper) and decoded back."""
+
+    def __init__(self, item_dim: int, text_dim: int, latent: int):
+        super().__init__()
+        self.item = AutoEncoder(item_dim, latent)
+        self.text = AutoEncoder(text_dim, latent)
+
+    def loss(self, user: torch.Tensor, pos: tuple[torch.Tensor, torch.Tensor], neg: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """``pos``/``neg`` = (CF item embeddings, text vectors). Recommendation (the user
+        representation against the decoded item embeddings, BCE), matching (latents, MSE),
+        item and text reconstruction, weighted 1 / 1 / 0.5 / 0.2 as the paper's code."""
+        total = 0.0
+        for (item, text), label in ((pos, 1.0), (neg, 0.0)):
+            item_latent, item_back = self.item(item)
+            text_latent, text_back = self.text(text)
+            logits = (user * item_back).mean(-1)
+            total = total + F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label))
+            total = total + F.mse_loss(item_latent, text_latent)
+            total = total + 0.5 * F.mse_loss(item_back, item) + 0.2 * F.mse_loss(text_back, text)
+        return total
+
+
+class SoftTokenProjector(nn.Module):
+    """Stage 2: ``Linear → LayerNorm → LeakyReLU → Linear`` from the CF user representation, and
+    ``Linear → LayerNorm → GELU → Linear`` from the joint item latent, into the LLM's hidden size."""
+
+    def __init__(self, user_dim: int, latent: int, hidden: int):
+        super().__init__()
+        self.user = nn.Sequential(nn.Linear(user_dim, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(), nn.Linear(hidden, hidden))
+        self.item = nn.Sequential(nn.Linear(latent, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        for layer in (self.user[0], self.user[3], self.item[0], self.item[3]):
+            nn.init.xavier_normal_(layer.weight)

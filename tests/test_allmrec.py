@@ -1,0 +1,121 @@
+"""A-LLMRec on a tiny random LLaMA with SmolLM2's tokenizer: both stages, frozen parts, ranking."""
+import numpy as np
+import pytest
+import torch
+
+from recbole_collm.checkpoint import read_checkpoint
+from recbole_collm.data import CollmDataset
+from recbole_collm.data.dataloader import CANDIDATES_FIELD
+from recbole_collm.data.utils import data_preparation
+from recbole_collm.errors import InputError
+from recbole_collm.model.llm_recommender.allmrec import ALLMRec
+from recbole_collm.model.llm_recommender.llm.soft_prompts import embed_soft_prompts
+from recbole_collm.quick_start import prepare
+from tests.conftest import ranking_llm_config
+
+
+def build(tiny_llm_dir, tmp_path, checkpoint, mode="uni5", **overrides):
+    config = ranking_llm_config("ALLMRec", tiny_llm_dir, tmp_path, mode, cie_checkpoint=checkpoint, candidate_num=5, **overrides)
+    dataset = CollmDataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    return config, ALLMRec(config, train._dataset), train, test
+
+
+def steps(model, batch, n=30, lr=0.03):
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(n):
+        torch.manual_seed(0)  # the same negatives and candidate order every step: a fixed batch
+        optimizer.zero_grad()
+        loss = model.calculate_loss(batch)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("stage", ["align", "project"])
+def test_each_stage_loss_goes_down_and_the_rest_stays_frozen(tiny_llm_dir, sasrec_checkpoint, tmp_path, stage):
+    _, model, train, _ = build(tiny_llm_dir, tmp_path, sasrec_checkpoint, stage=stage)
+    with torch.no_grad():  # a random LLM predicts near-uniform tokens whatever the prompt: sharpen it,
+        for param in model.llm.parameters():  # so the soft tokens can move the title's likelihood
+            if param.dim() == 2:
+                param.mul_(30 ** 0.5)
+    model.train()
+    batch = next(iter(train))
+    frozen = {k: v.clone() for k, v in model.llm.state_dict().items()}
+    frozen.update({f"sasrec.{k}": v.clone() for k, v in model.source.model.state_dict().items()})
+    aligner = {k: v.clone() for k, v in model.aligner.state_dict().items()}
+    losses = steps(model, batch)
+    # stage 1's floor is near 2·ln 2 (the paper scores the user against the decoded item with a
+    # *mean* over dimensions, so the recommendation BCE starts close to chance): most of its
+    # reducible part is the matching and reconstruction terms
+    assert losses[-1] < (losses[0] - 0.2 if stage == "align" else 0.9 * losses[0])
+    now = {**model.llm.state_dict(), **{f"sasrec.{k}": v for k, v in model.source.model.state_dict().items()}}
+    assert all(torch.equal(v, now[k]) for k, v in frozen.items())  # LLM and SASRec never change
+    assert not model.source.model.training  # the frozen SASRec stays in eval mode (no dropout)
+    unchanged = all(torch.equal(v, model.aligner.state_dict()[k]) for k, v in aligner.items())
+    assert unchanged == (stage == "project")
+
+
+def test_candidate_likelihood_through_the_shared_prefix_equals_a_plain_forward(tiny_llm_dir, sasrec_checkpoint, tmp_path):
+    _, model, _, test = build(tiny_llm_dir, tmp_path, sasrec_checkpoint, llm_batch_size=3)
+    model.eval()
+    rows, *_ = next(iter(test))
+    with torch.no_grad():
+        scores = model.predict(rows)
+        first, group, candidates = model._queries(rows)
+        assert len(first) == len(rows) // 6 and all(c == sorted(c) for c in candidates)
+        histories = [model._histories(rows)[r] for r in first]
+        vectors = model._prompt_vectors(rows, first, histories, candidates)
+        for r in range(len(rows)):
+            q = group[r]
+            title = model.quoted[int(rows["item_id"][r])]
+            seq = model._prompt(histories[q], candidates[q]) + model.cue[-1:] + title
+            embeds, mask, positions = embed_soft_prompts(model.llm.get_input_embeddings(), [seq], [vectors[q]], model.pad_id)
+            logits = model.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits[0].float()
+            logp = torch.log_softmax(logits[-len(title) - 1 : -1], -1)
+            expected = logp[torch.arange(len(title)), torch.tensor(title)].mean()
+            assert torch.allclose(scores[r], expected, atol=1e-4)
+
+
+def test_generate_then_match_ranks_the_generated_title_first(tiny_llm_dir, sasrec_checkpoint, tmp_path, monkeypatch):
+    _, model, _, test = build(tiny_llm_dir, tmp_path, sasrec_checkpoint, rank_by="generate")
+    rows, *_ = next(iter(test))
+    first, group, _ = model._queries(rows)
+    wanted = [int(rows["item_id"][r + 2]) for r in first]  # one non-target candidate per query
+    text = [model.tokenizer.encode(f' "{model.titles[i]}" and more', add_special_tokens=False) for i in wanted]
+    width = max(map(len, text))
+    monkeypatch.setattr(model.llm, "generate", lambda **kw: torch.tensor([t + [model.pad_id] * (width - len(t)) for t in text]))
+    with torch.no_grad():
+        scores = model.predict(rows).view(-1, 6)
+    for q in range(len(first)):
+        assert scores[q, 2] == 1.0 and (scores[q, torch.arange(6) != 2] < 1.0).all()
+
+
+def test_run_ranks_candidates_through_recboles_evaluator_with_a_small_checkpoint(tiny_llm_dir, sasrec_checkpoint, tmp_path):
+    config = ranking_llm_config("ALLMRec", tiny_llm_dir, tmp_path, "uni5", cie_checkpoint=sasrec_checkpoint, candidate_num=5,
+                                align_epochs=1, epochs=1)
+    _, (train, _, test), model, trainer = prepare(config)
+    trainer.fit(train, None, saved=True, show_progress=False)
+    result = trainer.evaluate(test, load_best_model=True)
+    model.eval()
+    hits = []
+    with torch.no_grad():
+        for rows, _, _, _ in test:
+            scores = model.predict(rows).view(-1, 6)  # the target is each query's first row
+            assert torch.equal(rows[CANDIDATES_FIELD][::6, 0], rows["item_id"][::6])
+            hits += (scores.argmax(1) == 0).tolist()
+    assert result["hit@1"] == pytest.approx(round(float(np.mean(hits)), 4))
+    state = read_checkpoint(trainer.saved_model_file)["state_dict"]
+    assert state and all(k.split(".")[0] in ("aligner", "projector") for k in state)  # never the LLM or SASRec
+
+
+def test_full_sort_or_labeled_evaluation_is_one_clear_error(tiny_llm_dir, sasrec_checkpoint, tmp_path):
+    with pytest.raises(InputError, match="must be uniN or popN"):
+        build(tiny_llm_dir, tmp_path, sasrec_checkpoint, mode="full")
+
+
+def test_an_mf_checkpoint_is_refused(tiny_llm_dir, mf_checkpoint, tmp_path):
+    with pytest.raises(InputError, match="A-LLMRec aligns a SASRec"):
+        build(tiny_llm_dir, tmp_path, mf_checkpoint)
