@@ -119,3 +119,40 @@ def test_full_sort_or_labeled_evaluation_is_one_clear_error(tiny_llm_dir, sasrec
 def test_an_mf_checkpoint_is_refused(tiny_llm_dir, mf_checkpoint, tmp_path):
     with pytest.raises(InputError, match="A-LLMRec aligns a SASRec"):
         build(tiny_llm_dir, tmp_path, mf_checkpoint)
+
+
+def test_a_run_without_validation_interrupted_in_stage_two_resumes_the_same(tiny_llm_dir, sasrec_checkpoint, tmp_path, monkeypatch):
+    from recbole_collm import run_recbole_collm
+    from recbole_collm.trainer import ALLMRecTrainer
+    from tests.conftest import TINY_YAML
+
+    run = {"llm_path": str(tiny_llm_dir), "train_rows_limit": 32, "eval_rows_limit": 24, "show_progress": False, "state": "WARNING",
+           "warmup_steps": 0, "cie_checkpoint": sasrec_checkpoint, "candidate_num": 5, "align_epochs": 2, "epochs": 2,
+           "learning_rate": 0.01, "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": None, "mode": "uni5"},
+           "topk": [1, 3], "valid_metric": "Hit@1", "metrics": ["Hit", "NDCG"]}  # eval_step: 0, the model's default
+    reference = run_recbole_collm(model="ALLMRec", dataset="tiny", config_file_list=[TINY_YAML],
+                                  config_dict={**run, "checkpoint_dir": str(tmp_path / "ref")})
+    real = ALLMRecTrainer._train_epoch
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # stage 2's second epoch
+            raise KeyboardInterrupt("simulated kill")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ALLMRecTrainer, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_recbole_collm(model="ALLMRec", dataset="tiny", config_file_list=[TINY_YAML], config_dict={**run, "checkpoint_dir": str(tmp_path / "run")})
+    after = {"n": 0}
+
+    def counted(self, *args, **kwargs):
+        after["n"] += 1
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ALLMRecTrainer, "_train_epoch", counted)
+    resumed = run_recbole_collm(model="ALLMRec", dataset="tiny", config_file_list=[TINY_YAML],
+                                config_dict={**run, "checkpoint_dir": str(tmp_path / "run"), "resume": "auto"})
+    assert after["n"] == 1  # only the epoch that was killed: a restart from scratch would run all 4
+    assert resumed["test_result"]["ndcg@3"] == pytest.approx(reference["test_result"]["ndcg@3"], abs=1e-6)
+    assert resumed["test_result"]["hit@1"] == pytest.approx(reference["test_result"]["hit@1"], abs=1e-6)

@@ -65,6 +65,7 @@ class ResumableTrainerMixin:
         self._steps = 0  # training batches seen by this process (RecBole's cur_step is the early-stopping count)
         self._current_epoch = 0
         self._on_validation = None
+        self._resume_each_epoch = False  # set by fit when it runs without validation
 
     def _wrap_distributed(self) -> None:
         """The DDP wrapper RecBole's training step runs through; it reduces the gradients of the
@@ -105,6 +106,11 @@ class ResumableTrainerMixin:
         save_checkpoint(self._checkpoint_state(epoch), path)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
+        if self._resume_each_epoch and epoch >= 0:
+            # no validation pass (eval_step: 0, or no valid data): RecBole saves after every epoch
+            # instead, and the resume state goes with it
+            self._epoch = epoch
+            save_checkpoint(self._resume_state(), self.last_checkpoint_file)
 
     @property
     def last_checkpoint_file(self) -> str:
@@ -148,8 +154,9 @@ class ResumableTrainerMixin:
         callback_fn=None,
         on_validation: Callable[[int, dict], None] | None = None,
     ):
-        """RecBole's fit, plus a ``<best>-last.pth`` checkpoint after every validation, from which
-        ``resume`` continues with the same random state (same final metrics as an unbroken run).
+        """RecBole's fit, plus a ``<best>-last.pth`` checkpoint after every validation (after every
+        epoch when there is none), from which ``resume`` continues with the same random state (same
+        final metrics as an unbroken run).
         ``on_validation(epoch, valid_result)`` sees every validation's full result."""
         self._train_data = train_data
         self._on_validation = on_validation
@@ -169,7 +176,11 @@ class ResumableTrainerMixin:
             if callback_fn:
                 callback_fn(epoch_idx, valid_score)
 
-        return super().fit(train_data, valid_data, verbose, saved, show_progress, after_validation)
+        self._resume_each_epoch = saved and (self.eval_step <= 0 or not valid_data)
+        try:
+            return super().fit(train_data, valid_data, verbose, saved, show_progress, after_validation)
+        finally:
+            self._resume_each_epoch = False
 
     # --- evaluation -----------------------------------------------------------------------------
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
