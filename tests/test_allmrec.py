@@ -156,3 +156,21 @@ def test_a_run_without_validation_interrupted_in_stage_two_resumes_the_same(tiny
     assert after["n"] == 1  # only the epoch that was killed: a restart from scratch would run all 4
     assert resumed["test_result"]["ndcg@3"] == pytest.approx(reference["test_result"]["ndcg@3"], abs=1e-6)
     assert resumed["test_result"]["hit@1"] == pytest.approx(reference["test_result"]["hit@1"], abs=1e-6)
+
+
+def test_title_vectors_from_a_local_encoder_are_mean_pooled_and_cached(tiny_llm_dir, tmp_path, monkeypatch):
+    from transformers import AutoModel, AutoTokenizer
+
+    from recbole_collm.model.llm_recommender.llm import title_embeddings as module
+
+    monkeypatch.setenv("RECBOLE_COLLM_CACHE", str(tmp_path / "cache"))
+    titles = ["", "Alpha Alpha (1990)", "Bravo Delta (1991)"]
+    vectors = module.title_embeddings(titles, None, None, "unused", text_encoder_path=str(tiny_llm_dir))
+    encoder, tokenizer = AutoModel.from_pretrained(tiny_llm_dir), AutoTokenizer.from_pretrained(tiny_llm_dir)
+    with torch.no_grad():
+        ids = torch.tensor([tokenizer.encode(titles[2], add_special_tokens=False)])
+        expected = encoder(input_ids=ids).last_hidden_state[0].mean(0)
+    assert vectors.shape == (3, 64) and torch.allclose(vectors[2], expected, atol=1e-5)
+    assert len(list((tmp_path / "cache" / "title_embeddings").glob("*.safetensors"))) == 1
+    monkeypatch.setattr(module, "_mean_pooled", lambda *a, **k: pytest.fail("encoded again instead of read from the cache"))
+    assert torch.equal(module.title_embeddings(titles, None, None, "unused", text_encoder_path=str(tiny_llm_dir)), vectors)
