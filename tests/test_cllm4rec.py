@@ -106,6 +106,11 @@ def test_run_ranks_through_recboles_evaluator_with_small_checkpoint_and_reload(t
     rows = test._dataset.inter_feat[torch.arange(3)]
     with torch.no_grad():
         assert torch.allclose(again.full_sort_predict(rows), model.full_sort_predict(rows), atol=1e-5, equal_nan=True)
+    # beside the checkpoint, each trained part as safetensors (nothing unpickled to load them)
+    fresh = CLLM4Rec(config, train._dataset)
+    fresh.load_adapters(trainer.saved_model_file[: -len(".pth")])
+    assert torch.equal(fresh.tokens.item.weight, model.tokens.item.weight)
+    assert torch.equal(fresh.content_tokens.user.weight, model.content_tokens.user.weight)
 
 
 def test_a_coLLM_stage_is_one_clear_error(tiny_llm_dir, tmp_path):
