@@ -9,7 +9,8 @@ full-sort ranking (Recall@20, NDCG@100), with wall time per run.
 Each model trains once with its own defaults (its yaml: the CPU budgets README states) on the
 dataset's split, then its final weights are evaluated under both protocols by RecBole's evaluator
 (A-LLMRec ranks candidate sets only; CoLLM is not full-sorted: 1,682 prompts per query on a CPU).
-All runs share the seeded test rows (``--test-rows``) and candidate sets. Finished runs are kept
+All runs share the seeded test rows (``--test-rows``) and candidate sets; CoLLM-MF reads the MF run's
+checkpoint and A-LLMRec the SASRec run's (when those runs are part of it). Finished runs are kept
 under benchmarks/results/llm_recommenders/runs/ and never recomputed. Writes
 benchmarks/results/llm_recommenders/<dataset>.json and prints the table.
 """
@@ -29,6 +30,7 @@ from benchmarks.common import ROOT, available, fmt, parse_args  # noqa: E402
 
 CANDIDATES = {"mode": "uni19", "metrics": ["Hit", "NDCG"], "topk": [1, 10], "valid_metric": "Hit@1"}
 FULL = {"mode": "full", "metrics": ["Recall", "NDCG"], "topk": [20, 100], "valid_metric": "NDCG@100"}
+SOURCES = {"CoLLM-MF": "MF", "A-LLMRec": "SASRec"}  # the CF run whose checkpoint the LLM model reads (the same weights)
 RUNS = {  # name -> (model, its own settings, protocols it is evaluated under)
     "MF": ("MF", {}, ("candidates", "full")),
     "LightGCN": ("LightGCN", {}, ("candidates", "full")),
@@ -80,7 +82,8 @@ def run_one(name: str, dataset: str, test_rows: int, out: Path, files: list[str]
     _, (train, valid, _), model, trainer = prepare(config)
     trainer.fit(train, valid, saved=True, show_progress=config["show_progress"])
     trainer._load_model_file(trainer.saved_model_file)
-    record = {"model": model_name, "train_seconds": time.perf_counter() - start, "results": {}, "test_seconds": {}}
+    record = {"model": model_name, "train_seconds": time.perf_counter() - start, "results": {}, "test_seconds": {},
+              "model_file": trainer.saved_model_file}
     for protocol in protocols:
         ranked = make({**common, **own, **protocol_settings(protocol, split)})
         _, _, test = data_preparation(ranked, create_dataset(ranked))
@@ -122,7 +125,11 @@ def main() -> None:
             path = out / "runs" / dataset / f"{name}-{args.test_rows}-uni{args.negatives}-full{FULL_TOPK[0]}-{FULL_TOPK[1]}.json"
             if not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                record = run_one(name, dataset, args.test_rows, out, args.config_files, extra.get(name))
+                settings = dict(extra.get(name) or {})
+                source = records.get(SOURCES.get(name), {}).get("model_file")
+                if source and "cie_checkpoint" not in settings:  # the table's own MF / SASRec, not a second one
+                    settings["cie_checkpoint"] = source
+                record = run_one(name, dataset, args.test_rows, out, args.config_files, settings)
                 path.write_text(json.dumps(record, indent=1) + "\n")
             records[name] = json.loads(path.read_text())
         summary = {"test_rows": args.test_rows, "negatives": args.negatives, "models": records}
