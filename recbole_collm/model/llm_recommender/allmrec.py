@@ -5,12 +5,10 @@ import difflib
 
 import numpy as np
 import torch
-from recbole.model.abstract_recommender import AbstractRecommender
-from recbole.utils import InputType, ModelType
 
 from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.adapters import AdaptersMixin
+from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
 from recbole_collm.model.llm_recommender.llm.alignment import ItemTextAligner, SoftTokenProjector
 from recbole_collm.model.llm_recommender.llm.backbone import load_llm
 from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
@@ -31,7 +29,7 @@ def allmrec_stages(stage: str) -> tuple[str, ...]:
     return (stage,)
 
 
-class ALLMRec(AdaptersMixin, AbstractRecommender):
+class ALLMRec(LLMRecommender):
     """A-LLMRec on the plugin's rows (each positive row is a next-item query with its history).
 
     - The CF model is a plugin SASRec checkpoint (``cie_checkpoint``; ``auto`` trains one, as for
@@ -53,19 +51,12 @@ class ALLMRec(AdaptersMixin, AbstractRecommender):
       scored by the similarity of its title to the generated text (exact match ranks first).
     """
 
-    type = ModelType.CONTEXT
-    input_type = InputType.POINTWISE
     uses_lora = False
     tunable_modules = ("aligner", "projector")
 
     def __init__(self, config, dataset):
         super().__init__()
-        self.device = config["device"]
-        self.USER_ID, self.ITEM_ID = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
-        self.LABEL = config["LABEL_FIELD"]
-        self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
-        self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
-        self.n_items = dataset.item_num
+        self._init_fields(config, dataset)
         self.stages = allmrec_stages(config["stage"])
         for phase in ("valid", "test"):
             mode = eval_mode(config, phase)
@@ -257,8 +248,3 @@ class ALLMRec(AdaptersMixin, AbstractRecommender):
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         raise InputError("eval_args.mode: ALLMRec ranks candidate sets (uniN/popN), not the full catalogue")
-
-    def __str__(self) -> str:
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in self.parameters())
-        return f"ALLMRec(stage={self.stage}, trainable={trainable:,} of {total:,} parameters)"

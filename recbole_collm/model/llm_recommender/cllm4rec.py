@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import AbstractRecommender
-from recbole.utils import InputType, ModelType
 
 from recbole_collm.errors import InputError
 from recbole_collm.model.candidates import CandidateRankingMixin
-from recbole_collm.model.llm_recommender.llm.adapters import AdaptersMixin
+from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
 from recbole_collm.model.llm_recommender.llm.backbone import load_llm
 from recbole_collm.model.llm_recommender.llm.projector import IDTokenEmbedding
 from recbole_collm.model.llm_recommender.llm.prompts import leading_special_ids
@@ -27,7 +25,7 @@ def cllm4rec_stages(stage: str) -> tuple[str, ...]:
     return (stage,)
 
 
-class CLLM4Rec(AdaptersMixin, CandidateRankingMixin, AbstractRecommender):
+class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
     """One new token per user and per item (:class:`IDTokenEmbedding` rows, the same table as the
     UI-token ablation; the LLM's own rows and weights stay frozen, as in the official code, which
     trains only the new token embeddings).
@@ -46,19 +44,12 @@ class CLLM4Rec(AdaptersMixin, CandidateRankingMixin, AbstractRecommender):
     item from the same logits. Rows: the plugin's labeled rows with their per-row history; only
     positive rows are interactions (label-0 rows still feed the content LM: their titles are text)."""
 
-    type = ModelType.CONTEXT
-    input_type = InputType.POINTWISE
     uses_lora = False
     tunable_modules = ("tokens", "content_tokens")
 
     def __init__(self, config, dataset):
         super().__init__()
-        self.device = config["device"]
-        self.USER_ID, self.ITEM_ID = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
-        self.LABEL = config["LABEL_FIELD"]
-        self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
-        self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
-        self.n_items = dataset.item_num
+        self._init_fields(config, dataset)
         self._init_catalogue(config, dataset)
         self.lambda_v = float(config["lambda_v"])
         self.stages = cllm4rec_stages(config["stage"])
@@ -203,8 +194,3 @@ class CLLM4Rec(AdaptersMixin, CandidateRankingMixin, AbstractRecommender):
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         return self.mask_to_catalogue(self.item_logits(interaction))
-
-    def __str__(self) -> str:
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in self.parameters())
-        return f"CLLM4Rec(stage={self.stage}, trainable={trainable:,} of {total:,} parameters)"

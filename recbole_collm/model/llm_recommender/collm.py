@@ -3,13 +3,11 @@ embeddings mapped into the LLM's token space (Zhang et al., 2023)."""
 from __future__ import annotations
 
 import torch
-from recbole.model.abstract_recommender import AbstractRecommender
-from recbole.utils import InputType, ModelType
 from torch import nn
 
 from recbole_collm.errors import InputError
 from recbole_collm.model.candidates import CandidateRankingMixin
-from recbole_collm.model.llm_recommender.llm.adapters import AdaptersMixin
+from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
 from recbole_collm.model.llm_recommender.llm.backbone import DTYPES, add_lora, load_llm
 from recbole_collm.model.llm_recommender.llm.batching import splice, split_batch
 from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource, ScratchMFSource
@@ -36,7 +34,7 @@ def stage_plan(stage: str, uses_ids: bool) -> tuple[str, ...]:
     return (stage,)
 
 
-class CoLLM(AdaptersMixin, CandidateRankingMixin, AbstractRecommender):
+class CoLLM(CandidateRankingMixin, LLMRecommender):
     """Two-step tuning (``stage``): ``lora`` trains LoRA on text-only prompts (TALLRec), ``cie``
     freezes LLM and LoRA and trains the CIE on full prompts, ``all`` runs both in sequence
     (see ``CoLLMTrainer``), ``one_step`` trains LoRA and CIE together (variant T3).
@@ -46,19 +44,12 @@ class CoLLM(AdaptersMixin, CandidateRankingMixin, AbstractRecommender):
     Only the last position's hidden state meets the two LM-head rows needed.
     """
 
-    type = ModelType.CONTEXT
-    input_type = InputType.POINTWISE
     uses_ids = True  # subclasses without the CIE (TALLRec, ICL) set False
     uses_lora = True
 
     def __init__(self, config, dataset):
         super().__init__()
-        self.device = config["device"]
-        self.USER_ID, self.ITEM_ID = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
-        self.LABEL = config["LABEL_FIELD"]
-        self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
-        self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
-        self.n_items = dataset.item_num
+        self._init_fields(config, dataset)
         self._init_catalogue(config, dataset)
         # every setting read once, here (validated when the Config was built)
         self.score_mode = config["score_mode"]
@@ -211,8 +202,3 @@ class CoLLM(AdaptersMixin, CandidateRankingMixin, AbstractRecommender):
 
     def predict(self, interaction) -> torch.Tensor:
         return torch.sigmoid(self.logits(interaction))
-
-    def __str__(self) -> str:
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in self.parameters())
-        return f"{type(self).__name__}(stage={self.stage}, trainable={trainable:,} of {total:,} parameters)"
