@@ -8,7 +8,7 @@ import torch
 
 from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
+from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_sequence
 from recbole_collm.model.llm_recommender.llm.alignment import ItemTextAligner, SoftTokenProjector
 from recbole_collm.model.llm_recommender.llm.backbone import load_llm
 from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
@@ -19,14 +19,6 @@ from recbole_collm.model.llm_recommender.llm.title_embeddings import title_embed
 
 STAGES = ("align", "project")
 
-
-def allmrec_stages(stage: str) -> tuple[str, ...]:
-    """``all`` = stage 1 (align), then stage 2 (project); or one of them."""
-    if stage == "all":
-        return STAGES
-    if stage not in STAGES:
-        raise InputError(f"stage: '{stage}' is not an ALLMRec stage; expected align, project or all")
-    return (stage,)
 
 
 class ALLMRec(LLMRecommender):
@@ -57,7 +49,7 @@ class ALLMRec(LLMRecommender):
     def __init__(self, config, dataset):
         super().__init__()
         self._init_fields(config, dataset)
-        self.stages = allmrec_stages(config["stage"])
+        self.stages = stage_sequence(config["stage"], STAGES, "ALLMRec")
         for phase in ("valid", "test"):
             mode = eval_mode(config, phase)
             if not mode.startswith(("uni", "pop")):

@@ -6,7 +6,18 @@ from __future__ import annotations
 from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.utils import InputType, ModelType
 
+from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.llm.adapters import AdaptersMixin
+
+
+def stage_sequence(stage: str, stages: tuple[str, ...], model: str) -> tuple[str, ...]:
+    """The stages a run of a sequential two-stage model trains: ``all`` = ``stages`` in order, or
+    one of them (CoLLM has its own plan: :func:`recbole_collm.model.llm_recommender.collm.stage_plan`)."""
+    if stage == "all":
+        return stages
+    if stage not in stages:
+        raise InputError(f"stage: '{stage}' is not a {model} stage; expected {', '.join(stages)} or all")
+    return (stage,)
 
 
 class LLMRecommender(AdaptersMixin, AbstractRecommender):
