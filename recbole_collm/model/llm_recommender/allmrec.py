@@ -45,6 +45,7 @@ class ALLMRec(LLMRecommender):
 
     uses_lora = False
     tunable_modules = ("aligner", "projector")
+    all_stages = STAGES
 
     def __init__(self, config, dataset):
         super().__init__()
@@ -102,17 +103,9 @@ class ALLMRec(LLMRecommender):
             raise InputError(f"cie_checkpoint: {config['cie_checkpoint']} holds a {source.name} model; A-LLMRec aligns a SASRec's items")
         return source
 
-    @property
-    def base_llm(self):
-        return self.llm
-
-    def set_stage(self, stage: str) -> None:
+    def _trainable_in(self, stage: str) -> list:
         """``align`` trains the aligner, ``project`` the projectors; the rest is frozen."""
-        if stage not in STAGES:
-            raise InputError(f"stage: '{stage}' is not one of {', '.join(STAGES)}")
-        self.stage = stage
-        self.requires_grad_(False)
-        (self.aligner if stage == "align" else self.projector).requires_grad_(True)
+        return [self.aligner if stage == "align" else self.projector]
 
     # --- pieces ---------------------------------------------------------------------------------
     def _histories(self, interaction) -> list[list[int]]:

@@ -38,6 +38,7 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
 
     uses_lora = False
     tunable_modules = ("tokens", "content_tokens")
+    all_stages = STAGES
 
     def __init__(self, config, dataset):
         super().__init__()
@@ -64,19 +65,9 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         self.stage = None
         self.set_stage(self.stages[0])
 
-    @property
-    def base_llm(self):
-        return self.llm
-
-    def set_stage(self, stage: str) -> None:
+    def _trainable_in(self, stage: str) -> list:
         """``pretrain`` trains both branches' rows, ``finetune`` the collaborative ones."""
-        if stage not in STAGES:
-            raise InputError(f"stage: '{stage}' is not one of {', '.join(STAGES)}")
-        self.stage = stage
-        self.requires_grad_(False)
-        self.tokens.requires_grad_(True)
-        if stage == "pretrain":
-            self.content_tokens.requires_grad_(True)
+        return [self.tokens, self.content_tokens] if stage == "pretrain" else [self.tokens]
 
     # --- sequences ------------------------------------------------------------------------------
     def _histories(self, interaction) -> list[list[int]]:

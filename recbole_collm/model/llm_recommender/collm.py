@@ -100,11 +100,6 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
             return ScratchMFSource(dataset, config["cie_embedding_size"])
         raise InputError("cie_checkpoint: not set; give a saved MF/LightGCN/SASRec/DIN checkpoint, auto, or set cie_model: MF")
 
-    @property
-    def base_llm(self):
-        """The causal LM under the peft wrapper (or the LLM itself)."""
-        return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
-
     # --- stages -------------------------------------------------------------------------------
     def set_stage(self, stage: str) -> None:
         """Choose the prompts and which parameters train (everything else is frozen)."""

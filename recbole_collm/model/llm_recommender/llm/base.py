@@ -22,7 +22,10 @@ def stage_sequence(stage: str, stages: tuple[str, ...], model: str) -> tuple[str
 
 class LLMRecommender(AdaptersMixin, AbstractRecommender):
     """Labeled (context-type) rows with their per-row history; subclasses call :meth:`_init_fields`
-    first in ``__init__`` and set ``stages`` and ``stage``."""
+    first in ``__init__``, set ``stages`` (the run's plan) and enter the first with :meth:`set_stage`;
+    a stage's trainable parts are named by :meth:`_trainable_in` (CoLLM overrides ``set_stage``)."""
+
+    all_stages: tuple[str, ...] = ()
 
     type = ModelType.CONTEXT
     input_type = InputType.POINTWISE
@@ -34,6 +37,23 @@ class LLMRecommender(AdaptersMixin, AbstractRecommender):
         self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
         self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
         self.n_items = dataset.item_num
+
+    @property
+    def base_llm(self):
+        """The causal LM (under the peft wrapper, for a model with LoRA)."""
+        return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+
+    def set_stage(self, stage: str) -> None:
+        """Everything frozen, then what ``stage`` trains unfrozen."""
+        if stage not in self.all_stages:
+            raise InputError(f"stage: '{stage}' is not one of {', '.join(self.all_stages)}")
+        self.stage = stage
+        self.requires_grad_(False)
+        for module in self._trainable_in(stage):
+            module.requires_grad_(True)
+
+    def _trainable_in(self, stage: str) -> list:
+        raise NotImplementedError
 
     def __str__(self) -> str:
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
