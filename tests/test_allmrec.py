@@ -66,7 +66,7 @@ def test_candidate_likelihood_through_the_shared_prefix_equals_a_plain_forward(t
         scores = model.predict(rows)
         first, group, candidates = model._queries(rows)
         assert len(first) == len(rows) // 6 and all(c == sorted(c) for c in candidates)
-        histories = [model._histories(rows)[r] for r in first]
+        histories = [model._histories(rows, model.history_length)[r] for r in first]
         vectors = model._prompt_vectors(rows, first, histories, candidates)
         for r in range(len(rows)):
             q = group[r]

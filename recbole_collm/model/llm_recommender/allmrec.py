@@ -108,10 +108,6 @@ class ALLMRec(LLMRecommender):
         return [self.aligner if stage == "align" else self.projector]
 
     # --- pieces ---------------------------------------------------------------------------------
-    def _histories(self, interaction) -> list[list[int]]:
-        seq, length = interaction[self.ITEM_SEQ].tolist(), interaction[self.ITEM_SEQ_LEN].tolist()
-        return [s[max(0, n - self.history_length) : n] for s, n in zip(seq, length)]
-
     def _item_tokens(self, items: torch.Tensor) -> torch.Tensor:
         """Item soft tokens: SASRec embedding → joint latent (frozen aligner) → projector."""
         latent, _ = self.aligner.item(self.source.item_vectors(items))
@@ -182,8 +178,8 @@ class ALLMRec(LLMRecommender):
                 pos = (self.source.item_vectors(items), self.text_vectors[items])
                 neg = (self.source.item_vectors(negatives), self.text_vectors[negatives])
             return self.aligner.loss(user, pos, neg) + zero
-        histories = self._histories(rows)
-        full_histories = [set(s[:n]) for s, n in zip(rows[self.ITEM_SEQ].tolist(), rows[self.ITEM_SEQ_LEN].tolist())]
+        histories = self._histories(rows, self.history_length)
+        full_histories = [set(h) for h in self._histories(rows)]
         candidates = []
         for item, negatives in zip(items.tolist(), self._negatives(items, full_histories)):
             listed = [item, *negatives]
@@ -213,7 +209,8 @@ class ALLMRec(LLMRecommender):
 
     def predict(self, interaction) -> torch.Tensor:
         first, group, candidates = self._queries(interaction)
-        histories = [self._histories(interaction)[r] for r in first]
+        every = self._histories(interaction, self.history_length)
+        histories = [every[r] for r in first]
         if self.rank_by == "generate":
             return self._generate_and_match(interaction, first, group, histories, candidates)
         return self._title_log_likelihood(interaction, first, histories, candidates, group, interaction[self.ITEM_ID].tolist())

@@ -70,10 +70,6 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         return [self.tokens, self.content_tokens] if stage == "pretrain" else [self.tokens]
 
     # --- sequences ------------------------------------------------------------------------------
-    def _histories(self, interaction) -> list[list[int]]:
-        seq, length = interaction[self.ITEM_SEQ].tolist(), interaction[self.ITEM_SEQ_LEN].tolist()
-        return [s[:n] for s, n in zip(seq, length)]
-
     def _hidden(self, seqs: list[list[int]], vectors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Last-layer hidden states of left-padded soft prompts, and their attention mask."""
         embeds, mask, positions = embed_soft_prompts(self.llm.get_input_embeddings(), seqs, vectors, self.pad_id)
@@ -109,17 +105,9 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         device = users.device
         vectors = [torch.cat([self.tokens.user(users[b : b + 1]), self.tokens.item(torch.tensor(d, dtype=torch.long, device=device))])
                    for b, d in enumerate(docs)]
-        hidden, _ = self._hidden(seqs, vectors)
-        width = hidden.shape[1]
-        rows, cols, targets = [], [], []
-        for b, d in enumerate(docs):
-            for k, item in enumerate(d):  # item k sits at width - len(d) + k; read the position before it
-                rows.append(b)
-                cols.append(width - len(d) + k - 1)
-                targets.append(item)
-        states = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
+        states, targets = _predicting_states(self._hidden(seqs, vectors)[0], docs)
         logits = states.float() @ self.tokens.item.weight.float().T
-        return F.cross_entropy(logits, torch.tensor(targets, device=device))
+        return F.cross_entropy(logits, targets)
 
     def _content_lm(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``<user> has interacted with <item>, a movie titled`` + title: the title's tokens in the
@@ -128,17 +116,9 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         seqs = [self.bos + [SLOT] + self.interacted + [SLOT] + self.titled + t for t in titles]
         vectors = [torch.cat([self.content_tokens.user(users[b : b + 1]), self.content_tokens.item(items[b : b + 1])])
                    for b in range(len(titles))]
-        hidden, _ = self._hidden(seqs, vectors)
-        width, device = hidden.shape[1], users.device
-        rows, cols, targets = [], [], []
-        for b, t in enumerate(titles):
-            for k, token in enumerate(t):
-                rows.append(b)
-                cols.append(width - len(t) + k - 1)
-                targets.append(token)
-        states = hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)]
+        states, targets = _predicting_states(self._hidden(seqs, vectors)[0], titles)
         logits = self.llm.get_output_embeddings()(states).float()
-        return F.cross_entropy(logits, torch.tensor(targets, device=device))
+        return F.cross_entropy(logits, targets)
 
     def _mutual_regularisation(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``lambda_v`` · squared distance between the two branches' rows of the batch's tokens,
@@ -177,3 +157,13 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         return self.mask_to_catalogue(self.item_logits(interaction))
+
+
+def _predicting_states(hidden: torch.Tensor, tails: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """For left-padded sequences ending in ``tails[b]``: the hidden state before each tail token
+    (the one that predicts it) and the token itself, all rows' tails concatenated."""
+    width, device = hidden.shape[1], hidden.device
+    rows = [b for b, tail in enumerate(tails) for _ in tail]
+    cols = [width - len(tail) + k - 1 for tail in tails for k in range(len(tail))]
+    targets = torch.tensor([token for tail in tails for token in tail], device=device)
+    return hidden[torch.tensor(rows, device=device), torch.tensor(cols, device=device)], targets

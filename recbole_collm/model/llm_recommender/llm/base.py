@@ -38,6 +38,11 @@ class LLMRecommender(AdaptersMixin, AbstractRecommender):
         self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
         self.n_items = dataset.item_num
 
+    def _histories(self, interaction, last: int | None = None) -> list[list[int]]:
+        """Each row's history items, oldest first (the most recent ``last`` of them when given)."""
+        seq, length = interaction[self.ITEM_SEQ].tolist(), interaction[self.ITEM_SEQ_LEN].tolist()
+        return [s[max(0, n - last) : n] if last else s[:n] for s, n in zip(seq, length)]
+
     @property
     def base_llm(self):
         """The causal LM (under the peft wrapper, for a model with LoRA)."""
