@@ -13,7 +13,7 @@ quantization, bf16 compute) with LoRA and the CIE; one stage-1 and one stage-2 t
 the shared prefix, and 20 and 100 candidates of one user. Random weights say nothing about quality;
 they measure memory and speed at 7B. ``full``: MF, TALLRec and CoLLM-MF through
 ``run_recbole_collm`` with the named setting ``gpu.yaml`` (every train and test row), SmolLM2 in
-bf16 with ``enable_amp``, next to the paper's figures. Each part prints a table and writes
+bf16 compute (``llm_compute_dtype: bfloat16``), next to the paper's figures. Each part prints a table and writes
 ``<out>/gpu_check_<part>.json``. ``--dry-run`` runs the same code on a tiny LLaMA and a few rows of
 ml-100k on the CPU. ``benchmarks/README.md`` gives the steps on a bare machine.
 """
@@ -100,7 +100,7 @@ def shape_check(args, work: Path) -> dict:
     folder = llama_style_folder(work / "llama", TINY if args.dry_run else VICUNA_7B, prompt_words(data_config, data))
     config = Config(model="CoLLM", dataset=dataset_name, config_dict={
         **base, "llm_path": str(folder), "cie_checkpoint": None, "cie_model": "MF", "stage": "lora",
-        "load_in_4bit": cuda, "llm_dtype": "bfloat16" if cuda else "float32", "use_gpu": cuda})
+        "load_in_4bit": cuda, "llm_dtype": "bfloat16" if cuda else "float32", "llm_compute_dtype": "bfloat16", "use_gpu": cuda})
     train, _, test = CollmDataset(config).build()
     with PeakMemory() as load:
         model = CoLLM(config, train).to(config["device"])
@@ -161,7 +161,7 @@ def full_check(args, work: Path) -> dict:
     budget.update(epochs=1, cie_epochs=1)
     common = {"checkpoint_dir": str(work / "saved"), "state": "INFO", "show_progress": cuda, "data_path": args.data_path,
               "use_gpu": cuda}
-    llm = {**common, **budget, "llm_path": args.gguf, "load_in_4bit": False, "enable_amp": cuda,
+    llm = {**common, **budget, "llm_path": args.gguf, "load_in_4bit": False, "llm_compute_dtype": "bfloat16",
            "llm_dtype": "bfloat16" if cuda else "float32", "eval_step": 0 if args.dry_run else 1}
     named = [] if args.dry_run else ["gpu.yaml"]
     results = {}

@@ -1,18 +1,18 @@
-"""Training speed of the engine's cross-batch parts, default LLM (SmolLM2-135M-Instruct), CPU or GPU:
-the prefix store (stage-2 epochs and validation passes after the first, against today's
-shared-prefix path without a store) and prefix-grouped batches (stage 1, against RecBole's
-shuffled batches).
+"""Training speed of the LLM stages, default LLM (SmolLM2-135M-Instruct), CPU or GPU, in each
+compute dtype (``llm_compute_dtype``; float32 against bf16 by default), with the ratios:
 
     python benchmarks/training_speed.py [--dataset ml-1m-collm] [--train-rows 96] [--valid-rows 256] [--stage1-batches 12]
+        [--compute-dtypes float32 bfloat16] [--baselines]
 
 - stage-2 epoch: the same --train-rows train rows (seeded sample) in train_batch_size batches,
-  forward + backward + AdamW step on the CIE (LLM and LoRA frozen); the store's first epoch
-  encodes every prefix, later epochs read them;
+  forward + backward + AdamW step on the CIE (LLM and LoRA frozen), with the prefix store: its
+  first epoch encodes every prefix, later (stored) epochs read them;
 - validation pass: --valid-rows valid rows (sorted by user and time, as the plugin evaluates),
-  eval_batch_size rows per batch, no autograd. Without a store the rows of one user share a prefix
-  through <UserID> (today's path); with it the prefix ends before <UserID> and is reused.
-- stage-1 batches: the first --stage1-batches batches of an epoch of the whole train split, from
-  the grouped loader and from RecBole's shuffled one, forward + backward + AdamW step on LoRA.
+  eval_batch_size rows per batch, no autograd, with the store;
+- stage-1 batches: the first --stage1-batches batches of an epoch of the whole train split from
+  the prefix-grouped loader, forward + backward + AdamW step on LoRA.
+``--baselines`` also measures what the engine's cross-batch parts are compared with: stage 2 and
+validation without a store, stage 1 from RecBole's shuffled loader.
 Prints rows/s per epoch/pass/loader, the ratios, the store's hit rate and size.
 """
 from __future__ import annotations
@@ -27,18 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import build_llm, parse_args  # noqa: E402
 
 
-def build(dataset: str, store_mb: int, args):
+def build(dataset: str, store_mb: int, args, dtype: str):
     import torch
 
     config, model, train, valid, _ = build_llm("CoLLM", dataset, {
-        "stage": "cie", "prefix_store_mb": store_mb, "cie_checkpoint": None})
+        "stage": "cie", "prefix_store_mb": store_mb, "cie_checkpoint": None, "llm_compute_dtype": dtype})
     generator = torch.Generator().manual_seed(0)
     train_rows = train.inter_feat[torch.randperm(len(train), generator=generator)[: args.train_rows]]
     valid_rows = valid.inter_feat[torch.arange(min(args.valid_rows, len(valid)))]
     return config, model, train_rows, valid_rows
 
 
-def stage1(dataset: str, grouped: bool, batches: int) -> float:
+def stage1(dataset: str, grouped: bool, batches: int, dtype: str) -> float:
     """rows/s of LoRA training over the first ``batches`` batches of one epoch's loader."""
     import itertools
 
@@ -51,7 +51,7 @@ def stage1(dataset: str, grouped: bool, batches: int) -> float:
 
     config = Config(model="CoLLM", dataset=dataset, config_dict={
         "stage": "lora", "train_rows_limit": None, "eval_rows_limit": None, "state": "WARNING",
-        "show_progress": False, "prefix_grouped_batches": grouped, "cie_checkpoint": None})
+        "show_progress": False, "prefix_grouped_batches": grouped, "cie_checkpoint": None, "llm_compute_dtype": dtype})
     data = CollmDataset(config)
     train, _, _ = data_preparation(config, data)
     torch.manual_seed(0)
@@ -88,39 +88,63 @@ def validation(model, rows, batch_size: int) -> float:
     return len(rows) / (time.perf_counter() - start)
 
 
-def main() -> None:
+def measure(args, dtype: str) -> dict:
+    """Every figure in one compute dtype."""
     import torch
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="ml-1m-collm")
-    parser.add_argument("--train-rows", type=int, default=96)
-    parser.add_argument("--valid-rows", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--stage1-batches", type=int, default=12)
-    args = parse_args(parser)
     figures = {}
-    for label, store_mb in (("no store", 0), ("store", 2048)):
-        config, model, train_rows, valid_rows = build(args.dataset, store_mb, args)
+    for label, store_mb in ((("no store", 0),) if args.baselines else ()) + (("store", 2048),):
+        config, model, train_rows, valid_rows = build(args.dataset, store_mb, args, dtype)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         figures[label] = {
             "epochs": [epoch(model, optimizer, train_rows, config["train_batch_size"]) for _ in range(args.epochs)],
             "passes": [validation(model, valid_rows, config["eval_batch_size"]) for _ in range(2)],
         }
         store = model.prefix_store
-        print(f"{label}: stage-2 epochs " + ", ".join(f"{r:.2f}" for r in figures[label]["epochs"]) + " rows/s; "
+        print(f"{dtype} {label}: stage-2 epochs " + ", ".join(f"{r:.2f}" for r in figures[label]["epochs"]) + " rows/s; "
               "validation passes " + ", ".join(f"{r:.2f}" for r in figures[label]["passes"]) + " rows/s"
               + (f"; {store.summary()}" if store is not None else ""), flush=True)
-    shuffled, grouped = (stage1(args.dataset, g, args.stage1_batches) for g in (False, True))
-    print(f"stage 1: shuffled {shuffled:.2f} rows/s, grouped {grouped:.2f} rows/s", flush=True)
-    base, new = figures["no store"], figures["store"]
-    print("\n| figure | before rows/s | after rows/s | speed-up | goal |\n|---|---|---|---|---|")
-    print(f"| stage-2 epoch after the first | {base['epochs'][-1]:.2f} | {new['epochs'][-1]:.2f} | "
-          f"{new['epochs'][-1] / base['epochs'][-1]:.2f}x | >= 2x |")
-    print(f"| stage-2 first epoch | {base['epochs'][0]:.2f} | {new['epochs'][0]:.2f} | {new['epochs'][0] / base['epochs'][0]:.2f}x | |")
-    print(f"| validation pass after the first | {base['passes'][-1]:.2f} | {new['passes'][-1]:.2f} | "
-          f"{new['passes'][-1] / base['passes'][-1]:.2f}x | >= 2.5x |")
-    print(f"| stage-1 batches (grouped vs shuffled) | {shuffled:.2f} | {grouped:.2f} | {grouped / shuffled:.2f}x | >= 1.4x |")
-    print(f"| first validation pass | {base['passes'][0]:.2f} | {new['passes'][0]:.2f} | {new['passes'][0] / base['passes'][0]:.2f}x | |")
+        del model, optimizer
+    for grouped in ((False,) if args.baselines else ()) + (True,):
+        label = "grouped" if grouped else "shuffled"
+        figures[label] = stage1(args.dataset, grouped, args.stage1_batches, dtype)
+        print(f"{dtype} stage 1 {label}: {figures[label]:.2f} rows/s", flush=True)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ml-1m-collm")
+    parser.add_argument("--train-rows", type=int, default=96)
+    parser.add_argument("--valid-rows", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--stage1-batches", type=int, default=12)
+    parser.add_argument("--compute-dtypes", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--baselines", action="store_true", help="also without the store and from RecBole's shuffled loader")
+    args = parse_args(parser)
+    figures = {dtype: measure(args, dtype) for dtype in args.compute_dtypes}
+    rows = [("stage-1 batches (grouped loader)", lambda f: f["grouped"]),
+            ("stage-2 first epoch (store)", lambda f: f["store"]["epochs"][0]),
+            ("stage-2 stored epoch", lambda f: f["store"]["epochs"][-1]),
+            ("first validation pass (store)", lambda f: f["store"]["passes"][0]),
+            ("validation pass after the first", lambda f: f["store"]["passes"][-1])]
+    if args.baselines:
+        rows += [("stage-1 batches (RecBole's shuffle)", lambda f: f["shuffled"]),
+                 ("stage-2 epoch, no store", lambda f: f["no store"]["epochs"][-1]),
+                 ("validation pass, no store", lambda f: f["no store"]["passes"][-1])]
+    first, *others = args.compute_dtypes
+    print(f"\n| figure (rows/s) | {' | '.join(args.compute_dtypes)} | " + " | ".join(f"{o} / {first}" for o in others) + " |")
+    print("|---" * (1 + 2 * len(others) + 1) + "|")
+    for name, get in rows:
+        values = [get(figures[d]) for d in args.compute_dtypes]
+        print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + " | "
+              + " | ".join(f"{v / values[0]:.2f}x" for v in values[1:]) + " |")
+    if args.baselines:
+        for dtype in args.compute_dtypes:
+            f = figures[dtype]
+            print(f"{dtype}: stored epoch / no store {f['store']['epochs'][-1] / f['no store']['epochs'][-1]:.2f}x, "
+                  f"validation after the first / no store {f['store']['passes'][-1] / f['no store']['passes'][-1]:.2f}x, "
+                  f"grouped / shuffled stage 1 {f['grouped'] / f['shuffled']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -106,14 +106,17 @@ def _rename_settings(config) -> None:
             config[new] = config[old]
 
 
-def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = "cpu", checkpoint: dict | None = None) -> Restored:
+def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = "cpu", checkpoint: dict | None = None,
+            settings: dict | None = None) -> Restored:
     """Config, data and model from a checkpoint this plugin (or RecBole) saved.
 
     ``loaders=True``: the splits as RecBole's data loaders, seeded as RecBole's
     ``load_data_and_model`` seeds them (the same batches as the run that saved it). Otherwise the
     splits as datasets (what a model's constructor needs) and the caller's random state is left
     alone: the weights come from the file, so the constructor's random init must not consume it.
-    ``checkpoint``: the file's contents when the caller has read them already.
+    ``checkpoint``: the file's contents when the caller has read them already. ``settings``: keys
+    that change how the model runs, not what it learned (e.g. ``llm_compute_dtype`` for scoring),
+    checked as the settings of a run are.
     """
     from recbole.utils import init_seed
 
@@ -124,6 +127,12 @@ def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = 
     checkpoint = checkpoint if checkpoint is not None else read_checkpoint(path, map_location)
     config = checkpoint["config"]
     _rename_settings(config)
+    if settings:
+        from recbole_collm.settings import validate
+
+        validate(settings)
+        for key, value in settings.items():
+            config[key] = value
     with torch.random.fork_rng(devices=[]):
         if loaders:
             init_seed(config["seed"], config["reproducibility"])

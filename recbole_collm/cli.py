@@ -31,6 +31,8 @@ def _serve(command: str, argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog=f"recbole-collm {command}")
     parser.add_argument("--checkpoint", required=True, help="a .pth checkpoint this plugin saved")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--llm_compute_dtype", default=None, help="an LLM model's compute dtype "
+                        "(auto | float32 | bfloat16 | float16); default: the training run's")
     if command == "score":
         parser.add_argument("--pairs", required=True, help="tab-separated user, item[, timestamp] tokens")
         parser.add_argument("--batch_size", type=int, default=None, help="default: the checkpoint's eval_batch_size")
@@ -41,10 +43,10 @@ def _serve(command: str, argv: list[str]) -> None:
     args = parser.parse_args(argv)
     sys.argv = sys.argv[:1]  # RecBole's Config would read the options as settings
     if command == "score":
-        count = score_file(args.checkpoint, args.pairs, args.out, args.batch_size)
+        count = score_file(args.checkpoint, args.pairs, args.out, args.batch_size, compute_dtype=args.llm_compute_dtype)
         print(f"scored {count} pairs -> {args.out}")
     else:
-        count = recommend(args.checkpoint, args.users, args.candidates, args.topk, args.out)
+        count = recommend(args.checkpoint, args.users, args.candidates, args.topk, args.out, compute_dtype=args.llm_compute_dtype)
         print(f"wrote {count} recommendations -> {args.out}")
 
 

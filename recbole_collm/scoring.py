@@ -145,10 +145,16 @@ def _check_tokens(scorer: PairScorer, path: str) -> int:
     return rows
 
 
-def score_file(checkpoint: str, pairs: str, out: str, batch_size: int | None = None, progress: bool = True) -> int:
+def _restore(checkpoint: str, compute_dtype: str | None):
+    """The checkpoint's model, in ``compute_dtype`` when given (else the run's ``llm_compute_dtype``)."""
+    return restore(checkpoint, settings={"llm_compute_dtype": compute_dtype} if compute_dtype else None)
+
+
+def score_file(checkpoint: str, pairs: str, out: str, batch_size: int | None = None, progress: bool = True,
+               compute_dtype: str | None = None) -> int:
     """Score every pair of ``pairs`` with the model of ``checkpoint``; write ``user item score``
     lines to ``out`` in input order. Returns the number of pairs."""
-    scorer = PairScorer(restore(checkpoint), batch_size)
+    scorer = PairScorer(_restore(checkpoint, compute_dtype), batch_size)
     total = _check_tokens(scorer, pairs)
 
     def write(tmp: str) -> None:
@@ -167,11 +173,12 @@ def score_file(checkpoint: str, pairs: str, out: str, batch_size: int | None = N
     return total
 
 
-def recommend(checkpoint: str, users_file: str, candidates: str, topk: int, out: str, progress: bool = True) -> int:
+def recommend(checkpoint: str, users_file: str, candidates: str, topk: int, out: str, progress: bool = True,
+              compute_dtype: str | None = None) -> int:
     """Top-``topk`` items per user of ``users_file`` (one token per line) among ``candidates``:
     ``popN`` (the N most popular train items) or a file of item tokens (one per line); items the
     user already interacted with are left out. Writes ``user rank item score`` lines."""
-    restored = restore(checkpoint)
+    restored = _restore(checkpoint, compute_dtype)
     scorer = PairScorer(restored)
     if not os.path.isfile(users_file):
         raise MissingInputError(f"--users: '{users_file}' not found")

@@ -9,12 +9,13 @@ import os
 from typing import Any, Callable
 
 from recbole_collm.errors import InputError, MissingInputError
+from recbole_collm.model.llm_recommender.llm.precision import COMPUTE_DTYPES
 
 STAGES = ("lora", "cie", "all", "one_step",  # CoLLM (and its ablations)
           "align", "project",  # A-LLMRec
           "pretrain", "finetune")  # CLLM4Rec
 SCORE_MODES = ("yes_no", "yes_logit")
-STORE_DTYPES = ("float16", "bfloat16", "float32")
+STORE_DTYPES = ("auto", "float16", "bfloat16", "float32")
 LLM_DTYPES = ("float32", "bfloat16", "float16")
 CF_SOURCES = ("MF", "LightGCN", "SASRec", "DIN")
 LEARNERS = ("adam", "adamw", "sgd", "adagrad", "rmsprop", "sparse_adam")
@@ -107,6 +108,7 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     # the LLM models
     "llm_path": _file("a local Hugging Face model folder or a .gguf file (empty: the default SmolLM2)"),
     "llm_dtype": _choice(LLM_DTYPES),
+    "llm_compute_dtype": _choice(COMPUTE_DTYPES, optional=True),
     "stage": _choice(STAGES),
     "score_mode": _choice(SCORE_MODES),
     "lora_checkpoint": _file("a TALLRec/CoLLM checkpoint or its -adapter folder"),
@@ -160,6 +162,11 @@ def validate(config: dict) -> None:
     for key, rule in RULES.items():
         if key in config:
             rule(key, config[key])
+    if "llm_compute_dtype" in config and config.get("enable_amp"):
+        # one precision setting for the LLM models, applied by the model itself (training,
+        # evaluation and the score/recommend commands alike)
+        raise InputError("enable_amp: the LLM models set their precision with llm_compute_dtype "
+                         f"({' | '.join(COMPUTE_DTYPES)}); remove enable_amp")
     check_valid_metric(config)
 
 

@@ -81,6 +81,7 @@ def mf_checkpoint(tmp_path_factory) -> str:
 def llm_config(model: str, llm_dir: Path, tmp_path: Path, **overrides):
     base = {"llm_path": str(llm_dir), "train_rows_limit": 48, "eval_rows_limit": 24, "show_progress": False,
             "lora_dropout": 0.0, "train_batch_size": 8, "warmup_steps": 0,
+            "llm_compute_dtype": "float32",  # exact references; bf16 against them: tests/test_precision.py
             "cie_checkpoint": None,  # MF from scratch (T2) unless a test names a checkpoint (or auto)
             "cie_learning_rate": None, "cie_epochs": None}  # the CIE stage as the LoRA stage unless a test says
     base.update(overrides)
@@ -101,6 +102,7 @@ def sasrec_checkpoint(tmp_path_factory) -> str:
 def ranking_llm_config(model: str, llm_dir: Path, tmp_path: Path, mode: str, **overrides):
     """A small ranking run of A-LLMRec or CLLM4Rec on the tiny dataset (no validation pass)."""
     base = {"llm_path": str(llm_dir), "train_rows_limit": 64, "eval_rows_limit": 40, "show_progress": False,
+            "llm_compute_dtype": "float32",
             "warmup_steps": 0, "eval_step": 0, "topk": [1, 3], "metrics": ["Hit", "NDCG", "MRR"], "valid_metric": "Hit@1",
             "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": None, "mode": mode}}
     base.update(overrides)

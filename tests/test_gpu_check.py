@@ -35,7 +35,7 @@ def test_dry_run_trains_both_stages_and_scores_both_paths(tmp_path):
         assert shape[stage]["nonzero_grads"] > 0 and shape[stage]["updated_tensors"] > 0
         assert shape[stage]["frozen_tunable_unchanged"] is True
     assert shape["frozen_llm_weight_unchanged"] is True
-    assert shape["split_max_abs_diff"] < 1e-4  # shared prefix = plain path
+    assert 0 < shape["split_max_abs_diff"] < 0.005  # shared prefix = plain path, in bf16 (tests/test_precision.py)
     full = json.loads((tmp_path / "gpu_check_full.json").read_text())
     assert list(full["models"]) == ["MF", "TALLRec", "CoLLM-MF"]
     assert all(model["auc"] is not None for model in full["models"].values())

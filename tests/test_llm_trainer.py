@@ -1,4 +1,4 @@
-"""The LLM trainer honours RecBole's training settings (learner, enable_amp, TensorBoard); the model
+"""The LLM trainer honours RecBole's training settings (learner, TensorBoard; the compute dtype: tests/test_precision.py); the model
 scores with the branch its LLM needs (yes_logit, soft-capped logits, a biased LM head) and saves
 and loads its own adapters."""
 import pytest
@@ -30,25 +30,6 @@ def test_learner_is_recboles_setting_over_the_trainable_parameters(tiny_llm_dir,
     trainer._enter_stage(1)  # the CIE stage: its own rate, its own parameters
     assert type(trainer.optimizer) is kind and trainer.optimizer.param_groups[0]["lr"] == 0.005
     assert all(".cie." in n or n.startswith("cie.") for n, p in model.named_parameters() if p.requires_grad)
-
-
-def test_enable_amp_runs_the_llm_in_bfloat16_in_training_and_evaluation(tiny_llm_dir, tmp_path):
-    config, model, train, valid = build(TALLRec, tiny_llm_dir, tmp_path, enable_amp=True)
-    dtypes = []
-    projection = model.base_llm.get_decoder().layers[0].self_attn.q_proj
-    projection.register_forward_hook(lambda m, a, out: dtypes.append(out.dtype))
-    trainer = LLMTrainer(config, model)
-    trainer.fit(train, None, saved=False)
-    assert dtypes and set(dtypes) == {torch.bfloat16}
-    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)  # weights stay fp32
-    dtypes.clear()
-    trainer.evaluate(valid, load_best_model=False)
-    assert dtypes and set(dtypes) == {torch.bfloat16}
-    dtypes.clear()
-    config, model, train, _ = build(TALLRec, tiny_llm_dir, tmp_path)  # off by default
-    model.base_llm.get_decoder().layers[0].self_attn.q_proj.register_forward_hook(lambda m, a, out: dtypes.append(out.dtype))
-    LLMTrainer(config, model).fit(train, None, saved=False)
-    assert set(dtypes) == {torch.float32}
 
 
 def test_train_loss_and_validation_reach_tensorboard(tiny_llm_dir, tmp_path, monkeypatch):

@@ -96,7 +96,7 @@ def test_store_is_bounded_and_evicts_least_recently_used():
 def test_bad_store_settings_are_one_error(tiny_collm):
     with pytest.raises(InputError, match=r"^prefix_store_mb: '-1' must be a number ≥ 0 \(MB; 0 or empty: no store\)$"):
         tiny_collm("cie", prefix_store_mb=-1)
-    with pytest.raises(InputError, match="^prefix_store_dtype: 'int8' is not one of float16, bfloat16, float32$"):
+    with pytest.raises(InputError, match="^prefix_store_dtype: 'int8' is not one of auto, float16, bfloat16, float32$"):
         tiny_collm("cie", prefix_store_dtype="int8")
 
 

@@ -2,7 +2,6 @@
 fit loop per stage, over the trainable parameters only, with the model's stage plan (``model.stages``)."""
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import os
@@ -21,8 +20,8 @@ from recbole_collm.trainer.trainer import ResumableTrainerMixin
 class LLMTrainer(ResumableTrainerMixin, Trainer):
     """RecBole's fit loop (early stopping on ``valid_metric``) for the LLM models, over the
     trainable parameters only, with RecBole's ``learner`` (AdamW by default), linear warmup +
-    cosine decay, gradient accumulation, ``enable_amp`` autocast (bf16 where the device has it,
-    else fp16 with ``enable_scaler``) and the model's stages in order (``model.stages``, decoded from
+    cosine decay, gradient accumulation, fp16 loss scaling (``enable_scaler``, for
+    ``llm_compute_dtype: float16``: the model applies its own precision) and the model's stages in order (``model.stages``, decoded from
     ``stage`` by the model): for CoLLM ``stage: all`` = the LoRA stage, then the CIE stage from the
     best LoRA weights; A-LLMRec: align, project; CLLM4Rec: pretrain, finetune.
 
@@ -50,8 +49,9 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
         self._pending_scheduler = None
         self.scheduler = None
         super().__init__(config, model)
-        self.amp_dtype = torch.bfloat16 if self.device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=bool(self.enable_scaler and self.enable_amp))
+        # the model computes in its own precision (``llm_compute_dtype``); only fp16 needs loss scaling
+        fp16 = getattr(getattr(model, "precision", None), "dtype", None) == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=bool(self.enable_scaler and fp16))
 
     def _build_optimizer(self, **kwargs):
         """RecBole's ``learner`` over the trainable parameters, at the stage's learning rate."""
@@ -147,8 +147,7 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
             if self.distributed:  # RecBole's way: every trainable parameter's gradient is averaged
                 self.set_reduce_hook()
                 sync = self.sync_grad_loss()
-            with self._autocast():
-                loss = self.model.calculate_loss(interaction) + sync
+            loss = self.model.calculate_loss(interaction) + sync
             self._check_nan(loss, interaction)
             self.scaler.scale(loss / self.accumulation).backward()
             total_loss += loss.item()
@@ -165,13 +164,6 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
         self._log_prefix_store()
         return total_loss
 
-    def _autocast(self):
-        """``enable_amp``: the forward pass in half precision (bf16, or fp16 where the GPU lacks
-        bf16); the loss and the trainable weights stay float32."""
-        if not self.enable_amp:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
-
     def _epoch_batches(self, train_data) -> int:
         """Batches per epoch: all of them, except under ``<stage>_train_rows`` (the first batches
         of the epoch's seeded shuffle, different rows each epoch)."""
@@ -182,8 +174,7 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
 
     # --- evaluation and checkpoints -------------------------------------------------------------
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        with self._autocast():
-            result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
+        result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
         self._log_prefix_store()
         return result
 

@@ -137,11 +137,12 @@ class ALLMRec(LLMRecommender):
         seqs = [self._prompt(h, c) for h, c in zip(histories, candidates)]
         embeds, mask, _ = embed_soft_prompts(self.llm.get_input_embeddings(), seqs,
                                              self._prompt_vectors(interaction, rows, histories, candidates), self.pad_id, left=False)
-        kv = engine.encode_embeds(embeds, mask)
         suffixes = [self.cue[-1:] + self.quoted[t] for t in targets]
-        states = engine.suffix_states(kv, mask, group, suffixes)
+        with self.precision.autocast():
+            kv = engine.encode_embeds(embeds, mask)
+            states = engine.suffix_states(kv, mask, group, suffixes)
         lengths = [len(s) - 1 for s in suffixes]
-        logits = self.llm.get_output_embeddings()(torch.cat([s[:-1] for s in states])).float()
+        logits = self.vocabulary_logits(torch.cat([s[:-1] for s in states]))
         tokens = torch.tensor([tok for s in suffixes for tok in s[1:]], device=logits.device)
         token_ll = torch.log_softmax(logits, -1).gather(1, tokens.view(-1, 1)).view(-1)
         per_row = torch.split(token_ll, lengths)
@@ -221,8 +222,9 @@ class ALLMRec(LLMRecommender):
         seqs = [self._prompt(h, c) + self.cue[-1:] for h, c in zip(histories, candidates)]
         embeds, mask, _ = embed_soft_prompts(self.llm.get_input_embeddings(), seqs,
                                              self._prompt_vectors(interaction, first, histories, candidates), self.pad_id)
-        generated = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=self.max_new_tokens,
-                                      do_sample=False, pad_token_id=self.pad_id)
+        with self.precision.autocast():
+            generated = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=self.max_new_tokens,
+                                          do_sample=False, pad_token_id=self.pad_id)
         texts = [t.split('"')[1] if t.count('"') >= 2 else t.strip(' "') for t in self.tokenizer.batch_decode(generated, skip_special_tokens=True)]
         items = interaction[self.ITEM_ID].tolist()
         scores = [difflib.SequenceMatcher(None, texts[g].casefold(), self.titles[i].casefold()).ratio() for g, i in zip(group, items)]

@@ -73,7 +73,8 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
     def _hidden(self, seqs: list[list[int]], vectors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Last-layer hidden states of left-padded soft prompts, and their attention mask."""
         embeds, mask, positions = embed_soft_prompts(self.llm.get_input_embeddings(), seqs, vectors, self.pad_id)
-        out = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions)
+        with self.precision.autocast():
+            out = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions)
         return out.last_hidden_state, mask
 
     def _query_hidden(self, interaction) -> torch.Tensor:
@@ -117,7 +118,7 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         vectors = [torch.cat([self.content_tokens.user(users[b : b + 1]), self.content_tokens.item(items[b : b + 1])])
                    for b in range(len(titles))]
         states, targets = _predicting_states(self._hidden(seqs, vectors)[0], titles)
-        logits = self.llm.get_output_embeddings()(states).float()
+        logits = self.vocabulary_logits(states)
         return F.cross_entropy(logits, targets)
 
     def _mutual_regularisation(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

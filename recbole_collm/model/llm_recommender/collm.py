@@ -58,7 +58,11 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
         self.llm_batch_size = int(config["llm_batch_size"])
         self.tune_cf_model = bool(config["tune_cf_model"])
         store_mb = config["prefix_store_mb"] or 0
-        self.prefix_store = PrefixStore(store_mb, DTYPES[config["prefix_store_dtype"]]) if store_mb else None
+        store_dtype = config["prefix_store_dtype"]
+        # auto: what the LLM computes in when that is half precision (no cast when a stored prefix
+        # is read), else float16 (half the memory of float32 keys/values, converted on reading)
+        store_dtype = self.precision.dtype if store_dtype in (None, "auto") and self.precision.half else DTYPES.get(store_dtype, torch.float16)
+        self.prefix_store = PrefixStore(store_mb, store_dtype) if store_mb else None
         self.stages = stage_plan(config["stage"], self.uses_ids)  # what LLMTrainer trains, in order
         # the collaborative source first: a bad checkpoint is reported before the LLM loads
         source = self._build_source(config, dataset) if self.uses_ids else None
@@ -128,8 +132,10 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
         return self.share_prefixes and all("sliding" not in t for t in layer_types)
 
     def logits(self, interaction) -> torch.Tensor:
-        """Per-row score; shared-prefix path unless ``share_prefixes: False`` (the plain reference)."""
-        hidden = self._shared_prefix_hidden(interaction) if self.uses_shared_prefixes else self._plain_hidden(interaction)
+        """Per-row score; shared-prefix path unless ``share_prefixes: False`` (the plain reference).
+        The LLM runs in the compute dtype, the score in float32."""
+        with self.precision.autocast():
+            hidden = self._shared_prefix_hidden(interaction) if self.uses_shared_prefixes else self._plain_hidden(interaction)
         return self._answer_score(hidden)
 
     def _plain_hidden(self, interaction) -> torch.Tensor:
@@ -175,6 +181,7 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
             self.prefix_batch_size,
             self.llm_batch_size,
             store=self.prefix_store,
+            compute_dtype=self.precision.dtype if self.precision.half else None,
         )
         return encoder.hidden(split, user_vec, item_vec, prefix_grad=llm_trains)
 
@@ -183,13 +190,12 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
         prompts = self.prompts
         head = self.base_llm.get_output_embeddings()
         rows = head.weight[[prompts.yes_id, prompts.no_id]]
-        out = hidden.to(rows.dtype) @ rows.T
+        out = hidden.float() @ rows.float().T
         if getattr(head, "bias", None) is not None:
-            out = out + head.bias[[prompts.yes_id, prompts.no_id]]
+            out = out + head.bias[[prompts.yes_id, prompts.no_id]].float()
         cap = getattr(self.base_llm.config, "final_logit_softcapping", None)
         if cap:
             out = torch.tanh(out / cap) * cap
-        out = out.float()
         return out[:, 0] - out[:, 1] if self.score_mode == "yes_no" else out[:, 0]
 
     def calculate_loss(self, interaction) -> torch.Tensor:

@@ -3,11 +3,16 @@ RecBole's labeled rows, the field names read once, the tunable parts (:class:`Ad
 one-line summary."""
 from __future__ import annotations
 
+import logging
+
+import torch
+
 from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.utils import InputType, ModelType
 
 from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.llm.adapters import AdaptersMixin
+from recbole_collm.model.llm_recommender.llm.precision import Precision
 
 
 def stage_sequence(stage: str, stages: tuple[str, ...], model: str) -> tuple[str, ...]:
@@ -37,6 +42,10 @@ class LLMRecommender(AdaptersMixin, AbstractRecommender):
         self.ITEM_SEQ = self.ITEM_ID + config["LIST_SUFFIX"]
         self.ITEM_SEQ_LEN = config["ITEM_LIST_LENGTH_FIELD"]
         self.n_items = dataset.item_num
+        # the LLM's compute dtype (bf16 autocast where the hardware has it); the model applies it
+        # to its LLM forward passes and keeps its scores and losses in float32, so training,
+        # evaluation and the score/recommend commands all run in the same precision
+        self.precision = Precision(config["llm_compute_dtype"], self.device, logging.getLogger())
 
     def _histories(self, interaction, last: int | None = None) -> list[list[int]]:
         """Each row's history items, oldest first (the most recent ``last`` of them when given)."""
@@ -47,6 +56,13 @@ class LLMRecommender(AdaptersMixin, AbstractRecommender):
     def base_llm(self):
         """The causal LM (under the peft wrapper, for a model with LoRA)."""
         return self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+
+    def vocabulary_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """The LM head over the whole vocabulary, in float32 whatever the compute dtype (a
+        log-likelihood from bf16 logits would be off by ~0.1 nat on SmolLM2's logit scale)."""
+        head = self.base_llm.get_output_embeddings()
+        bias = None if getattr(head, "bias", None) is None else head.bias.float()
+        return torch.nn.functional.linear(states.float(), head.weight.float(), bias)
 
     def set_stage(self, stage: str) -> None:
         """Everything frozen, then what ``stage`` trains unfrozen."""

@@ -29,10 +29,13 @@ class SharedPrefixEncoder:
 
     def __init__(
         self, decoder, embedding, placeholder_id: int, prefix_batch_size: int = 16, llm_batch_size: int = 32,
-        store: PrefixStore | None = None,
+        store: PrefixStore | None = None, compute_dtype: torch.dtype | None = None,
     ):
         self.decoder, self.embedding, self.placeholder_id = decoder, embedding, placeholder_id
         self.store = store  # prefixes encoded without autograd are kept there across calls
+        # stored keys/values are read in the dtype the decoder computes in: a float32 copy under
+        # bf16 autocast would turn every attention over the prefix into float32
+        self.compute_dtype = compute_dtype or embedding.weight.dtype
         self.prefix_batch_size = max(1, int(prefix_batch_size))
         self.llm_batch_size = max(1, int(llm_batch_size))
 
@@ -124,7 +127,7 @@ class SharedPrefixEncoder:
                 found[p] = self.store.put(p, [(keys[b, :, : len(p)], values[b, :, : len(p)]) for keys, values in kv])
         entries = [found[p] for p in prefixes]
         lengths = np.array([len(p) for p in prefixes])
-        width, dtype = int(lengths.max()), self.embedding.weight.dtype
+        width, dtype = int(lengths.max()), self.compute_dtype
         layers = []
         for layer in range(len(entries[0])):
             keys = torch.nn.utils.rnn.pad_sequence([e[layer][0].transpose(0, 1) for e in entries], batch_first=True)

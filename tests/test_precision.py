@@ -1,0 +1,213 @@
+"""The LLM's compute dtype (``llm_compute_dtype``): bf16 autocast against the float32 path on the
+tiny LLaMA — scores, gradients, a short training run — the CPU detection, the shared-prefix engine
+and the prefix store in bf16, and the one setting reaching every LLM model and the score command.
+
+Tolerances: the tiny model's scores (logit(Yes) − logit(No)) are of order 0.1–1; bf16 keeps 8
+mantissa bits (relative error ~4e-3 per rounding). Measured here: bf16 against float32 at most
+1.1e-3 (plain and shared-prefix paths), gradient cosines ≥ 0.997, a 2-epoch run's validation AUC
+0.6019 against 0.5926. Stated bounds: 0.005 for scores, 0.99 for cosines, 0.03 for the AUC.
+"""
+import logging
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recbole_collm.data import CollmDataset
+from recbole_collm.data.utils import data_preparation
+from recbole_collm.errors import InputError
+from recbole_collm.model.llm_recommender.collm import CoLLM
+from recbole_collm.model.llm_recommender.llm import precision
+from recbole_collm.model.llm_recommender.llm.precision import Precision, resolve_compute_dtype
+from recbole_collm.model.llm_recommender.tallrec import TALLRec
+from recbole_collm.trainer import LLMTrainer
+from tests.conftest import llm_config, tiny_config
+from tests.test_shared_prefix import mixed_batch
+
+SCORE_TOL = 0.005
+
+
+@pytest.fixture
+def forced_cpu(monkeypatch):
+    """Pretend the CPU has (or lacks) native bf16, whatever this machine has."""
+
+    def force(flags: set[str]) -> None:
+        monkeypatch.setattr(precision, "cpu_flags", lambda: set(flags))
+        precision.cpu_has_native_bf16.cache_clear()
+
+    yield force
+    precision.cpu_has_native_bf16.cache_clear()
+
+
+def build(model_cls, tiny_llm_dir, mf_checkpoint, tmp_path, dtype, **overrides):
+    settings = dict(cie_checkpoint=mf_checkpoint, llm_compute_dtype=dtype, prefix_batch_size=2, llm_batch_size=3)
+    settings.update(overrides)
+    config = llm_config(model_cls.__name__, tiny_llm_dir, tmp_path, **settings)
+    train, valid, test = data_preparation(config, CollmDataset(config))
+    torch.manual_seed(0)
+    model = model_cls(config, train._dataset)
+    with torch.no_grad():  # LoRA B starts at zero: make the adapter matter for the checks
+        for name, param in model.llm.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)
+    return config, model, train, valid
+
+
+def pair(tiny_llm_dir, mf_checkpoint, tmp_path, **overrides):
+    """The same model (same initial weights) in float32 and in bf16."""
+    built = {d: build(CoLLM, tiny_llm_dir, mf_checkpoint, tmp_path, d, **overrides) for d in ("float32", "bfloat16")}
+    built["bfloat16"][1].load_state_dict(built["float32"][1].state_dict())
+    return built
+
+
+# --- detection --------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags,expected", [
+    ({"avx512f", "avx512_bf16"}, torch.bfloat16), ({"amx_bf16"}, torch.bfloat16), ({"fp", "asimd", "bf16"}, torch.bfloat16),
+    ({"avx2", "avx512f"}, torch.float32), (set(), torch.float32),
+])
+def test_auto_is_bf16_only_where_the_cpu_computes_it_natively(forced_cpu, flags, expected, caplog):
+    forced_cpu(flags)
+    with caplog.at_level(logging.INFO):
+        found = Precision("auto", torch.device("cpu"), logging.getLogger("t"))
+    assert found.dtype == expected
+    lines = [r.getMessage() for r in caplog.records]
+    if expected == torch.float32:  # one line saying why
+        assert lines == ["llm_compute_dtype: auto -> float32 (this CPU has no native bf16 (avx512_bf16/amx_bf16/bf16); "
+                         "emulated bf16 would be slower)"]
+    else:
+        assert lines == ["llm_compute_dtype: auto -> bfloat16 (the CPU computes bf16 natively)"]
+
+
+def test_explicit_settings_win_and_float16_needs_a_gpu(forced_cpu):
+    forced_cpu(set())
+    assert resolve_compute_dtype("bfloat16", torch.device("cpu"))[0] == torch.bfloat16
+    assert resolve_compute_dtype(None, torch.device("cpu"))[0] == torch.float32  # an old checkpoint: auto
+    forced_cpu({"avx512_bf16"})
+    assert resolve_compute_dtype("float32", torch.device("cpu"))[0] == torch.float32
+    with pytest.raises(InputError, match=r"^llm_compute_dtype: 'float16' needs a CUDA GPU \(this run is on cpu\)"):
+        resolve_compute_dtype("float16", torch.device("cpu"))
+
+
+def test_a_model_without_native_bf16_runs_float32(forced_cpu, tiny_llm_dir, mf_checkpoint, tmp_path):
+    forced_cpu({"avx2"})
+    _, model, train, _ = build(TALLRec, tiny_llm_dir, mf_checkpoint, tmp_path, "auto")
+    seen = []
+    model.base_llm.get_decoder().layers[0].self_attn.q_proj.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+    with torch.no_grad():
+        model.predict(train._dataset.inter_feat[torch.arange(4)])
+    assert model.precision.dtype == torch.float32 and set(seen) == {torch.float32}
+
+
+def test_settings_check_the_dtype_and_refuse_enable_amp_for_llm_models(tiny_llm_dir, tmp_path):
+    with pytest.raises(InputError, match=r"^llm_compute_dtype: 'half' is not one of auto, float32, bfloat16, float16$"):
+        llm_config("CoLLM", tiny_llm_dir, tmp_path, llm_compute_dtype="half")
+    with pytest.raises(InputError, match=r"^enable_amp: the LLM models set their precision with llm_compute_dtype"):
+        llm_config("CoLLM", tiny_llm_dir, tmp_path, enable_amp=True)
+    assert tiny_config("MF", enable_amp=True)["enable_amp"] is True  # RecBole's own models keep it
+
+
+# --- bf16 against float32 -----------------------------------------------------------------------
+@pytest.mark.parametrize("stage", ["lora", "cie"])
+def test_bf16_scores_match_float32_on_both_paths(tiny_llm_dir, mf_checkpoint, tmp_path, stage):
+    built = pair(tiny_llm_dir, mf_checkpoint, tmp_path, stage=stage, prefix_store_mb=0)
+    batch = mixed_batch(built["float32"][2]._dataset)
+    scores = {}
+    for dtype, (_, model, _, _) in built.items():
+        model.eval()
+        for share in (False, True):
+            model.share_prefixes = share
+            with torch.no_grad():
+                scores[dtype, share] = model.logits(batch)
+            assert scores[dtype, share].dtype == torch.float32  # the score itself is float32
+    reference = scores["float32", False]
+    assert torch.allclose(scores["float32", True], reference, atol=1e-5)  # the engine is exact in float32
+    for share in (False, True):
+        difference = (scores["bfloat16", share] - reference).abs().max().item()
+        assert 0 < difference < SCORE_TOL  # bf16 did run (not a float32 copy), and stayed close
+    # the shared-prefix path equals the plain one in bf16 as in float32 (both within bf16 rounding)
+    assert (scores["bfloat16", True] - scores["bfloat16", False]).abs().max().item() < SCORE_TOL
+
+
+@pytest.mark.parametrize("stage", ["lora", "cie", "one_step"])
+def test_bf16_gradients_point_as_float32_ones_and_stay_float32(tiny_llm_dir, mf_checkpoint, tmp_path, stage):
+    built = pair(tiny_llm_dir, mf_checkpoint, tmp_path, stage=stage, prefix_store_mb=0)
+    batch = mixed_batch(built["float32"][2]._dataset)
+    batch["label"] = torch.tensor([1.0, 0, 1, 0, 1, 0, 1, 1, 0])
+    grads = {}
+    for dtype, (_, model, _, _) in built.items():
+        model.train()
+        model.zero_grad()
+        loss = model.calculate_loss(batch)
+        assert loss.dtype == torch.float32
+        loss.backward()
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        assert named and all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for _, p in named)
+        grads[dtype] = {n: p.grad.flatten().clone() for n, p in named}
+    assert grads["float32"].keys() == grads["bfloat16"].keys()
+    for name, reference in grads["float32"].items():
+        if reference.norm() > 0:
+            cosine = F.cosine_similarity(reference, grads["bfloat16"][name], dim=0).item()
+            assert cosine >= 0.99, (name, cosine)
+
+
+def test_bf16_training_reaches_float32_validation_auc_and_keeps_the_optimizer_float32(tiny_llm_dir, mf_checkpoint, tmp_path):
+    aucs = {}
+    for dtype in ("float32", "bfloat16"):
+        config, model, train, valid = build(CoLLM, tiny_llm_dir, mf_checkpoint, tmp_path, dtype, epochs=2, eval_step=1,
+                                            learning_rate=0.01, cie_learning_rate=0.01)
+        trainer = LLMTrainer(config, model)
+        trainer.fit(train, valid, saved=False)
+        state = trainer.optimizer.state_dict()["state"]
+        assert state and all(v.dtype == torch.float32 for s in state.values() for k, v in s.items() if k != "step")
+        aucs[dtype] = trainer.evaluate(valid, load_best_model=False)["auc"]
+    # 24 validation rows: one pair of rows swapped moves the AUC by ~1/140; the stated margin is 0.03
+    assert abs(aucs["bfloat16"] - aucs["float32"]) <= 0.03, aucs
+
+
+# --- the prefix store and the engine in bf16 ------------------------------------------------------
+def test_prefix_store_holds_bf16_and_reads_as_the_plain_bf16_path(tiny_llm_dir, mf_checkpoint, tmp_path):
+    _, model, train, _ = build(CoLLM, tiny_llm_dir, mf_checkpoint, tmp_path, "bfloat16", stage="cie", prefix_store_mb=64)
+    batch = mixed_batch(train._dataset)
+    model.eval()
+    with torch.no_grad():
+        first = model.logits(batch)  # fills the store
+        second = model.logits(batch)  # reads it
+        store = model.prefix_store
+        model.prefix_store, model.share_prefixes = None, False
+        plain = model.logits(batch)
+    assert store.dtype == torch.bfloat16 and store.hits > 0
+    assert all(k.dtype == torch.bfloat16 and v.dtype == torch.bfloat16 for entry in store.entries.values() for k, v in entry)
+    assert torch.equal(first, second)
+    assert (second - plain).abs().max().item() < SCORE_TOL
+
+
+def test_float32_compute_keeps_the_half_precision_store_default(tiny_llm_dir, mf_checkpoint, tmp_path):
+    _, model, _, _ = build(CoLLM, tiny_llm_dir, mf_checkpoint, tmp_path, "float32", stage="cie", prefix_store_mb=64)
+    assert model.prefix_store.dtype == torch.float16
+    _, model, _, _ = build(CoLLM, tiny_llm_dir, mf_checkpoint, tmp_path, "bfloat16", stage="cie", prefix_store_mb=64,
+                           prefix_store_dtype="float32")
+    assert model.prefix_store.dtype == torch.float32  # an explicit choice wins
+
+
+# --- every path honours the one setting -----------------------------------------------------------
+def test_training_evaluation_and_scoring_run_the_llm_in_the_compute_dtype(tiny_llm_dir, mf_checkpoint, tmp_path):
+    from recbole_collm.checkpoint import restore
+
+    for setting, expected in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
+        config, model, train, valid = build(TALLRec, tiny_llm_dir, mf_checkpoint, tmp_path, setting)
+        seen = []
+        model.base_llm.get_decoder().layers[0].self_attn.q_proj.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+        trainer = LLMTrainer(config, model)
+        trainer.fit(train, None, saved=True)
+        assert seen and set(seen) == {expected}
+        seen.clear()
+        trainer.evaluate(valid, load_best_model=False)
+        assert seen and set(seen) == {expected}
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # the weights stay float32
+        # a saved run scores in its own compute dtype, or in the one the score command asks for
+        for asked, got in ((None, expected), ("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+            restored = restore(trainer.saved_model_file, settings={"llm_compute_dtype": asked} if asked else None)
+            assert restored.model.precision.dtype == got
+    with pytest.raises(InputError, match=r"^llm_compute_dtype: 'fp8' is not one of"):
+        restore(trainer.saved_model_file, settings={"llm_compute_dtype": "fp8"})
