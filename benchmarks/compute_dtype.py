@@ -1,16 +1,20 @@
-"""Which bf16 mechanism the LLM stages use: float32 weights, float32 weights under bf16 autocast, or
-bf16 frozen weights under autocast (LoRA float32 in all three), default LLM (SmolLM2-135M-Instruct)
-with LoRA (r 8, alpha 16, q/v), a batch of --batch random prompts × --tokens tokens:
+"""Which bf16 mechanism the LLM models use, measured through the plugin's own CoLLM (default LLM,
+SmolLM2-135M-Instruct, LoRA r 8 on q/v): float32; bf16 autocast over float32 weights
+(``llm_compute_dtype: bfloat16``, ``llm_dtype: float32``); bf16 autocast with the frozen weights
+held in bf16 (``llm_compute_dtype: bfloat16``, ``llm_dtype: auto`` — the default where the CPU
+has bf16).
 
-    python benchmarks/compute_dtype.py [--batch 8] [--tokens 217] [--repeats 3] [--threads 2]
+    python benchmarks/compute_dtype.py [--dataset ml-1m-collm] [--batches 3] [--score-rows 128]
 
-Prints the median seconds of a LoRA training step (forward + backward of the decoder's last
-position) and of a no-grad scoring forward, and each mechanism's ratio to float32; the largest
-last-position hidden-state difference to float32 says what the speed costs in accuracy.
+- stage-1 step: forward + backward + AdamW on LoRA over prefix-grouped train batches (the first
+  batch is a warm-up; the median of --batches after it);
+- scoring: --score-rows validation rows, no autograd, shared-prefix path without a store.
+Prints seconds, the ratio to float32, and the largest score difference to float32.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -20,65 +24,65 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import parse_args  # noqa: E402
 
+MECHANISMS = {
+    "float32": {"llm_compute_dtype": "float32", "llm_dtype": "float32"},
+    "bf16 autocast, float32 weights": {"llm_compute_dtype": "bfloat16", "llm_dtype": "float32"},
+    "bf16 autocast, bf16 frozen weights": {"llm_compute_dtype": "bfloat16", "llm_dtype": "auto"},
+}
+
+
+def measure(dataset: str, settings: dict, args) -> tuple[float, float, list[float]]:
+    import torch
+
+    from recbole_collm import Config
+    from recbole_collm.data import CollmDataset
+    from recbole_collm.data.utils import data_preparation
+    from recbole_collm.model.llm_recommender.collm import CoLLM
+
+    config = Config(model="CoLLM", dataset=dataset, config_dict={
+        "stage": "lora", "train_rows_limit": None, "eval_rows_limit": None, "state": "WARNING", "show_progress": False,
+        "cie_checkpoint": None, "prefix_store_mb": 0, **settings})
+    train, valid, _ = data_preparation(config, CollmDataset(config))
+    torch.manual_seed(0)
+    model = CoLLM(config, train._dataset)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    model.train()
+    seconds = []
+    for batch in itertools.islice(train, args.batches + 1):
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        model.calculate_loss(batch).backward()
+        optimizer.step()
+        seconds.append(time.perf_counter() - start)
+    model.eval()
+    rows = valid._dataset.inter_feat[torch.arange(min(args.score_rows, len(valid._dataset)))]
+    with torch.no_grad():
+        model.predict(rows[torch.arange(8)])  # warm-up
+        start = time.perf_counter()
+        scores = model.logits(rows)
+        scoring = time.perf_counter() - start
+    return statistics.median(seconds[1:]), scoring, scores.tolist()
+
 
 def main() -> None:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from recbole_collm.model.llm_recommender.llm.backbone import resolve_llm_path
+    import numpy as np
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--tokens", type=int, default=217)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dataset", default="ml-1m-collm")
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--score-rows", type=int, default=128)
     args = parse_args(parser)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    path = resolve_llm_path(None)
-    ids = torch.randint(100, 40000, (args.batch, args.tokens))
-
-    def median_seconds(fn) -> float:
-        fn()  # warm-up
-        times = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
-
-    figures, reference = {}, None
-    for name, weights, autocast in (("float32", torch.float32, False), ("float32 weights + bf16 autocast", torch.float32, True),
-                                    ("bf16 weights + bf16 autocast", torch.bfloat16, True)):
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=weights)
-        model.requires_grad_(False)
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
-        torch.manual_seed(1)
-        for n, p in model.named_parameters():  # the same adapter in every variant (B non-zero)
-            if "lora_" in n:
-                p.data = torch.randn(p.shape).mul_(0.02).to(p.dtype)
-        decoder = model.get_base_model().model
-
-        def forward(grad: bool) -> torch.Tensor:
-            with torch.autocast("cpu", torch.bfloat16, enabled=autocast), torch.set_grad_enabled(grad):
-                return decoder(input_ids=ids).last_hidden_state[:, -1].float()
-
-        def step() -> None:
-            model.zero_grad()
-            forward(True).sum().backward()
-
-        hidden = forward(False)
-        reference = hidden if reference is None else reference
-        figures[name] = (median_seconds(step), median_seconds(lambda: forward(False)), float((hidden - reference).abs().max()))
-        lora_dtype = next(p.dtype for n, p in model.named_parameters() if "lora_A" in n)
-        print(f"{name}: LoRA step {figures[name][0]:.2f} s, scoring {figures[name][1]:.2f} s, LoRA weights {lora_dtype}", flush=True)
-        del model, decoder
-    base = figures["float32"]
-    print(f"\n{args.threads} threads, {args.batch} prompts x {args.tokens} tokens, median of {args.repeats}\n")
-    print("| mechanism | LoRA step s | speed-up | scoring s | speed-up | max hidden difference to float32 |\n|---|---|---|---|---|---|")
-    for name, (step_s, score_s, diff) in figures.items():
-        print(f"| {name} | {step_s:.2f} | {base[0] / step_s:.2f}x | {score_s:.2f} | {base[1] / score_s:.2f}x | {diff:.3f} |")
+    figures = {}
+    for name, settings in MECHANISMS.items():
+        figures[name] = measure(args.dataset, settings, args)
+        print(f"{name}: stage-1 step {figures[name][0]:.2f} s, scoring {figures[name][1]:.2f} s", flush=True)
+    step0, score0, reference = figures["float32"]
+    print(f"\n{args.dataset}; stage-1 step: median of {args.batches} prefix-grouped batches of 8 rows; "
+          f"scoring: {args.score_rows} validation rows\n")
+    print("| mechanism | stage-1 step s | speed-up | scoring s | speed-up | max score difference to float32 |\n|---|---|---|---|---|---|")
+    for name, (step, score, scores) in figures.items():
+        diff = float(np.abs(np.array(scores) - np.array(reference)).max())
+        print(f"| {name} | {step:.2f} | {step0 / step:.2f}x | {score:.2f} | {score0 / score:.2f}x | {diff:.3f} |")
 
 
 if __name__ == "__main__":

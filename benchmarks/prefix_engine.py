@@ -36,7 +36,7 @@ def build(model_name: str, dataset: str, share_prefixes: bool, split_rows: int, 
     cuda = torch.cuda.is_available()
     config, model, train, _, test = build_llm(model_name, dataset, {
         "stage": "cie" if model_name == "CoLLM" else "lora", "share_prefixes": share_prefixes,
-        "use_gpu": cuda, "llm_dtype": "bfloat16" if cuda else "float32", "llm_compute_dtype": dtype})
+        "use_gpu": cuda, "llm_compute_dtype": dtype})
     test = test.inter_feat[torch.arange(min(split_rows, len(test)))]
     return config, model, train, test
 

@@ -4,6 +4,7 @@
     recbole-collm --model=MF --dataset=ml-100k [--config_files=a.yaml,gpu.yaml] [--key=value ...]
     recbole-collm score --checkpoint saved/X.pth --pairs pairs.tsv --out scores.tsv
     recbole-collm recommend --checkpoint saved/X.pth --users users.txt --candidates pop100 --topk 10 --out recs.tsv
+    recbole-collm tune --model=CoLLM --dataset=ml-100k --params_file=benchmarks/hyper/collm_cie.hyper [--key=value ...]
 
 Any RecBole model name works too; extra ``--key=value`` pairs override the yaml (RecBole's rule);
 ``--config_files`` takes yaml paths or the plugin's named settings (``gpu.yaml``,
@@ -22,6 +23,8 @@ def main() -> int:
 
     if len(sys.argv) > 1 and sys.argv[1] in ("score", "recommend"):
         return _guarded(lambda: _serve(sys.argv[1], sys.argv[2:]), InputError)
+    if len(sys.argv) > 1 and sys.argv[1] == "tune":
+        return _guarded(lambda: _tune(sys.argv[2:]), InputError)
     return _guarded(_train, InputError)
 
 
@@ -48,6 +51,46 @@ def _serve(command: str, argv: list[str]) -> None:
     else:
         count = recommend(args.checkpoint, args.users, args.candidates, args.topk, args.out, compute_dtype=args.llm_compute_dtype)
         print(f"wrote {count} recommendations -> {args.out}")
+
+
+def _tune(argv: list[str]) -> None:
+    """RecBole's hyper-parameter search (``HyperTuning``, hyperopt) over the plugin's runs: each
+    trial is :func:`recbole_collm.quick_start.objective_function` (validation only); the results
+    are written as RecBole's ``run_hyper.py`` writes them."""
+    from functools import partial
+
+    from recbole.trainer import HyperTuning
+
+    from recbole_collm.errors import InputError, MissingInputError
+    from recbole_collm.quick_start import objective_function
+
+    parser = argparse.ArgumentParser(prog="recbole-collm tune")
+    parser.add_argument("--model", "-m", required=True)
+    parser.add_argument("--dataset", "-d", required=True)
+    parser.add_argument("--params_file", required=True, help="RecBole's format: one 'name choice [a,b]' / 'name loguniform low,high' per line")
+    parser.add_argument("--config_files", default=None, help="comma-separated yaml files or named settings, fixed for every trial")
+    parser.add_argument("--algo", default="exhaustive", choices=("exhaustive", "random", "bayes"))
+    parser.add_argument("--max_evals", type=int, default=100, help="trials for random/bayes (exhaustive: the whole grid)")
+    parser.add_argument("--early_stop", type=int, default=10, help="stop after this many trials without a better validation score")
+    parser.add_argument("--output_file", default=None, help="default: hyper_<model>.result")
+    args, rest = parser.parse_known_args(argv)
+    if not os.path.isfile(args.params_file):
+        raise MissingInputError(f"--params_file: '{args.params_file}' not found")
+    for option in ("max_evals", "early_stop"):
+        if getattr(args, option) < 1:
+            raise InputError(f"--{option}: {getattr(args, option)} must be a whole number ≥ 1")
+    sys.argv = sys.argv[:1] + rest  # the remaining --key=value pairs: settings every trial shares (RecBole's Config reads them)
+    config_files = [f for f in args.config_files.split(",") if f] if args.config_files else None
+    objective = partial(objective_function, model=args.model, dataset=args.dataset)
+    tuner = HyperTuning(objective, params_file=args.params_file, fixed_config_file_list=config_files, algo=args.algo,
+                        max_evals=args.max_evals, early_stop=args.early_stop)
+    tuner.run()
+    output = args.output_file or f"hyper_{args.model}.result"
+    tuner.export_result(output_file=output)
+    best = tuner.params2result[tuner.params2str(tuner.best_params)]
+    print(f"best params: {tuner.best_params}")
+    print(f"best valid result: {best['best_valid_result']}")
+    print(f"all trials -> {output}")
 
 
 def _guarded(run, errors) -> int:

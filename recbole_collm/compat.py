@@ -59,8 +59,29 @@ def keep_anomaly_detection_off() -> None:
     torch.autograd.set_detect_anomaly(before)
 
 
+def patch_exhaustive_search_rng() -> None:
+    """hyperopt >= 0.2.7 samples with numpy's ``Generator`` (``rng.integers``); RecBole 1.2.1's
+    ``exhaustive_search`` (``HyperTuning``'s default algorithm) hands it a legacy ``RandomState``,
+    which fails on the first trial. The module sees a numpy whose ``random.RandomState`` makes a
+    ``Generator`` (the same seed, the same grid; RecBole reads nothing else from it)."""
+    import types
+
+    import recbole.trainer.hyper_tuning as hyper_tuning
+
+    if isinstance(hyper_tuning.np, types.ModuleType) and hyper_tuning.np.__name__ == "recbole_collm.compat.numpy":
+        return
+    shim = types.ModuleType("recbole_collm.compat.numpy")
+    shim.__dict__.update({k: v for k, v in np.__dict__.items() if k != "__name__"})
+    random = types.ModuleType("recbole_collm.compat.numpy.random")
+    random.__dict__.update({k: v for k, v in np.random.__dict__.items() if k != "__name__"})
+    random.RandomState = np.random.default_rng
+    shim.random = random
+    hyper_tuning.np = shim
+
+
 def apply() -> None:
     """Apply every shim; safe to call more than once."""
     patch_numpy_aliases()
     patch_scipy_dok_update()
     keep_anomaly_detection_off()
+    patch_exhaustive_search_rng()

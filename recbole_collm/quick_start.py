@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import time
 from logging import getLogger
@@ -101,6 +102,29 @@ def _run_rank(rank: int, model, dataset, config_file_list, config_dict, saved, q
 
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def objective_function(config_dict: dict | None = None, config_file_list: list[str] | None = None, saved: bool = True,
+                       model: str | None = None, dataset: str | None = None) -> dict:
+    """RecBole's ``objective_function`` for ``recbole.trainer.HyperTuning``, on the plugin: one run
+    with a trial's settings (``config_dict``) over the fixed ones, judged by its best validation
+    score. The test split is never evaluated (``test_result`` is empty): settings are chosen on
+    validation rows only, and the chosen run's test figure is taken by a separate run."""
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    logger = getLogger()
+    for handler in logger.handlers[:]:  # RecBole's way: a trial logs errors only
+        logger.removeHandler(handler)
+    logging.basicConfig(level=logging.ERROR)
+    _, (train_data, valid_data, _), _, trainer = prepare(config)
+    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=False, saved=saved,
+                                                      show_progress=config["show_progress"])
+    return {
+        "model": config["model"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": {},
+    }
 
 
 def evaluate_source(trainer, model, test_data, config) -> dict | None:

@@ -16,7 +16,7 @@ STAGES = ("lora", "cie", "all", "one_step",  # CoLLM (and its ablations)
           "pretrain", "finetune")  # CLLM4Rec
 SCORE_MODES = ("yes_no", "yes_logit")
 STORE_DTYPES = ("auto", "float16", "bfloat16", "float32")
-LLM_DTYPES = ("float32", "bfloat16", "float16")
+LLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
 CF_SOURCES = ("MF", "LightGCN", "SASRec", "DIN")
 LEARNERS = ("adam", "adamw", "sgd", "adagrad", "rmsprop", "sparse_adam")
 

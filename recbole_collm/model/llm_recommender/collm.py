@@ -8,9 +8,10 @@ from torch import nn
 from recbole_collm.errors import InputError
 from recbole_collm.model.candidates import CandidateRankingMixin
 from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
-from recbole_collm.model.llm_recommender.llm.backbone import DTYPES, add_lora, load_llm
+from recbole_collm.model.llm_recommender.llm.backbone import add_lora, load_llm
 from recbole_collm.model.llm_recommender.llm.batching import splice, split_batch
 from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource, ScratchMFSource
+from recbole_collm.model.llm_recommender.llm.precision import DTYPES
 from recbole_collm.model.llm_recommender.llm.prefix_store import PrefixStore
 from recbole_collm.model.llm_recommender.llm.projector import CollaborativeEncoder
 from recbole_collm.model.llm_recommender.llm.prompts import PromptBuilder
@@ -67,7 +68,7 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
         # the collaborative source first: a bad checkpoint is reported before the LLM loads
         source = self._build_source(config, dataset) if self.uses_ids else None
 
-        llm, self.tokenizer = load_llm(config)
+        llm, self.tokenizer = load_llm(config, self.precision.weights_dtype)
         self.llm = add_lora(llm, config) if self.uses_lora else llm
         hidden = self.base_llm.config.hidden_size
         titles = getattr(dataset, "item_titles", None)

@@ -45,7 +45,7 @@ class LLMRecommender(AdaptersMixin, AbstractRecommender):
         # the LLM's compute dtype (bf16 autocast where the hardware has it); the model applies it
         # to its LLM forward passes and keeps its scores and losses in float32, so training,
         # evaluation and the score/recommend commands all run in the same precision
-        self.precision = Precision(config["llm_compute_dtype"], self.device, logging.getLogger())
+        self.precision = Precision(config["llm_compute_dtype"], self.device, logging.getLogger(), config["llm_dtype"])
 
     def _histories(self, interaction, last: int | None = None) -> list[list[int]]:
         """Each row's history items, oldest first (the most recent ``last`` of them when given)."""

@@ -1,14 +1,16 @@
-"""The precision the LLM computes in (``llm_compute_dtype``): bf16 autocast where the hardware
-computes bf16 natively, float32 elsewhere.
+"""The precision the LLM computes in (``llm_compute_dtype``) and the dtype its frozen weights are
+held in (``llm_dtype``): bf16 where the hardware computes bf16 natively, float32 elsewhere.
 
-Why autocast over float32 weights rather than bf16 weights: measured on SmolLM2-135M with LoRA
-(r 8, q/v), 8 prompts × 217 tokens, 2 threads of an AMD EPYC with ``avx512_bf16``
-(``python benchmarks/compute_dtype.py``): a LoRA training step 3.51 s in float32, 1.69 s under
-autocast over float32 weights and 1.69 s with bf16 weights; no-grad scoring 1.53 / 0.57 / 0.51 s.
-The two bf16 mechanisms are within 10 %; autocast keeps every weight float32 (checkpoints, the
-float32 path and the prefix store's weight fingerprint unchanged), so trainable parameters, their
-gradients and the optimizer state are float32 without a cast anywhere. The scores and the losses
-are computed outside autocast, in float32 (the model's own business).
+The mechanism, chosen by measurement (``python benchmarks/compute_dtype.py``: SmolLM2-135M, LoRA
+r 8 on q/v, 2 threads of an AMD EPYC with ``avx512_bf16``; one profiled stage-1 training step on a
+prefix-grouped batch of 8 ml-1m-collm rows took 2.72 s in float32, 2.13 s under bf16 autocast over
+float32 weights and 1.92 s with the frozen weights in bf16 under autocast: autocast over float32
+weights re-casts every frozen weight at every use, 12 % of the step). So ``llm_dtype: auto`` holds the frozen weights in the
+compute dtype, and autocast runs what is float32 (LoRA, the CIE, projectors, token rows — all kept
+float32 with their gradients and optimizer state) in bf16 inside the LLM. Scores and losses are
+computed outside autocast, in float32 (the model's own business). The CPU's flash-attention
+backward is slower in bf16 than in float32, so attention under autograd runs in float32
+(:func:`recbole_collm.model.llm_recommender.llm.backbone._cpu_attention`).
 
 A CPU without native bf16 (no ``avx512_bf16``/``amx_bf16`` on x86, no ``bf16`` on ARM) emulates it
 slower than float32, so ``auto`` picks float32 there and says so in one log line.
@@ -24,6 +26,7 @@ import torch
 from recbole_collm.errors import InputError
 
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 (AVX-512 BF16, AMX), ARMv8.6 (/proc/cpuinfo "Features")
 
 
@@ -72,10 +75,13 @@ def resolve_compute_dtype(setting: str | None, device: torch.device) -> tuple[to
 class Precision:
     """The LLM's compute dtype and the autocast context that applies it (a no-op in float32)."""
 
-    def __init__(self, setting: str | None, device: torch.device, logger: logging.Logger | None = None):
+    def __init__(self, setting: str | None, device: torch.device, logger: logging.Logger | None = None,
+                 weights: str | None = "auto"):
         self.device_type = torch.device(device).type
         self.dtype, why = resolve_compute_dtype(setting, device)
-        (logger or logging.getLogger(__name__)).info(why)
+        # the frozen weights: ``llm_dtype: auto`` (or empty) = the compute dtype
+        self.weights_dtype = self.dtype if weights in (None, "auto") else DTYPES[weights]
+        (logger or logging.getLogger(__name__)).info(f"{why}; frozen LLM weights in {str(self.weights_dtype).replace('torch.', '')}")
 
     @property
     def half(self) -> bool:
