@@ -75,9 +75,10 @@ def test_auto_is_bf16_only_where_the_cpu_computes_it_natively(forced_cpu, flags,
     lines = [r.getMessage() for r in caplog.records]
     if expected == torch.float32:  # one line saying why
         assert lines == ["llm_compute_dtype: auto -> float32 (this CPU has no native bf16 (avx512_bf16/amx_bf16/bf16); "
-                         "emulated bf16 would be slower); frozen LLM weights in float32"]
+                         "emulated bf16 would be slower); frozen LLM weights: float32"]
     else:
-        assert lines == ["llm_compute_dtype: auto -> bfloat16 (the CPU computes bf16 natively); frozen LLM weights in bfloat16"]
+        assert lines == ["llm_compute_dtype: auto -> bfloat16 (the CPU computes bf16 natively); "
+                         "frozen LLM weights: linear layers in bfloat16, embeddings and norms in float32"]
 
 
 def test_explicit_settings_win_and_float16_needs_a_gpu(forced_cpu):
@@ -205,9 +206,13 @@ def test_training_evaluation_and_scoring_run_the_llm_in_the_compute_dtype(tiny_l
         seen.clear()
         trainer.evaluate(valid, load_best_model=False)
         assert seen and set(seen) == {expected}
-        # trainable parts float32; the frozen LLM weights in the compute dtype (llm_dtype: auto)
+        # trainable parts float32; the frozen linear layers in the compute dtype, the residual
+        # stream's weights (embeddings, norms) float32 (llm_dtype: auto)
         assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
-        assert model.base_llm.get_decoder().layers[0].mlp.down_proj.weight.dtype == expected
+        decoder = model.base_llm.get_decoder()
+        assert decoder.layers[0].mlp.down_proj.weight.dtype == expected
+        assert decoder.layers[0].self_attn.q_proj.base_layer.weight.dtype == expected
+        assert decoder.embed_tokens.weight.dtype == decoder.norm.weight.dtype == torch.float32
         # a saved run scores in its own compute dtype, or in the one the score command asks for
         for asked, got in ((None, expected), ("float32", torch.float32), ("bfloat16", torch.bfloat16)):
             restored = restore(trainer.saved_model_file, settings={"llm_compute_dtype": asked} if asked else None)
@@ -217,8 +222,11 @@ def test_training_evaluation_and_scoring_run_the_llm_in_the_compute_dtype(tiny_l
 
 
 def test_frozen_weights_follow_the_compute_dtype_unless_llm_dtype_says(tiny_llm_dir, mf_checkpoint, tmp_path):
+    _, model, _, _ = build(CoLLM, tiny_llm_dir, mf_checkpoint, tmp_path, "bfloat16", llm_dtype="bfloat16", stage="cie")
+    decoder = model.base_llm.get_decoder()
+    assert decoder.embed_tokens.weight.dtype == decoder.norm.weight.dtype == torch.bfloat16  # the whole model, as asked
     _, model, train, _ = build(CoLLM, tiny_llm_dir, mf_checkpoint, tmp_path, "bfloat16", llm_dtype="float32", stage="cie")
-    assert model.precision.weights_dtype == torch.float32
+    assert model.precision.weights_dtype == torch.float32 and model.precision.linear_dtype is None
     assert model.base_llm.get_decoder().layers[0].self_attn.q_proj.weight.dtype == torch.float32
     seen = []
     model.base_llm.get_decoder().layers[0].self_attn.q_proj.register_forward_hook(lambda m, a, out: seen.append(out.dtype))

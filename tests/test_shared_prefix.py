@@ -131,3 +131,37 @@ def test_cie_stage_runs_prefixes_without_autograd(tiny_collm):
     model.calculate_loss(batch)
     hook.remove()
     assert calls == [(True, True), (False, True)]  # LoRA trains: the shared prefix keeps its graph
+
+
+@pytest.mark.parametrize("pack_tokens", [1, 40])
+def test_a_prefix_with_more_suffix_tokens_than_a_pack_holds_gets_several_packs(tiny_collm, monkeypatch, pack_tokens):
+    """Rows of one prefix beyond ``PACK_TOKENS`` suffix tokens go into further packs, each reading
+    the prefix's keys/values: the same scores and gradients as one pack per prefix."""
+    from recbole_collm.model.llm_recommender.llm import shared_prefix
+
+    model, batch = tiny_collm("lora")
+    model.eval()
+    packs = []
+    real_cache = shared_prefix._cache
+
+    def counted(layers):
+        packs.append(layers[0][0].shape[0])  # sequences in this suffix forward
+        return real_cache(layers)
+
+    monkeypatch.setattr(shared_prefix, "_cache", counted)
+
+    def run():
+        packs.clear()
+        model.zero_grad()
+        scores = model.logits(batch)
+        scores.sum().backward()
+        return scores.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}, sum(packs)
+
+    reference = run()
+    monkeypatch.setattr(shared_prefix, "PACK_TOKENS", pack_tokens)
+    split = run()
+    torch.testing.assert_close(split[0], reference[0], atol=1e-5, rtol=0)
+    for name, grad in reference[1].items():
+        assert (split[1][name] - grad).abs().max() <= 1e-5 * grad.abs().max(), name
+    # mixed_batch: 9 rows, 6 distinct prefixes (one shared by 4 rows); a 1-token pack holds one suffix
+    assert reference[2] == 6 and (split[2] == 9 if pack_tokens == 1 else reference[2] < split[2] <= 9)

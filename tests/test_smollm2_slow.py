@@ -19,3 +19,34 @@ def test_tallrec_with_real_smollm2_trains_and_scores(smollm2_dir, tmp_path):
     checkpoint = torch.load(result["model_file"], weights_only=False)
     n_params = sum(v.numel() for v in checkpoint["state_dict"].values())
     assert 0 < n_params < 1_000_000  # LoRA only (r=8 on q/v of 30 layers), never the 135M LLM
+
+
+def cie_gradient(smollm2_dir, tmp_path, data, dtype: str, weights: str = "auto") -> torch.Tensor:
+    """The CIE's gradient on 8 seeded ml-1m-collm train rows (the paper's prompts, 10 history titles)."""
+    from recbole_collm import Config
+    from recbole_collm.data import CollmDataset
+    from recbole_collm.model.llm_recommender.collm import CoLLM
+
+    config = Config(model="CoLLM", dataset="ml-1m-collm", config_dict={
+        "data_path": str(data.parent), "llm_path": str(smollm2_dir), "stage": "cie", "cie_checkpoint": None,
+        "llm_compute_dtype": dtype, "llm_dtype": weights, "prefix_store_mb": 0, "train_rows_limit": 400,
+        "state": "WARNING", "checkpoint_dir": str(tmp_path)})
+    train = CollmDataset(config).build()[0]
+    torch.manual_seed(0)
+    model = CoLLM(config, train)
+    model.train()
+    model.calculate_loss(train.inter_feat[torch.arange(8)]).backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_bf16_cie_gradient_on_real_smollm2_points_as_float32(smollm2_dir, tmp_path, shared_ml1m):
+    """On the real weights (large residual activations) the CIE's gradient in bf16 must still point
+    where float32's does. The default (llm_dtype: auto: bf16 linear layers, float32 residual stream)
+    does; the whole model in bf16 does not (the residual stream drowns the two CIE tokens)."""
+    reference = cie_gradient(smollm2_dir, tmp_path, shared_ml1m, "float32")
+    cosine = {w: torch.nn.functional.cosine_similarity(reference, cie_gradient(smollm2_dir, tmp_path, shared_ml1m, "bfloat16", w), dim=0).item()
+              for w in ("auto", "bfloat16")}
+    # measured: 0.998 and 0.685
+    assert cosine["auto"] > 0.99 and cosine["bfloat16"] < 0.9, cosine

@@ -69,7 +69,7 @@ class ALLMRec(LLMRecommender):
             raise InputError("title_field: the dataset has no item titles; A-LLMRec's prompts and alignment need them (load_col)")
         # the CF model first: a bad checkpoint is reported before the LLM loads
         self.source = self._build_source(config, dataset)
-        self.llm, tokenizer = load_llm(config, self.precision.weights_dtype)
+        self.llm, tokenizer = load_llm(config, self.precision.weights_dtype, self.precision.linear_dtype)
         text = title_embeddings(titles, self.llm, tokenizer, str(config["llm_path"] or "default"), config["text_encoder_path"])
         self.register_buffer("text_vectors", text, persistent=False)  # frozen: recomputed (cached), never saved
         latent, hidden = int(config["latent_size"]), self.llm.config.hidden_size

@@ -49,7 +49,7 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         titles = getattr(dataset, "item_titles", None)
         if titles is None:
             raise InputError("title_field: the dataset has no item titles; CLLM4Rec's content LM needs them (load_col)")
-        self.llm, tokenizer = load_llm(config, self.precision.weights_dtype)
+        self.llm, tokenizer = load_llm(config, self.precision.weights_dtype, self.precision.linear_dtype)
         hidden = self.llm.config.hidden_size
         std = float(self.llm.get_input_embeddings().weight.detach().float().std())
         self.tokens = IDTokenEmbedding(dataset, hidden, std)  # the collaborative branch (what ranks)

@@ -68,7 +68,7 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
         # the collaborative source first: a bad checkpoint is reported before the LLM loads
         source = self._build_source(config, dataset) if self.uses_ids else None
 
-        llm, self.tokenizer = load_llm(config, self.precision.weights_dtype)
+        llm, self.tokenizer = load_llm(config, self.precision.weights_dtype, self.precision.linear_dtype)
         self.llm = add_lora(llm, config) if self.uses_lora else llm
         hidden = self.base_llm.config.hidden_size
         titles = getattr(dataset, "item_titles", None)

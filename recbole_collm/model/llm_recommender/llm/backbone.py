@@ -144,9 +144,10 @@ def _register_attention() -> None:
     AttentionMaskInterface.register(ATTENTION, sdpa_mask)
 
 
-def load_llm(config, dtype: torch.dtype = torch.float32):
+def load_llm(config, dtype: torch.dtype = torch.float32, linear_dtype: torch.dtype | None = None):
     """Load ``(model, tokenizer)`` from ``llm_path`` (or the default SmolLM2), frozen, in eval
-    mode, with left padding for last-position scoring; the weights in ``dtype`` (the model's
+    mode, with left padding for last-position scoring; the weights in ``dtype``, the decoder's
+    linear layers in ``linear_dtype`` when given (the model's
     :class:`~recbole_collm.model.llm_recommender.llm.precision.Precision` says which)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -165,6 +166,10 @@ def load_llm(config, dtype: torch.dtype = torch.float32):
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if linear_dtype is not None and quant is None:
+        for module in model.get_decoder().modules():
+            if isinstance(module, torch.nn.Linear):
+                module.to(linear_dtype)
     for param in model.parameters():
         param.requires_grad_(False)
     model.eval()

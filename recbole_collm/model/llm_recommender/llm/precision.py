@@ -2,11 +2,14 @@
 held in (``llm_dtype``): bf16 where the hardware computes bf16 natively, float32 elsewhere.
 
 The mechanism, chosen by measurement (``python benchmarks/compute_dtype.py``: SmolLM2-135M, LoRA
-r 8 on q/v, 2 threads of an AMD EPYC with ``avx512_bf16``; one profiled stage-1 training step on a
-prefix-grouped batch of 8 ml-1m-collm rows took 2.72 s in float32, 2.13 s under bf16 autocast over
-float32 weights and 1.92 s with the frozen weights in bf16 under autocast: autocast over float32
-weights re-casts every frozen weight at every use, 12 % of the step). So ``llm_dtype: auto`` holds the frozen weights in the
-compute dtype, and autocast runs what is float32 (LoRA, the CIE, projectors, token rows — all kept
+r 8 on q/v, 2 threads of an AMD EPYC with ``avx512_bf16``). Autocast over float32 weights re-casts
+every frozen weight at every use (12 % of a stage-1 step); holding the whole model in bf16 avoids
+that but puts the residual stream in bf16, where SmolLM2's large activations drown the small
+contributions of the CIE's two tokens: the CIE's gradient on 8 ml-1m-collm rows then points
+elsewhere (cosine 0.40 to float32's, against 0.97 with a float32 residual stream). So
+``llm_dtype: auto`` holds the decoder's linear layers in the compute dtype and the embeddings and
+norms in float32: the linear layers run in bf16 without a cast, the residual stream stays float32,
+and autocast runs what is float32 and trains (LoRA, the CIE, projectors, token rows — all kept
 float32 with their gradients and optimizer state) in bf16 inside the LLM. Scores and losses are
 computed outside autocast, in float32 (the model's own business). The CPU's flash-attention
 backward is slower in bf16 than in float32, so attention under autograd runs in float32
@@ -79,9 +82,14 @@ class Precision:
                  weights: str | None = "auto"):
         self.device_type = torch.device(device).type
         self.dtype, why = resolve_compute_dtype(setting, device)
-        # the frozen weights: ``llm_dtype: auto`` (or empty) = the compute dtype
-        self.weights_dtype = self.dtype if weights in (None, "auto") else DTYPES[weights]
-        (logger or logging.getLogger(__name__)).info(f"{why}; frozen LLM weights in {str(self.weights_dtype).replace('torch.', '')}")
+        # the frozen weights: ``llm_dtype: auto`` (or empty) = the decoder's linear layers in the
+        # compute dtype, the rest (embeddings, norms: the residual stream) in float32
+        auto = weights in (None, "auto")
+        self.weights_dtype = torch.float32 if auto else DTYPES[weights]
+        self.linear_dtype = self.dtype if auto and self.half else None
+        held = (f"linear layers in {_name(self.linear_dtype)}, embeddings and norms in float32" if self.linear_dtype
+                else _name(self.weights_dtype))
+        (logger or logging.getLogger(__name__)).info(f"{why}; frozen LLM weights: {held}")
 
     @property
     def half(self) -> bool:
@@ -92,3 +100,7 @@ class Precision:
         if not self.half:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")

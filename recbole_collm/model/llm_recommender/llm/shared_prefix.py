@@ -3,10 +3,10 @@ it once; every row's suffix (target title, item slot, answer cue) then runs agai
 cached keys/values. Exact: a causal LM's prefix states do not depend on what follows them.
 
 Layout: prefixes are right-padded in their forward (pad positions see real tokens, so no row is
-ever fully masked). The suffixes of one prefix are then packed end to end into one sequence that
-runs against that prefix's cache, with a 4D mask (each suffix token sees the real prefix tokens
-and the earlier tokens of its own suffix) and positions continuing from the true prefix length;
-a row's hidden state is read at its suffix's last token.
+ever fully masked). The suffixes of one prefix are then packed end to end into sequences of at
+most ``PACK_TOKENS`` tokens, each run against that prefix's cache with a 4D mask (each suffix token
+sees the real prefix tokens and the earlier tokens of its own suffix) and positions continuing from
+the true prefix length; a row's hidden state is read at its suffix's last token.
 """
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ import torch
 
 from recbole_collm.model.llm_recommender.llm.batching import SplitBatch, splice
 from recbole_collm.model.llm_recommender.llm.prefix_store import PrefixStore
+
+
+# The most suffix tokens packed into one sequence against a prefix: a pack's 4D mask is dense, so
+# every suffix token is scored against the whole pack (masked); a prefix with more rows gets several
+# packs, each reading the prefix's keys/values.
+PACK_TOKENS = 256
 
 
 class SharedPrefixEncoder:
@@ -38,6 +44,7 @@ class SharedPrefixEncoder:
         self.compute_dtype = compute_dtype or embedding.weight.dtype
         self.prefix_batch_size = max(1, int(prefix_batch_size))
         self.llm_batch_size = max(1, int(llm_batch_size))
+        self.pack_tokens = PACK_TOKENS
 
     def hidden(
         self,
@@ -193,12 +200,16 @@ class SharedPrefixEncoder:
         row's last hidden state, or (``spans``) the list of its suffix's hidden states."""
         device = prefix_mask.device
         packs: list[tuple[int, list[int]]] = []
+        filled = 0  # tokens in the last pack
         for r in part:
             g = local[int(split.group[r])]
-            if packs and packs[-1][0] == g:
+            size = len(split.suffixes[r])
+            if packs and packs[-1][0] == g and filled + size <= self.pack_tokens:
                 packs[-1][1].append(r)
+                filled += size
             else:
                 packs.append((g, [r]))
+                filled = size
         width = max(sum(len(split.suffixes[r]) for r in rows) for _, rows in packs)
         n_packs = len(packs)
         ids = torch.full((n_packs, width), self.placeholder_id, dtype=torch.long)
