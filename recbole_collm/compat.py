@@ -79,9 +79,26 @@ def patch_exhaustive_search_rng() -> None:
     hyper_tuning.np = shim
 
 
+def race_free_ensure_dir() -> None:
+    """RecBole's ``ensure_dir`` checks, then creates: two DDP processes building their trainers at
+    once both see no folder and the second ``makedirs`` fails (``FileExistsError``)."""
+    import os
+
+    import recbole.trainer.trainer as recbole_trainer
+    import recbole.utils as recbole_utils
+    import recbole.utils.utils as recbole_utils_utils
+
+    def ensure_dir(dir_path: str) -> None:
+        os.makedirs(dir_path, exist_ok=True)
+
+    for module in (recbole_utils_utils, recbole_utils, recbole_trainer):
+        module.ensure_dir = ensure_dir
+
+
 def apply() -> None:
     """Apply every shim; safe to call more than once."""
     patch_numpy_aliases()
     patch_scipy_dok_update()
     keep_anomaly_detection_off()
     patch_exhaustive_search_rng()
+    race_free_ensure_dir()

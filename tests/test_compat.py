@@ -57,3 +57,27 @@ def test_a_recbole_sequential_model_leaves_anomaly_detection_off():
     code = "import torch, recbole.model.sequential_recommender; print(torch.is_anomaly_enabled())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"  # what the shim undoes (if RecBole stops doing it, drop the shim)
+
+
+def test_recboles_exhaustive_search_gets_the_generator_hyperopt_samples_with():
+    import numpy as np
+    import recbole.trainer.hyper_tuning as hyper_tuning
+
+    rng = hyper_tuning.np.random.RandomState(7)
+    assert isinstance(rng, np.random.Generator)
+    assert rng.integers(0, 1000) == np.random.default_rng(7).integers(0, 1000)
+    assert hyper_tuning.np.float64 is np.float64  # the rest of numpy as it is
+
+
+def test_recboles_ensure_dir_tolerates_a_folder_made_in_between(tmp_path, monkeypatch):
+    import os
+
+    import recbole.trainer.trainer as recbole_trainer
+
+    folder = tmp_path / "saved"
+    folder.mkdir()  # another process made it between this process's check and its makedirs:
+    monkeypatch.setattr(os.path, "exists", lambda path: False)  # the check saw no folder
+    recbole_trainer.ensure_dir(str(folder))
+    monkeypatch.undo()
+    recbole_trainer.ensure_dir(str(tmp_path / "new"))
+    assert (tmp_path / "new").is_dir()

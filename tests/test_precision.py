@@ -260,14 +260,18 @@ def test_cpu_attention_equals_transformers_sdpa_and_runs_float32_under_autograd(
         return real(query, *args, **kwargs)
 
     qb, kb, vb = (t.to(torch.bfloat16).requires_grad_() for t in (q, k, v))
+    qf = q.clone().requires_grad_()  # a float32 query (rotary embeddings over a float32 residual stream)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
         with torch.autocast("cpu", torch.bfloat16):
             out, _ = _cpu_attention(module, qb, kb, vb, mask.to(torch.bfloat16), scaling=0.35)
+            _cpu_attention(module, qf, kb, vb, mask.to(torch.bfloat16), scaling=0.35)
             with torch.no_grad():
                 _cpu_attention(module, qb, kb, vb, mask.to(torch.bfloat16), scaling=0.35)
     assert out.dtype == torch.bfloat16
-    assert seen == [(torch.float32, False), (torch.bfloat16, True)]  # float32 under autograd only
+    # a bf16 query under autograd: float32 with autocast off; a float32 query stays under autocast
+    # (see _cpu_attention); scoring: bf16 autocast
+    assert seen == [(torch.float32, False), (torch.float32, True), (torch.bfloat16, True)]
     out.float().sum().backward()
     reference = q.clone().requires_grad_()
     sdpa_attention_forward(module, reference, k, v, mask, scaling=0.35)[0].sum().backward()

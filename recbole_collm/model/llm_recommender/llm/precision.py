@@ -12,7 +12,7 @@ norms in float32: the linear layers run in bf16 without a cast, the residual str
 and autocast runs what is float32 and trains (LoRA, the CIE, projectors, token rows — all kept
 float32 with their gradients and optimizer state) in bf16 inside the LLM. Scores and losses are
 computed outside autocast, in float32 (the model's own business). The CPU's flash-attention
-backward is slower in bf16 than in float32, so attention under autograd runs in float32
+backward is slower in bf16 than in float32, so a bf16 attention under autograd runs in float32
 (:func:`recbole_collm.model.llm_recommender.llm.backbone._cpu_attention`).
 
 A CPU without native bf16 (no ``avx512_bf16``/``amx_bf16`` on x86, no ``bf16`` on ARM) emulates it
