@@ -55,7 +55,7 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp, pickle_protocol=4))
 
 
-# modules that moved (issue 13: models by type); a Config pickled before names the old ones
+# modules that moved when the models were arranged by type; a Config pickled before names the old ones
 MOVED_MODULES = {
     **{f"recbole_collm.model.{m}": f"recbole_collm.model.general_recommender.{m}" for m in ("mf", "lightgcn")},
     **{f"recbole_collm.model.{m}": f"recbole_collm.model.sequential_recommender.{m}" for m in ("sasrec", "din")},

@@ -80,7 +80,7 @@ def _tune(argv: list[str]) -> None:
         if getattr(args, option) < 1:
             raise InputError(f"--{option}: {getattr(args, option)} must be a whole number ≥ 1")
     sys.argv = sys.argv[:1] + rest  # the remaining --key=value pairs: settings every trial shares (RecBole's Config reads them)
-    config_files = [f for f in args.config_files.split(",") if f] if args.config_files else None
+    config_files = _config_files(args.config_files)
     objective = partial(objective_function, model=args.model, dataset=args.dataset)
     tuner = HyperTuning(objective, params_file=args.params_file, fixed_config_file_list=config_files, algo=args.algo,
                         max_evals=args.max_evals, early_stop=args.early_stop)
@@ -91,6 +91,11 @@ def _tune(argv: list[str]) -> None:
     print(f"best params: {tuner.best_params}")
     print(f"best valid result: {best['best_valid_result']}")
     print(f"all trials -> {output}")
+
+
+def _config_files(value: str | None) -> list[str] | None:
+    """``--config_files``: comma-separated yaml paths or named settings."""
+    return [f for f in value.split(",") if f] if value else None
 
 
 def _guarded(run, errors) -> int:
@@ -119,6 +124,6 @@ def _train() -> None:
     parser.add_argument("--port", type=str, default="5678")
     parser.add_argument("--group_offset", type=int, default=0, help="this machine's first process rank")
     args, _ = parser.parse_known_args()  # the rest is read by RecBole's Config from sys.argv
-    config_files = [f for f in args.config_files.split(",") if f] if args.config_files else None
+    config_files = _config_files(args.config_files)
     sys.argv = [a for a in sys.argv if not a.split("=")[0] in ("--nproc", "--world_size", "--ip", "--port", "--group_offset")]
     run(args.model, args.dataset, config_files, None, True, args.nproc, args.world_size, args.ip, args.port, args.group_offset)

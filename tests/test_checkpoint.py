@@ -77,7 +77,7 @@ def test_restore_rebuilds_the_saved_model(mf_checkpoint):
 
 
 def test_checkpoints_written_before_the_models_moved_still_load(tmp_path, monkeypatch):
-    """A Config pickled before issue 13 names ``recbole_collm.model.mf``; it reads as the new MF."""
+    """A Config pickled before the models were arranged by type names ``recbole_collm.model.mf``; it reads as the new MF."""
     import sys
 
     from recbole_collm.model.general_recommender import mf
@@ -98,6 +98,6 @@ def test_a_config_saved_before_a_rename_gives_its_value_to_the_new_key():
 
     config = tiny_config("CoLLM")
     del config.final_config_dict["share_prefixes"]
-    config.final_config_dict["prefix_cache"] = False  # as a session-4 CoLLM checkpoint holds it
+    config.final_config_dict["prefix_cache"] = False  # as an older CoLLM checkpoint holds it
     _rename_settings(config)
     assert config["share_prefixes"] is False

@@ -11,7 +11,6 @@ from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
 from recbole_collm.model.llm_recommender.llm.backbone import add_lora, load_llm
 from recbole_collm.model.llm_recommender.llm.batching import splice, split_batch
 from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource, ScratchMFSource
-from recbole_collm.model.llm_recommender.llm.precision import DTYPES
 from recbole_collm.model.llm_recommender.llm.prefix_store import PrefixStore
 from recbole_collm.model.llm_recommender.llm.projector import CollaborativeEncoder
 from recbole_collm.model.llm_recommender.llm.prompts import PromptBuilder
@@ -59,11 +58,7 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
         self.llm_batch_size = int(config["llm_batch_size"])
         self.tune_cf_model = bool(config["tune_cf_model"])
         store_mb = config["prefix_store_mb"] or 0
-        store_dtype = config["prefix_store_dtype"]
-        # auto: what the LLM computes in when that is half precision (no cast when a stored prefix
-        # is read), else float16 (half the memory of float32 keys/values, converted on reading)
-        store_dtype = self.precision.dtype if store_dtype in (None, "auto") and self.precision.half else DTYPES.get(store_dtype, torch.float16)
-        self.prefix_store = PrefixStore(store_mb, store_dtype) if store_mb else None
+        self.prefix_store = PrefixStore(store_mb, self.precision.store_dtype(config["prefix_store_dtype"])) if store_mb else None
         self.stages = stage_plan(config["stage"], self.uses_ids)  # what LLMTrainer trains, in order
         # the collaborative source first: a bad checkpoint is reported before the LLM loads
         source = self._build_source(config, dataset) if self.uses_ids else None

@@ -91,12 +91,19 @@ class Precision:
                 else _name(self.weights_dtype))
         (logger or logging.getLogger(__name__)).info(f"{why}; frozen LLM weights: {held}")
 
+    def store_dtype(self, setting: str | None) -> torch.dtype:
+        """``prefix_store_dtype``: ``auto`` (or empty) = the compute dtype when it is half precision
+        (a stored prefix is read without a cast), else float16 (half float32's memory)."""
+        if setting in (None, "auto"):
+            return self.dtype if self.half else torch.float16
+        return DTYPES[setting]
+
     @property
     def half(self) -> bool:
         return self.dtype != torch.float32
 
     def autocast(self):
-        """The LLM's forward passes in ``dtype``: float32 weights, half-precision matmuls."""
+        """The LLM's forward passes in ``dtype`` (trainable float32 parts included); a no-op in float32."""
         if not self.half:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)

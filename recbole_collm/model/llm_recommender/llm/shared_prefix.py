@@ -44,7 +44,6 @@ class SharedPrefixEncoder:
         self.compute_dtype = compute_dtype or embedding.weight.dtype
         self.prefix_batch_size = max(1, int(prefix_batch_size))
         self.llm_batch_size = max(1, int(llm_batch_size))
-        self.pack_tokens = PACK_TOKENS
 
     def hidden(
         self,
@@ -204,7 +203,7 @@ class SharedPrefixEncoder:
         for r in part:
             g = local[int(split.group[r])]
             size = len(split.suffixes[r])
-            if packs and packs[-1][0] == g and filled + size <= self.pack_tokens:
+            if packs and packs[-1][0] == g and filled + size <= PACK_TOKENS:
                 packs[-1][1].append(r)
                 filled += size
             else:
