@@ -65,7 +65,10 @@ class Config(RecBoleConfig):
     value is then checked against :mod:`recbole_collm.settings`.
     """
 
-    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_line: bool = True):
+        # cmd_line=False: a Config of exactly the given settings (RecBole's reads sys.argv always;
+        # the collaborative model that ``cie_checkpoint: auto`` trains must not take the LLM run's)
+        self._read_cmd_line = cmd_line
         config_file_list = [resolve_config_file(f) for f in config_file_list or []] or None
         super().__init__(model, dataset, config_file_list, config_dict)
         settings.check_renamed(self.external_config_dict)
@@ -92,6 +95,9 @@ class Config(RecBoleConfig):
                 raise InputError(
                     f"{where}: unknown key '{key}' for model {self.model}{hint} (set strict_config: False to allow it)"
                 )
+
+    def _load_cmd_line(self):
+        return super()._load_cmd_line() if self._read_cmd_line else {}
 
     def compatibility_settings(self) -> None:
         # RecBole's version reads np.float_ etc., which numpy 2 removed.

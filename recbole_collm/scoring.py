@@ -41,15 +41,10 @@ class PairScorer:
         self.item_tokens = dataset.field2id_token[self.iid]
         feat = dataset.inter_feat
         users, items = feat[self.uid].numpy(), feat[self.iid].numpy()
-        times = feat[config["TIME_FIELD"]].numpy()
-        positive = feat[config["LABEL_FIELD"]].numpy() > 0.5
-        order = np.lexsort((np.arange(len(users)), times, users))  # rows by user, then time, then row
+        order = np.argsort(users, kind="stable")
         self.by_user_items = items[order]  # every row's item, a user's rows side by side
         self.row_start = np.searchsorted(users[order], np.arange(dataset.user_num + 1))
-        order = order[positive[order]]  # positives only, same order
-        self.pos_users, self.pos_times, self.pos_items = users[order], times[order], items[order]
-        bounds = np.searchsorted(self.pos_users, np.arange(dataset.user_num + 1))
-        self.user_start, self.user_end = bounds[:-1], bounds[1:]
+        self.positive_history = dataset.positive_history  # the dataset's own rule, on exact times
 
     # --- tokens and histories -------------------------------------------------------------------
     def ids(self, tokens: list[str], field: str) -> np.ndarray:
@@ -59,17 +54,9 @@ class PairScorer:
 
     def history(self, users: np.ndarray, times: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Each pair's user's last ``MAX_ITEM_LIST_LENGTH`` positive items (oldest first,
-        right-padded), before ``times`` when given (strictly earlier), else all of them."""
-        history = np.zeros((len(users), self.max_len), dtype=np.int64)
-        length = np.zeros(len(users), dtype=np.int64)
-        for row, user in enumerate(users):
-            start, end = self.user_start[user], self.user_end[user]
-            if times is not None:
-                end = start + np.searchsorted(self.pos_times[start:end], times[row], side="left")
-            first = max(start, end - self.max_len)
-            length[row] = end - first
-            history[row, : end - first] = self.pos_items[first:end]
-        return history, length
+        right-padded), strictly before ``times`` when given, else all of them: the rule the
+        dataset built its own rows' histories with."""
+        return self.positive_history(users, times, self.max_len)
 
     # --- scoring --------------------------------------------------------------------------------
     @torch.no_grad()

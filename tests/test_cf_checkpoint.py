@@ -1,21 +1,27 @@
 """``cie_checkpoint: auto``: CoLLM-MF by default, the MF trained once with its own yaml and cached."""
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 from recbole_collm import run_recbole_collm
+from recbole_collm.cf_checkpoint import AUTO_UNRESOLVED
 from recbole_collm.checkpoint import read_checkpoint
 from recbole_collm.data import CollmDataset
 from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
 from recbole_collm.model.llm_recommender.collm import CoLLM
+from recbole_collm.quick_start import auto_cf_checkpoint
 from recbole_collm.trainer import PluginTrainer
 from tests.conftest import TINY_YAML, llm_config
 
 
 def build(tiny_llm_dir, tmp_path, **overrides):
+    """What the runner does: ``auto`` resolved (trained or cached) first, then the model built."""
     config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint="auto", stage="cie", **overrides)
+    config["cie_checkpoint"] = auto_cf_checkpoint(config)
     train = CollmDataset(config).build()[0]
     torch.manual_seed(0)
     return CoLLM(config, train).eval(), config, train
@@ -55,3 +61,49 @@ def test_auto_with_a_model_that_cannot_feed_the_cie_is_one_error(tiny_llm_dir, t
     """Refused when the settings are read, before any data or model is built."""
     with pytest.raises(InputError, match="^cie_model: 'BPR' is not one of MF, LightGCN, SASRec, DIN$"):
         llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_model="BPR", cie_checkpoint="auto")
+
+
+def test_auto_cf_model_gets_its_own_settings_not_the_llm_runs_command_line(tiny_llm_dir, tmp_path, monkeypatch):
+    """RecBole's Config reads sys.argv: the LLM run's --epochs / --learning_rate (and keys only an
+    LLM model knows) must not reach the MF, nor leave its cache name unchanged."""
+    plain = auto_cf_checkpoint(llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint="auto", state="WARNING"))
+    monkeypatch.setattr("sys.argv", ["run_recbole_collm.py", "--model=CoLLM", "--epochs=1", "--learning_rate=0.5",
+                                     "--lora_train_rows=4"])
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint="auto", state="WARNING")
+    assert config["epochs"] == 1 and config["learning_rate"] == 0.5  # the LLM run takes them
+    path = auto_cf_checkpoint(config)
+    assert path == plain  # the same MF: cached, not retrained with the LLM's settings
+    saved = read_checkpoint(path)["config"]
+    assert saved["epochs"] == 200 and saved["learning_rate"] == 0.01
+
+
+def test_auto_cache_key_covers_the_cf_models_settings_and_data(tiny_llm_dir, tmp_path):
+    """Another value of a setting that shapes the MF (a data setting of the run) or other data
+    bytes: another file, never the old model."""
+    from recbole_collm.cf_checkpoint import cache_path
+    from recbole_collm.config import Config
+
+    def path(data_dir, **settings):
+        config = Config(model="MF", dataset="tiny", config_file_list=[TINY_YAML], cmd_line=False,
+                        config_dict={"data_path": str(data_dir), "checkpoint_dir": str(tmp_path), **settings})
+        return cache_path(config)
+
+    data = Path(TINY_YAML).parent
+    assert path(data) == path(data)
+    assert path(data, learning_rate=0.5) != path(data)
+    assert path(data, embedding_size=8) != path(data)
+    copy = tmp_path / "data"
+    shutil.copytree(data / "tiny", copy / "tiny")
+    assert path(copy) != path(data)  # another folder
+    before = path(copy)
+    inter = copy / "tiny" / "tiny.inter"
+    lines = inter.read_text().splitlines()
+    inter.write_text("\n".join([lines[0], *lines[2:], lines[1]]) + "\n")  # the same rows, reordered
+    assert path(copy) != before  # same folder and settings, other bytes
+
+
+def test_a_model_built_by_hand_with_auto_is_one_clear_error(tiny_llm_dir, tmp_path):
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint="auto", stage="cie")
+    train = CollmDataset(config).build()[0]
+    with pytest.raises(InputError, match=f"^{AUTO_UNRESOLVED.split('(')[0]}"):
+        CoLLM(config, train)

@@ -1,9 +1,9 @@
-"""History = the user's earlier positive items in time order, across splits, last N."""
+"""History = the user's positive items strictly earlier in time, across splits, last N."""
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recbole_collm.data.history import last_positive_history
+from recbole_collm.data.history import PositiveHistory, last_positive_history
 
 
 def reference(users, items, times, labels, max_len):
@@ -14,7 +14,7 @@ def reference(users, items, times, labels, max_len):
     for r in range(n):
         earlier = [
             k for k in range(n)
-            if users[k] == users[r] and labels[k] == 1 and (times[k], k) < (times[r], r)
+            if users[k] == users[r] and labels[k] == 1 and times[k] < times[r]
         ]
         earlier.sort(key=lambda k: (times[k], k))
         hist = [items[k] for k in earlier][-max_len:]
@@ -38,10 +38,26 @@ def test_hand_example_cross_split_and_empty():
     np.testing.assert_array_equal(hist[5], [0, 0])    # user 2's negative is not history
 
 
-def test_equal_timestamps_use_row_order():
-    hist, length = last_positive_history(np.array([1, 1]), np.array([7, 8]), np.array([3, 3]), np.array([1, 1]), 5)
-    np.testing.assert_array_equal(length, [0, 1])
-    np.testing.assert_array_equal(hist[1][:1], [7])
+def test_equal_timestamps_are_not_history_either_way():
+    """Row order carries no meaning: two positives at the same time do not see each other, so a
+    pair scored at a row's own time gets that row's history whatever the file order."""
+    for items in ([7, 8], [8, 7]):
+        hist, length = last_positive_history(np.array([1, 1, 1]), np.array([*items, 9]), np.array([3, 3, 4]),
+                                             np.array([1, 1, 1]), 5)
+        np.testing.assert_array_equal(length, [0, 0, 2])
+        assert sorted(hist[2][:2]) == [7, 8]
+
+
+def test_exact_times_one_second_apart():
+    """Epoch seconds that float32 cannot tell apart (spacing 64 s at 1e9) still order the rows."""
+    t = 1_000_000_040.0  # float32 rounds it up to 1_000_000_064
+    assert float(np.float32(t)) > t + 1
+    history = PositiveHistory(np.array([1]), np.array([5]), np.array([t]), np.array([1]))
+    hist, length = history(np.array([1, 1, 1, 2]), np.array([t, t + 1, t - 1, t + 1]), 3)
+    np.testing.assert_array_equal(length, [0, 1, 0, 0])
+    np.testing.assert_array_equal(hist[1], [5, 0, 0])
+    hist, length = history(np.array([1, 2]), None, 3)  # no time: every positive of the user
+    np.testing.assert_array_equal(length, [1, 0])
 
 
 @settings(max_examples=60, deadline=None)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -20,23 +21,16 @@ def read_tsv(path):
         return list(csv.reader(f, delimiter="\t"))
 
 
-def tie_free(dataset, split):
-    """Rows of ``split`` whose user has no other row at the same time (the dataset orders ties by
-    row, a pair file by time alone)."""
-    feat = dataset.inter_feat
-    key = list(zip(feat["user_id"].tolist(), feat["timestamp"].tolist()))
-    counts = {k: key.count(k) for k in set(key)}
+def write_pairs(path, dataset, split, order, times=True):
+    """The split's rows as a pairs file, with the timestamps the data file has."""
     rows = split.inter_feat
-    return np.array([counts[(u, t)] == 1 for u, t in zip(rows["user_id"].tolist(), rows["timestamp"].tolist())])
-
-
-def write_pairs(path, dataset, rows, order, times=True):
     users = dataset.id2token("user_id", rows["user_id"].numpy())
     items = dataset.id2token("item_id", rows["item_id"].numpy())
+    exact = exact_times(dataset, split)
     with open(path, "w") as f:
         f.write("user_id\titem_id\ttimestamp\n" if times else "")
         for k in order:
-            f.write(f"{users[k]}\t{items[k]}" + (f"\t{rows['timestamp'][k].item():.17g}\n" if times else "\n"))
+            f.write(f"{users[k]}\t{items[k]}" + (f"\t{exact[k]:.17g}\n" if times else "\n"))
 
 
 def test_history_of_a_pair_is_the_datasets_history(mf_checkpoint):
@@ -44,11 +38,10 @@ def test_history_of_a_pair_is_the_datasets_history(mf_checkpoint):
     scorer = PairScorer(restored)
     test = restored.splits[2]
     rows = test.inter_feat
-    keep = tie_free(restored.dataset, test)
-    history, length = scorer.history(rows["user_id"].numpy(), rows["timestamp"].numpy())
-    assert keep.sum() > 10
-    np.testing.assert_array_equal(length[keep], rows["item_length"].numpy()[keep])
-    np.testing.assert_array_equal(history[keep], rows["item_id_list"].numpy()[keep])
+    exact = exact_times(restored.dataset, test)
+    history, length = scorer.history(rows["user_id"].numpy(), exact)
+    np.testing.assert_array_equal(length, rows["item_length"].numpy())
+    np.testing.assert_array_equal(history, rows["item_id_list"].numpy())
     # without a time: every positive of the user, the latest last
     history, length = scorer.history(rows["user_id"].numpy()[:1], None)
     feat = restored.dataset.inter_feat
@@ -58,12 +51,41 @@ def test_history_of_a_pair_is_the_datasets_history(mf_checkpoint):
     assert history[0, : length[0]].tolist() == latest.tolist()
 
 
+def test_pair_history_uses_exact_times_not_recboles_float32_copies(mf_checkpoint):
+    """A positive at epoch second t is history for a pair one second later and not for one at t,
+    although RecBole's float32 copy of t is up to 64 s off at 1e9 s."""
+    restored = restore(mf_checkpoint)
+    scorer = PairScorer(restored)
+    source = restored.dataset.positive_history
+    rounded = source.times.astype(np.float32).astype(np.float64)
+    k = int(np.flatnonzero(rounded > source.times + 1)[0])  # a positive float32 rounds up
+    user, item, t = source.users[k], source.items[k], source.times[k]
+    history, length = scorer.history(np.array([user, user]), np.array([t, t + 1]))
+    assert item not in history[0, : length[0]]
+    assert history[1, length[1] - 1] == item
+
+
+def exact_times(dataset, split) -> np.ndarray:
+    """The split's rows' timestamps as the file has them (RecBole's tensors hold float32 copies:
+    a row is found by user, item and that copy)."""
+    frame = pd.read_csv(f"{dataset.dataset_path}/{dataset.dataset_name}.inter", sep="\t", engine="python")
+    frame.columns = [c.split(":")[0] for c in frame.columns]
+    times = {}
+    for u, i, t in zip(frame["user_id"].astype(str), frame["item_id"].astype(str), frame["timestamp"]):
+        times.setdefault((u, i, float(np.float32(t))), []).append(float(t))
+    assert all(len(v) == 1 for v in times.values())
+    users = dataset.id2token("user_id", split.inter_feat["user_id"].numpy())
+    items = dataset.id2token("item_id", split.inter_feat["item_id"].numpy())
+    rounded = split.inter_feat["timestamp"].numpy().astype(np.float64)
+    return np.array([times[(u, i, t)][0] for u, i, t in zip(users, items, rounded)], dtype=np.float64)
+
+
 def test_score_file_gives_the_models_scores_in_input_order(mf_checkpoint, tmp_path):
     restored = restore(mf_checkpoint)
     test = restored.splits[2]
     rows = test.inter_feat
     order = np.random.default_rng(0).permutation(len(test))
-    write_pairs(tmp_path / "pairs.tsv", restored.dataset, rows, order)
+    write_pairs(tmp_path / "pairs.tsv", restored.dataset, test, order)
     assert score_file(mf_checkpoint, str(tmp_path / "pairs.tsv"), str(tmp_path / "scores.tsv"), progress=False) == len(test)
     out = read_tsv(tmp_path / "scores.tsv")
     assert out[0] == ["user", "item", "score"]
@@ -82,11 +104,10 @@ def test_collm_pairs_score_as_in_its_own_test_evaluation(tiny_llm_dir, mf_checkp
         "warmup_steps": 0, "learning_rate": 0.05})
     restored = restore(result["model_file"])
     test = restored.splits[2]
-    write_pairs(tmp_path / "pairs.tsv", restored.dataset, test.inter_feat, range(len(test)))
+    write_pairs(tmp_path / "pairs.tsv", restored.dataset, test, range(len(test)))
     score_file(result["model_file"], str(tmp_path / "pairs.tsv"), str(tmp_path / "scores.tsv"), progress=False)
     got = np.array([float(r[2]) for r in read_tsv(tmp_path / "scores.tsv")[1:]])
-    keep = tie_free(restored.dataset, test)
-    np.testing.assert_allclose(got[keep], np.asarray(result["test_rows"]["score"])[keep], atol=1e-5)
+    np.testing.assert_allclose(got, np.asarray(result["test_rows"]["score"]), atol=1e-5)
 
 
 def test_unknown_tokens_are_one_error_with_count_and_lines(mf_checkpoint, tmp_path):

@@ -8,7 +8,7 @@ import torch
 from recbole.data.dataset import Dataset
 from recbole.utils import FeatureSource, FeatureType
 
-from recbole_collm.data.history import last_positive_history
+from recbole_collm.data.history import PositiveHistory
 from recbole_collm.errors import InputError, MissingInputError
 
 
@@ -122,13 +122,11 @@ class CollmDataset(Dataset):
                 "each user's history"
             )
         max_len = self.config["MAX_ITEM_LIST_LENGTH"]
-        history, length = last_positive_history(
-            self.inter_feat[self.uid_field].to_numpy(),
-            self.inter_feat[self.iid_field].to_numpy(),
-            self.inter_feat[self.time_field].to_numpy(),
-            self.inter_feat[self.label_field].to_numpy(),
-            max_len,
-        )
+        feat = self.inter_feat
+        users, times = feat[self.uid_field].to_numpy(), feat[self.time_field].to_numpy(dtype=np.float64)
+        # the exact times as read (float64), kept for pairs scored later from a checkpoint
+        self.positive_history = PositiveHistory(users, feat[self.iid_field].to_numpy(), times, feat[self.label_field].to_numpy())
+        history, length = self.positive_history(users, times, max_len)
         list_field = self.iid_field + self.config["LIST_SUFFIX"]
         length_field = self.config["ITEM_LIST_LENGTH_FIELD"]
         self.set_field_property(list_field, FeatureType.TOKEN_SEQ, FeatureSource.INTERACTION, max_len)

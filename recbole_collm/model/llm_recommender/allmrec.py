@@ -6,6 +6,7 @@ import difflib
 import numpy as np
 import torch
 
+from recbole_collm.cf_checkpoint import AUTO_UNRESOLVED
 from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode
 from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_sequence
@@ -44,6 +45,7 @@ class ALLMRec(LLMRecommender):
     """
 
     uses_lora = False
+    reads_cf_checkpoint = True  # ``cie_checkpoint: auto`` is resolved for it before it is built
     tunable_modules = ("aligner", "projector")
     all_stages = STAGES
 
@@ -92,9 +94,7 @@ class ALLMRec(LLMRecommender):
 
     def _build_source(self, config, dataset) -> CheckpointSource:
         if config["cie_checkpoint"] == "auto":
-            from recbole_collm.cf_checkpoint import auto_cf_checkpoint
-
-            config["cie_checkpoint"] = auto_cf_checkpoint(config)  # recorded: a reload reads the same SASRec
+            raise InputError(AUTO_UNRESOLVED)
         if not config["cie_checkpoint"]:
             raise InputError("cie_checkpoint: A-LLMRec needs a trained SASRec checkpoint (a saved SASRec-....pth, or auto)")
         source = CheckpointSource.load(config["cie_checkpoint"], dataset, min_overlap=config["cie_min_overlap"], trainable=False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recbole_collm.cf_checkpoint import AUTO_UNRESOLVED
 from recbole_collm.errors import InputError
 from recbole_collm.model.candidates import CandidateRankingMixin
 from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
@@ -46,6 +47,7 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
 
     uses_ids = True  # subclasses without the CIE (TALLRec, ICL) set False
     uses_lora = True
+    reads_cf_checkpoint = True  # ``cie_checkpoint: auto`` is resolved for it before it is built
 
     def __init__(self, config, dataset):
         super().__init__()
@@ -87,10 +89,7 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
 
     def _build_source(self, config, dataset) -> nn.Module | None:
         if config["cie_checkpoint"] == "auto":
-            from recbole_collm.cf_checkpoint import auto_cf_checkpoint
-
-            # the run's config records the file it used: a reload reads the same CF model
-            config["cie_checkpoint"] = auto_cf_checkpoint(config)
+            raise InputError(AUTO_UNRESOLVED)
         if config["cie_checkpoint"]:
             return CheckpointSource.load(
                 config["cie_checkpoint"], dataset, min_overlap=config["cie_min_overlap"], trainable=self.tune_cf_model,

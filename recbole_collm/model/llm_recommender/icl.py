@@ -6,4 +6,5 @@ class ICL(CoLLM):
     """Text-only prompts, nothing trained: no LoRA, no CIE."""
 
     uses_ids = False
+    reads_cf_checkpoint = False
     uses_lora = False

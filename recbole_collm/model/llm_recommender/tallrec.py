@@ -6,3 +6,4 @@ class TALLRec(CoLLM):
     """Text-only prompts, LoRA trained (``stage: lora``); no CIE."""
 
     uses_ids = False
+    reads_cf_checkpoint = False

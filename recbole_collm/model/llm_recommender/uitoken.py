@@ -12,6 +12,8 @@ class UIToken(CoLLM):
     per-item token embeddings (learned from the labels alone) instead of CF vectors through
     the CIE. ``stage: cie`` trains the token rows with LLM and LoRA frozen."""
 
+    reads_cf_checkpoint = False
+
     def _build_source(self, config, dataset) -> None:
         return None  # no collaborative model: the slots' rows are learned from the labels
 
