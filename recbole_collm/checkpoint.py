@@ -9,6 +9,7 @@ named checkpoint.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import pickle
 import shutil
@@ -18,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from recbole_collm.errors import MissingInputError
+from recbole_collm.errors import InputError, MissingInputError
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -48,6 +49,56 @@ def atomic_write_dir(path: str | os.PathLike, write: Callable[[str], None], repl
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+class RunLock:
+    """Held by a live run over its checkpoint files (``<stem>.pth``, ``<stem>-last.pth``): an
+    ``flock`` on ``<checkpoint_dir>/.locks/<stem>.lock``, released when the run ends or its process
+    dies (SIGKILL included), so ``resume: auto`` never takes over a run that is still writing."""
+
+    def __init__(self, checkpoint_file: str | os.PathLike):
+        self.path = lock_path(checkpoint_file)
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(f"resume: the run writing {self.path[:-5].replace(os.sep + '.locks', '')}*.pth "
+                             "is still going; wait for it or resume another") from None
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
+
+
+def lock_path(checkpoint_file: str | os.PathLike) -> str:
+    """The lock of the run that writes ``checkpoint_file`` (its best or its ``-last`` file)."""
+    folder, name = os.path.split(str(checkpoint_file))
+    stem = os.path.splitext(name)[0]
+    stem = stem[: -len("-last")] if stem.endswith("-last") else stem
+    return os.path.join(folder, ".locks", f"{stem}.lock")
+
+
+def run_is_live(checkpoint_file: str | os.PathLike) -> bool:
+    """Whether a running process holds the lock of the run that writes ``checkpoint_file``."""
+    path = lock_path(checkpoint_file)
+    if not os.path.exists(path):
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def save_checkpoint(obj: Any, path: str | os.PathLike) -> None:
@@ -82,7 +133,12 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     path = str(path)
     if not os.path.isfile(path):
         raise MissingInputError(f"checkpoint file '{path}' does not exist")
-    return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_PICKLE)
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False, pickle_module=_PICKLE)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"checkpoint file '{path}' cannot be read (truncated, empty or not a .pth: {reason})") from None
+    return checkpoint
 
 
 @dataclass
@@ -125,6 +181,8 @@ def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = 
     from recbole_collm.utils import get_model
 
     checkpoint = checkpoint if checkpoint is not None else read_checkpoint(path, map_location)
+    if not isinstance(checkpoint, dict) or "config" not in checkpoint or "state_dict" not in checkpoint:
+        raise InputError(f"checkpoint file '{path}' is not a RecBole checkpoint (no config / state_dict)")
     config = checkpoint["config"]
     _rename_settings(config)
     if settings:
@@ -136,10 +194,14 @@ def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = 
     with torch.random.fork_rng(devices=[]):
         if loaders:
             init_seed(config["seed"], config["reproducibility"])
-        dataset = create_dataset(config)
+        dataset = create_dataset(config, checkpoint.get("token_maps"))  # ids as when it was saved
         splits = data_preparation(config, dataset) if loaders else tuple(dataset.build())
         train = splits[0]._dataset if loaders else splits[0]
         model = get_model(config["model"])(config, train)
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:  # sizes of another dataset (a checkpoint saved without its token maps)
+        raise InputError(f"checkpoint file '{path}' does not fit its dataset as it is now (the data changed since "
+                         f"it was saved?): {str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}") from None
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return Restored(str(path), config, dataset, splits, model)

@@ -22,10 +22,10 @@ def main() -> int:
     from recbole_collm.errors import InputError
 
     if len(sys.argv) > 1 and sys.argv[1] in ("score", "recommend"):
-        return _guarded(lambda: _serve(sys.argv[1], sys.argv[2:]), InputError)
+        return _guarded(lambda: _serve(sys.argv[1], sys.argv[2:]), InputError, "nothing was written")
     if len(sys.argv) > 1 and sys.argv[1] == "tune":
-        return _guarded(lambda: _tune(sys.argv[2:]), InputError)
-    return _guarded(_train, InputError)
+        return _guarded(lambda: _tune(sys.argv[2:]), InputError, "finished trials are in the log")
+    return _guarded(_train, InputError, "the same command with --resume=auto continues from the last checkpoint")
 
 
 def _serve(command: str, argv: list[str]) -> None:
@@ -98,16 +98,23 @@ def _config_files(value: str | None) -> list[str] | None:
     return [f for f in value.split(",") if f] if value else None
 
 
-def _guarded(run, errors) -> int:
-    """``run()``; bad input is one line on stderr and exit status 2."""
+def _guarded(run, errors, on_interrupt: str) -> int:
+    """``run()``; bad input is one line on stderr and exit status 2; Ctrl-C one line saying what
+    continues (``on_interrupt``) and exit status 130."""
+    prog = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    prog = prog if prog not in ("", "__main__") else "recbole-collm"
     try:
         run()
     except (errors, FloatingPointError) as err:
         if os.environ.get("RECBOLE_COLLM_DEBUG"):
             raise
-        prog = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-        print(f"{prog if prog not in ('', '__main__') else 'recbole-collm'}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if os.environ.get("RECBOLE_COLLM_DEBUG"):
+            raise
+        print(f"{prog}: interrupted; {on_interrupt}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -5,6 +5,7 @@ import functools
 from pathlib import Path
 
 import torch
+import yaml
 from recbole.config.configurator import Config as RecBoleConfig
 
 from recbole_collm import compat, settings
@@ -98,6 +99,25 @@ class Config(RecBoleConfig):
 
     def _load_cmd_line(self):
         return super()._load_cmd_line() if self._read_cmd_line else {}
+
+    def _load_config_files(self, file_list):
+        """RecBole's, with a file that is not YAML (or not a mapping) named with its line."""
+        from recbole_collm.errors import InputError
+
+        merged = {}
+        for file in file_list or []:
+            with open(file, encoding="utf-8") as f:
+                try:
+                    values = yaml.load(f.read(), Loader=self.yaml_loader)
+                except yaml.YAMLError as err:
+                    mark = getattr(err, "problem_mark", None)
+                    where = f", line {mark.line + 1}" if mark is not None else ""
+                    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+                    raise InputError(f"{file}{where}: not valid YAML ({problem})") from None
+            if values is not None and not isinstance(values, dict):
+                raise InputError(f"{file}: expected 'key: value' lines, found a {type(values).__name__}")
+            merged.update(values or {})
+        return merged
 
     def compatibility_settings(self) -> None:
         # RecBole's version reads np.float_ etc., which numpy 2 removed.

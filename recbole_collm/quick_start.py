@@ -1,19 +1,22 @@
 """Train and evaluate one model, RecBole's ``run_recbole`` for the plugin (without ray)."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
 import time
 from logging import getLogger
 
+import numpy as np
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_collm.cf_checkpoint import cache_path, cf_settings
-from recbole_collm.checkpoint import restore
+from recbole_collm.checkpoint import RunLock, restore, run_is_live
 from recbole_collm.config import Config
 from recbole_collm.data import create_dataset
 from recbole_collm.data.utils import data_preparation, is_ranking
+from recbole_collm.evaluator.compare import compare_rows
 from recbole_collm.utils import get_model, get_trainer
 
 
@@ -37,23 +40,29 @@ def run_recbole_collm(
     data, (train_data, valid_data, test_data), model_obj, trainer = prepare(config)
     resume = find_resume_file(config)
     if resume:
-        trainer.resume_checkpoint(resume)
-    start = time.perf_counter()
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
-    )
-    train_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
-    test_seconds = time.perf_counter() - start
+        trainer.resume_checkpoint(resume, dataset=train_data._dataset)
+    with RunLock(trainer.saved_model_file) if saved and trainer.main_process else contextlib.nullcontext():
+        start = time.perf_counter()
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        )
+        train_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+        test_seconds = time.perf_counter() - start
     source_result = evaluate_source(trainer, model_obj, test_data, config)
 
     environment = get_environment(config)
     logger.info("The running environment of this training is as follows:\n" + environment.draw())
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    logger.info(set_color("best valid ", "yellow") + f": {format_result(best_valid_result)}")
+    logger.info(set_color("test result", "yellow") + f": {format_result(test_result)}")
+    comparison = None
     if source_result is not None:
-        logger.info(set_color("collaborative source alone, same test rows", "yellow") + f": {source_result}")
+        logger.info(set_color("collaborative source alone, same test rows", "yellow") + f": {format_result(source_result)}")
+        if getattr(test_result, "rows", None) is not None and getattr(source_result, "rows", None) is not None:
+            comparison = compare_rows(test_result.rows, source_result.rows, seed=config["seed"])
+            for line in comparison:
+                logger.info(set_color(f"{config['model']} vs its source", "yellow") + f": {line}")
     return {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
@@ -64,7 +73,15 @@ def run_recbole_collm(
         "test_seconds": test_seconds,  # test evaluation, checkpoint loading included
         "test_rows": _test_rows(data, getattr(test_result, "rows", None)),
         "source_test_result": source_result,
+        "source_comparison": comparison,  # paired bootstrap over users (AUC, UAUC), None without a source
     }
+
+
+def format_result(result: dict | None) -> str:
+    """``metric : value`` pairs as RecBole logs them, numbers to 4 decimals (not ``np.float64(...)``)."""
+    if not result:
+        return str(result)
+    return "    ".join(f"{k} : {v:.4f}" if isinstance(v, (float, np.floating)) else f"{k} : {v}" for k, v in result.items())
 
 
 def run(
@@ -203,13 +220,14 @@ def _test_rows(dataset, rows: dict | None) -> dict | None:
 
 def find_resume_file(config) -> str | None:
     """``resume: <file>`` as given; ``resume: auto`` = the newest ``<model>-*-last.pth`` in
-    ``checkpoint_dir`` (none: start afresh)."""
+    ``checkpoint_dir`` whose run is not still going (none: start afresh)."""
     resume = config["resume"]  # an existing file, auto or empty (checked when the Config was built)
     if not resume:
         return None
     if str(resume).lower() != "auto":
         return str(resume)
     candidates = glob.glob(os.path.join(config["checkpoint_dir"], f"{config['model']}-*-last.pth"))
+    candidates = [c for c in candidates if not run_is_live(c)]  # a live run's files stay its own
     return max(candidates, key=os.path.getmtime) if candidates else None
 
 

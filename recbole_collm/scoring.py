@@ -11,6 +11,7 @@ prefix once. Scores are the model's ``predict`` (probabilities for the labeled m
 from __future__ import annotations
 
 import csv
+import math
 import os
 from typing import Iterator
 
@@ -79,48 +80,50 @@ class PairScorer:
         return np.unique(self.by_user_items[self.row_start[user] : self.row_start[user + 1]])
 
 
-def read_pairs(path: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, list[list[str]]]]:
-    """``(first line number, rows)`` chunks of a tab-separated file of ``user item [timestamp]``
-    (a header line naming the user field is skipped)."""
+def read_pairs(path: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[list[int], list[list[str]]]]:
+    """``(line numbers, rows)`` chunks of a tab-separated file of ``user item [timestamp]`` (a
+    header line naming the user field is skipped, blank lines too)."""
     if not os.path.isfile(path):
         raise MissingInputError(f"--pairs: '{path}' not found")
     with open(path, newline="") as f:
         reader = csv.reader(f, delimiter="\t")
-        chunk, first = [], 1
+        chunk, lines = [], []
         for number, row in enumerate(reader, start=1):
             if number == 1 and row and row[0].split(":")[0] in ("user_id", "user"):
-                first = 2
                 continue
             if not row or not "".join(row).strip():
                 continue
             if len(row) not in (2, 3):
                 raise InputError(f"{path}, line {number}: expected 'user<TAB>item[<TAB>timestamp]', got {len(row)} fields")
             chunk.append(row)
+            lines.append(number)
             if len(chunk) == chunk_rows:
-                yield first, chunk
-                chunk, first = [], number + 1
+                yield lines, chunk
+                chunk, lines = [], []
         if chunk:
-            yield first, chunk
+            yield lines, chunk
 
 
 def _check_tokens(scorer: PairScorer, path: str) -> int:
-    """A first pass over the file: every token known, timestamps numeric and on every line or on
-    none; returns the row count. Unknown tokens are one error with their count and the first lines
-    holding them."""
+    """A first pass over the file: every token known, timestamps finite numbers and on every line
+    or on none, at least one pair; returns the row count. Unknown tokens are one error with their
+    count and the first lines holding them."""
     unknown, rows, lines_with_unknown, widths = 0, 0, [], set()
-    for first, chunk in read_pairs(path):
+    for lines, chunk in read_pairs(path):
         users = scorer.ids([r[0] for r in chunk], scorer.uid)
         items = scorer.ids([r[1] for r in chunk], scorer.iid)
         bad = np.flatnonzero((users < 0) | (items < 0))
         unknown += len(bad)
-        lines_with_unknown += [first + int(b) for b in bad[: max(0, 5 - len(lines_with_unknown))]]
-        for k, row in enumerate(chunk):
+        lines_with_unknown += [lines[int(b)] for b in bad[: max(0, 5 - len(lines_with_unknown))]]
+        for number, row in zip(lines, chunk):
             widths.add(len(row))
             if len(row) == 3:
                 try:
-                    float(row[2])
+                    finite = math.isfinite(float(row[2]))
                 except ValueError:
-                    raise InputError(f"{path}, line {first + k}: timestamp '{row[2]}' is not a number") from None
+                    finite = False
+                if not finite:
+                    raise InputError(f"{path}, line {number}: timestamp '{row[2]}' is not a finite number")
         rows += len(chunk)
     if len(widths) > 1:
         raise InputError(f"{path}: give a timestamp on every line or on none")
@@ -129,7 +132,28 @@ def _check_tokens(scorer: PairScorer, path: str) -> int:
             f"{path}: {unknown} pair(s) with a user or item token the checkpoint's dataset does not know "
             f"(lines {', '.join(map(str, lines_with_unknown))}{', ...' if unknown > len(lines_with_unknown) else ''})"
         )
+    if not rows:
+        raise InputError(f"{path}: no pairs; expected lines of 'user<TAB>item[<TAB>timestamp]'")
     return rows
+
+
+def check_output(out: str, *inputs: tuple[str, str]) -> None:
+    """``--out`` must be a new or replaceable file in an existing folder, and none of the inputs
+    (``(option, path)``): writing it would destroy what is being read."""
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise MissingInputError(f"--out: folder '{folder}' does not exist")
+    if os.path.isdir(out):
+        raise InputError(f"--out: '{out}' is a folder; give a file name")
+    for option, path in inputs:
+        if os.path.exists(path) and os.path.exists(out) and os.path.samefile(path, out):
+            raise InputError(f"--out: '{out}' is the {option} file; writing it would overwrite the input")
+
+
+def check_positive(option: str, value: int | None) -> None:
+    """A count option (``--batch_size``, ``--topk``) is a whole number ≥ 1 when given."""
+    if value is not None and value < 1:
+        raise InputError(f"{option}: {value} must be a whole number ≥ 1")
 
 
 def _restore(checkpoint: str, compute_dtype: str | None):
@@ -141,6 +165,8 @@ def score_file(checkpoint: str, pairs: str, out: str, batch_size: int | None = N
                compute_dtype: str | None = None) -> int:
     """Score every pair of ``pairs`` with the model of ``checkpoint``; write ``user item score``
     lines to ``out`` in input order. Returns the number of pairs."""
+    check_positive("--batch_size", batch_size)
+    check_output(out, ("--pairs", pairs), ("--checkpoint", checkpoint))
     scorer = PairScorer(_restore(checkpoint, compute_dtype), batch_size)
     total = _check_tokens(scorer, pairs)
 
@@ -165,11 +191,15 @@ def recommend(checkpoint: str, users_file: str, candidates: str, topk: int, out:
     """Top-``topk`` items per user of ``users_file`` (one token per line) among ``candidates``:
     ``popN`` (the N most popular train items) or a file of item tokens (one per line); items the
     user already interacted with are left out. Writes ``user rank item score`` lines."""
-    restored = _restore(checkpoint, compute_dtype)
-    scorer = PairScorer(restored)
+    check_positive("--topk", topk)
+    check_output(out, ("--users", users_file), ("--checkpoint", checkpoint), ("--candidates", candidates))
     if not os.path.isfile(users_file):
         raise MissingInputError(f"--users: '{users_file}' not found")
     tokens = [line.strip() for line in open(users_file) if line.strip()]
+    if not tokens:
+        raise InputError(f"{users_file}: no user tokens; expected one per line")
+    restored = _restore(checkpoint, compute_dtype)
+    scorer = PairScorer(restored)
     users = scorer.ids(tokens, scorer.uid)
     if (users < 0).any():
         missing = [t for t, u in zip(tokens, users) if u < 0]
@@ -195,11 +225,15 @@ def recommend(checkpoint: str, users_file: str, candidates: str, topk: int, out:
 
 def _candidates(scorer: PairScorer, restored: Restored, candidates: str) -> np.ndarray:
     if candidates.startswith("pop") and candidates[3:].isdigit():
+        if int(candidates[3:]) < 1:
+            raise InputError(f"--candidates: '{candidates}' holds no items; popN needs N ≥ 1")
         count = restored.splits[0].train_item_count
         return np.sort(np.argsort(-count[1:], kind="stable")[: int(candidates[3:])] + 1)
     if not os.path.isfile(candidates):
         raise MissingInputError(f"--candidates: '{candidates}' is neither popN nor a file of item tokens")
     tokens = [line.strip() for line in open(candidates) if line.strip()]
+    if not tokens:
+        raise InputError(f"{candidates}: no item tokens; expected one per line")
     items = scorer.ids(tokens, scorer.iid)
     if (items < 0).any():
         raise InputError(f"{candidates}: {(items < 0).sum()} item token(s) the checkpoint's dataset does not know")

@@ -81,12 +81,22 @@ def _file(what: str, auto: bool = False) -> Callable[[str, Any], None]:
 
 
 POSITIVE_INT = _numeric(int, 0, above=True)
+
+
+def _whole_numbers(key: str, value: Any) -> None:
+    """A positive whole number or a non-empty list of them (RecBole's ``topk``)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values or any(_number(v, int) is None or _number(v, int) < 1 for v in values):
+        raise InputError(f"{key}: '{value}' must be a positive whole number or a list of them, e.g. [10] or [1, 5, 10]")
+
 OPTIONAL_POSITIVE_INT = _numeric(int, 0, optional=True, above=True)
 OPTIONAL_POSITIVE_FLOAT = _numeric(float, 0, optional=True, above=True)
 
 RULES: dict[str, Callable[[str, Any], None]] = {
     # RecBole's training settings
-    "epochs": _numeric(int, 0),
+    "epochs": POSITIVE_INT,
+    "seed": _numeric(int, 0),
+    "topk": lambda key, value: _whole_numbers(key, value),
     "train_batch_size": POSITIVE_INT,
     "eval_batch_size": POSITIVE_INT,
     "learning_rate": _numeric(float, 0, above=True),

@@ -11,6 +11,7 @@ from tests.conftest import TINY_YAML, tiny_config
 def run_cli(monkeypatch, capsys, *args) -> tuple[int, str]:
     """The command line in this process, with building data or a model forbidden."""
     import recbole_collm.data.utils as data_utils
+    import recbole_collm.model.llm_recommender  # noqa: F401  (imported first: the models keep the real load_llm)
     import recbole_collm.model.llm_recommender.llm.backbone as backbone
 
     def forbidden(*a, **k):
@@ -26,7 +27,7 @@ def run_cli(monkeypatch, capsys, *args) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--model=MF", "--epochs=abc"], "epochs: 'abc' must be a whole number ≥ 0"),
+    (["--model=MF", "--epochs=abc"], "epochs: 'abc' must be a positive whole number"),
     (["--model=MF", "--train_batch_size=0"], "train_batch_size: '0' must be a positive whole number"),
     (["--model=MF", "--learning_rate=-1"], "learning_rate: '-1' must be a positive number"),
     (["--model=NoSuchModel"], "model 'NoSuchModel': no such model in recbole_collm.model"),
@@ -46,7 +47,7 @@ def test_bad_setting_is_one_line_before_anything_is_built(monkeypatch, capsys, a
 def test_values_in_range_pass_and_numbers_given_as_text_are_read():
     config = tiny_config(epochs="3", learning_rate=0.5, train_rows_limit=None)
     assert config["epochs"] == 3  # RecBole reads "3" as a number; the check refuses what is not one
-    with pytest.raises(InputError, match=r"^epochs: '2.5' must be a whole number ≥ 0$"):
+    with pytest.raises(InputError, match=r"^epochs: '2.5' must be a positive whole number$"):
         tiny_config(epochs=2.5)
     with pytest.raises(InputError, match=r"^enable_amp: 'yes' must be True or False$"):
         tiny_config(enable_amp="yes")

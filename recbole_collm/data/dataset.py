@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from logging import getLogger
 
 import numpy as np
 import torch
@@ -10,6 +11,17 @@ from recbole.utils import FeatureSource, FeatureType
 
 from recbole_collm.data.history import PositiveHistory
 from recbole_collm.errors import InputError, MissingInputError
+
+
+def _is_number(value: str) -> bool:
+    """An atomic file's float value: a number, or empty (RecBole reads it as missing)."""
+    if not value.strip():
+        return True
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 class CollmDataset(Dataset):
@@ -21,7 +33,16 @@ class CollmDataset(Dataset):
     - ``train_user_count`` / ``train_item_count`` on the train split: interactions per user and
       per item in the whole train split (before ``train_rows_limit``), for warm/cold evaluation,
       popularity sampling and the capped full-sort catalogue.
+
+    ``token_maps`` (``{field: [token, ...]}``, what a checkpoint stores): the user and item ids a
+    saved model was trained with. RecBole numbers tokens by first appearance, so the same rows in
+    another order would give every id another meaning; with the maps the ids are the saved ones,
+    and a token the model never saw is refused.
     """
+
+    def __init__(self, config, token_maps: dict | None = None):
+        self._saved_token_maps = token_maps
+        super().__init__(config)
 
     def _download(self):
         # RecBole would try the network; say instead what is missing and where.
@@ -48,6 +69,7 @@ class CollmDataset(Dataset):
         inter_files = [f"{token}.{n}.inter" for n in names] if names else [f"{token}.inter"]
         load_col = self.config["load_col"] or {}
         needed = {name: load_col.get("inter") for name in inter_files}
+        self._file_columns = {}  # file name -> its header's column names
         for suffix in ("item", "user"):
             if load_col.get(suffix):
                 needed[f"{token}.{suffix}"] = load_col[suffix]
@@ -58,33 +80,91 @@ class CollmDataset(Dataset):
             separator = self.config["field_separator"]
             with open(path, encoding=self.config["encoding"]) as f:
                 header = f.readline().rstrip("\n")
-                width, rows = header.count(separator), 0
+                if not header:
+                    raise InputError(f"{path}: empty; expected a 'name:type' header line and at least one row")
+                fields = self._header_fields(path, header.split(separator))
+                loaded = columns or [name for name, _ in fields]
+                self._file_columns[name] = [field for field, _ in fields]
+                numeric = [(k, field) for k, (field, kind) in enumerate(fields) if kind == "float" and field in loaded]
+                width, rows = len(fields) - 1, 0
                 for number, line in enumerate(f, start=2):
                     if not line.strip():
                         continue
                     rows += 1
-                    if line.rstrip("\n").count(separator) != width:
+                    values = line.rstrip("\n").split(separator)
+                    if len(values) - 1 != width:
                         # pandas would silently drop the extra field (e.g. a tab inside a title)
                         raise InputError(
-                            f"{path}, line {number}: {line.count(separator) + 1} tab-separated fields, "
+                            f"{path}, line {number}: {len(values)} tab-separated fields, "
                             f"the header has {width + 1} (a tab inside a value?)"
                         )
-            if not header or not rows:
+                    for k, field in numeric:
+                        if not _is_number(values[k]):
+                            raise InputError(f"{path}, line {number}, column '{field}': '{values[k]}' is not a number")
+            if not rows:
                 raise InputError(f"{path}: empty; expected a 'name:type' header line and at least one row")
-            fields = [h.split(":")[0] for h in header.split(self.config["field_separator"])]
+            names = [name for name, _ in fields]
             for column in columns or []:
-                if column not in fields:
-                    raise InputError(f"{path}: no '{column}' column (load_col asks for it); header has {fields}")
+                if column not in names:
+                    raise InputError(f"{path}: no '{column}' column (load_col asks for it); header has {names}")
+
+    @staticmethod
+    def _header_fields(path: str, header: list[str]) -> list[tuple[str, str]]:
+        """``[(name, type), ...]`` of an atomic file's header; every column needs RecBole's
+        ``name:type`` with a type RecBole knows."""
+        kinds = ("token", "token_seq", "float", "float_seq")
+        fields = []
+        for column in header:
+            name, _, kind = column.partition(":")
+            if kind not in kinds:
+                raise InputError(f"{path}: header column '{column}' must be name:type with type one of {', '.join(kinds)}")
+            fields.append((name, kind))
+        return fields
+
+    def _remap_ID_all(self):
+        super()._remap_ID_all()
+        if self._saved_token_maps:
+            for field, tokens in self._saved_token_maps.items():
+                self._use_token_map(field, np.asarray(tokens, dtype=object))
+
+    def _use_token_map(self, field: str, saved: np.ndarray) -> None:
+        """Renumber ``field`` (and every feature of its alias) to the saved ids."""
+        index = {token: i for i, token in enumerate(saved)}
+        current = self.field2id_token[field]
+        unknown = [t for t in current[1:] if t not in index]
+        if unknown:
+            raise InputError(
+                f"{self.dataset_name}: {len(unknown)} {field} token(s) the checkpoint was not trained with "
+                f"(e.g. '{unknown[0]}'); the data changed since it was saved — train again on it"
+            )
+        new_of_old = np.array([index[t] for t in current], dtype=np.int64)
+        alias = next((fields for fields in self.alias.values() if field in fields), [field])
+        for feat in (self.inter_feat, self.user_feat, self.item_feat):
+            for name in alias:
+                if feat is None or name not in feat:
+                    continue
+                if self.field2type[name] == FeatureType.TOKEN_SEQ:
+                    feat[name] = [new_of_old[np.asarray(v, dtype=np.int64)] for v in feat[name]]
+                else:
+                    feat[name] = new_of_old[feat[name].to_numpy()]
+        for name in alias:
+            self.field2id_token[name] = saved
+            self.field2token_id[name] = index
 
     def _data_processing(self):
         super()._data_processing()
         self._check_labels()
+        self._warn_duplicates()
         self._extract_titles()
         self._build_history()
 
     def _check_labels(self) -> None:
         """Every row needs a 0/1 label: a silent wrong label is worse than an error."""
         field = self.label_field
+        inter_columns = {c for name, columns in getattr(self, "_file_columns", {}).items() if name.endswith(".inter") for c in columns}
+        if field not in self.inter_feat and field in inter_columns:
+            raise InputError(f"load_col: the .inter file has a '{field}' column but load_col.inter does not load it; "
+                             f"add {field} to load_col.inter")
         if field not in self.inter_feat:
             raise InputError(
                 f"{self.dataset_name}.inter: no '{field}' column; add a {field}:float column "
@@ -97,6 +177,17 @@ class CollmDataset(Dataset):
             raise InputError(
                 f"{self.dataset_name}.inter: field '{field}' must be 0 or 1, found {examples}"
             )
+
+    def _warn_duplicates(self) -> None:
+        """Rows repeated with the same user, item and time count twice in training and
+        evaluation: say how many (RecBole's ``rm_dup_inter`` drops them in a single-file dataset)."""
+        keys = [f for f in (self.uid_field, self.iid_field, self.time_field) if f in self.inter_feat]
+        count = int(self.inter_feat.duplicated(subset=keys).sum())
+        if count:
+            how = ("remove them from the split files" if self.config["benchmark_filename"]
+                   else "set rm_dup_inter: first to keep one of each")
+            getLogger().warning(f"{self.dataset_name}: {count} duplicate row(s) (same {', '.join(keys)}); "
+                                f"each counts as a row of its own; {how}")
 
     def _extract_titles(self) -> None:
         """Keep titles as text indexed by internal item id and drop them from the features, so

@@ -20,16 +20,31 @@ from recbole_collm.data.dataset import CollmDataset
 from recbole_collm.errors import InputError
 
 
-def create_dataset(config):
-    """``CollmDataset`` for labeled (context-type) models, RecBole's dataset for the others."""
+def create_dataset(config, token_maps: dict | None = None):
+    """``CollmDataset`` for labeled (context-type) models, RecBole's dataset for the others.
+    ``token_maps``: a checkpoint's user/item tokens in id order (:class:`CollmDataset`)."""
     if config["MODEL_TYPE"] == ModelType.CONTEXT:
-        return CollmDataset(config)
+        return CollmDataset(config, token_maps)
+    if token_maps:
+        raise InputError(f"token_maps: only the plugin's labeled dataset takes a checkpoint's ids, not {config['model']}'s")
     return create_recbole_dataset(config)
 
 
 def is_ranking(config) -> bool:
     """Candidate ranking (uniN/popN/full) for a labeled model, rather than labeled rows."""
     return config["MODEL_TYPE"] == ModelType.CONTEXT and any(eval_mode(config, p) != "labeled" for p in ("valid", "test"))
+
+
+def _check_both_labels(config, data, phase: str, why: str) -> None:
+    """A split whose rows all carry one label would train nothing or leave AUC undefined (the run
+    would end in a missing best checkpoint): one line naming the split instead."""
+    if data is None or not len(data._dataset):
+        return
+    labels = data._dataset.inter_feat[config["LABEL_FIELD"]]
+    positives = int((labels > 0.5).sum())
+    if positives in (0, len(labels)):
+        raise InputError(f"{config['dataset']}: the {phase} split's {len(labels)} row(s) all have "
+                         f"{config['LABEL_FIELD']} {int(positives > 0)}; both 0 and 1 are needed ({why})")
 
 
 def data_preparation(config, dataset):
@@ -42,6 +57,11 @@ def data_preparation(config, dataset):
             "use ranking metrics, e.g. metrics: [Hit, NDCG, MRR], valid_metric: NDCG@10"
         )
     train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
+    if config["MODEL_TYPE"] == ModelType.CONTEXT:
+        _check_both_labels(config, train_data, "train", "the model learns from both")
+        if not is_ranking(config):
+            for phase, data in (("valid", valid_data), ("test", test_data)):
+                _check_both_labels(config, data, phase, "AUC compares the two; raise eval_rows_limit or check the split")
     if config["prefix_grouped_batches"] and config["shuffle"] and config["single_spec"]:
         train_data = PrefixGroupedTrainDataLoader(config, train_data._dataset, train_data._sampler, shuffle=True)
     if not is_ranking(config):

@@ -20,6 +20,9 @@ from recbole_collm.errors import InputError
 from recbole_collm.evaluator import CollmCollector, CollmEvaluator
 
 _CACHE: dict[type, type] = {}
+# settings a resumed run takes from its checkpoint (the optimizer and scheduler states hold them);
+# every other setting is this run's (e.g. more epochs)
+RESUME_KEEPS = ("learner", "learning_rate", "cie_learning_rate", "weight_decay")
 
 
 class ResumableTrainerMixin:
@@ -66,6 +69,7 @@ class ResumableTrainerMixin:
         self._current_epoch = 0
         self._on_validation = None
         self._resume_each_epoch = False  # set by fit when it runs without validation
+        self._token_maps = None  # set by fit: the user and item tokens of the data, in id order
 
     def _wrap_distributed(self) -> None:
         """The DDP wrapper RecBole's training step runs through; it reduces the gradients of the
@@ -95,6 +99,8 @@ class ResumableTrainerMixin:
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            # the ids' meaning: restore renumbers the data by these tokens (recbole_collm.checkpoint)
+            "token_maps": self._token_maps,
         }
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
@@ -159,6 +165,7 @@ class ResumableTrainerMixin:
         final metrics as an unbroken run).
         ``on_validation(epoch, valid_result)`` sees every validation's full result."""
         self._train_data = train_data
+        self._token_maps = token_maps(train_data._dataset)
         self._on_validation = on_validation
         if self.start_epoch >= self.epochs:
             # resumed after the last epoch: RecBole would overwrite the best checkpoint with the
@@ -222,9 +229,11 @@ class ResumableTrainerMixin:
         )
         return state
 
-    def resume_checkpoint(self, resume_file):
+    def resume_checkpoint(self, resume_file, dataset=None):
         """Continue from a ``-last.pth`` checkpoint (model, optimizer, scheduler, early-stopping
-        state and random state); a best-model checkpoint resumes without the random state."""
+        state and random state); a best-model checkpoint resumes without the random state.
+        ``dataset`` (the run's train data): refused when its users/items are not the ones the
+        checkpoint was trained with."""
         resume_file = str(resume_file)
         checkpoint = read_checkpoint(resume_file, map_location=self.device)
         if checkpoint["config"]["model"].lower() != self.config["model"].lower():
@@ -232,6 +241,18 @@ class ResumableTrainerMixin:
                 f"resume: {resume_file} holds a '{checkpoint['config']['model']}' checkpoint, "
                 f"cannot resume model '{self.config['model']}'"
             )
+        saved_maps = checkpoint.get("token_maps")
+        if dataset is not None and saved_maps is not None and saved_maps != token_maps(dataset):
+            raise InputError(
+                f"resume: {resume_file} was trained on other data (dataset '{checkpoint['config']['dataset']}', "
+                f"{len(saved_maps[dataset.uid_field]) - 1} users); this run has '{self.config['dataset']}', "
+                f"{dataset.user_num - 1} users"
+            )
+        for key in RESUME_KEEPS:
+            old, new = checkpoint["config"][key], self.config[key]
+            if old != new:
+                self.logger.warning(f"resume: {key} stays {old} (the optimizer state in {os.path.basename(resume_file)} "
+                                    f"continues); this run's {key}={new} is not used")
         self._restore_stage(checkpoint)
         self._load_model_file(resume_file, checkpoint)
         self.saved_model_file = checkpoint.get("best_file") or resume_file
@@ -252,6 +273,11 @@ class ResumableTrainerMixin:
 
     def _restore_stage(self, checkpoint: dict) -> None:
         """Hook for trainers with several stages."""
+
+
+def token_maps(dataset) -> dict:
+    """``{field: [token, ...]}`` of the user and item ids (RecBole's ``field2id_token``)."""
+    return {field: [str(t) for t in dataset.field2id_token[field]] for field in (dataset.uid_field, dataset.iid_field)}
 
 
 def plugin_trainer(trainer_class: type) -> type:

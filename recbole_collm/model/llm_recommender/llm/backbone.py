@@ -161,11 +161,18 @@ def load_llm(config, dtype: torch.dtype = torch.float32, linear_dtype: torch.dty
     kwargs = {"local_files_only": True, "dtype": dtype, "attn_implementation": ATTENTION}
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()}, dtype=torch.bfloat16)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as err:  # a broken config.json, no tokenizer files
+        raise InputError(f"llm_path: '{path}' has no usable tokenizer (tokenizer.json / tokenizer_config.json "
+                         f"with config.json): {_first_line(err)}") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError, TypeError, KeyError) as err:  # a broken config.json, missing weights
+        raise InputError(f"llm_path: '{path}' holds no loadable causal LM (config.json and weights): {_first_line(err)}") from None
     if quant is not None:
         from peft import prepare_model_for_kbit_training
 
@@ -178,6 +185,11 @@ def load_llm(config, dtype: torch.dtype = torch.float32, linear_dtype: torch.dty
         param.requires_grad_(False)
     model.eval()
     return model, tokenizer
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def add_lora(model, config):
