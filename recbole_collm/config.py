@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 
 import torch
@@ -98,7 +99,16 @@ class Config(RecBoleConfig):
                 )
 
     def _load_cmd_line(self):
-        return super()._load_cmd_line() if self._read_cmd_line else {}
+        from recbole_collm.errors import InputError
+
+        if not self._read_cmd_line:
+            return {}
+        seen = {}
+        for arg in sys.argv[1:]:  # RecBole raises a SyntaxError (a traceback) for this
+            key, equals, value = arg[2:].partition("=")
+            if arg.startswith("--") and equals and seen.setdefault(key, value) != value:
+                raise InputError(f"command line: --{key} given twice ({seen[key]} and {value}); give it once")
+        return super()._load_cmd_line()
 
     def _load_config_files(self, file_list):
         """RecBole's, with a file that is not YAML (or not a mapping) named with its line."""
@@ -169,6 +179,8 @@ class Config(RecBoleConfig):
             self.internal_config_dict.update(per_model.get(name) or {})
 
     def _set_default_parameters(self):
+        if "topk" in self.final_config_dict:  # RecBole checks it here with a ValueError of its own
+            settings.RULES["topk"]("topk", self.final_config_dict["topk"])
         super()._set_default_parameters()
         self.final_config_dict["data_path"] = resolve_data_path(
             self.final_config_dict["data_path"], self.dataset

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -73,6 +74,10 @@ def resolve_llm_path(llm_path: str | None) -> Path:
             f"llm_path: '{llm_path}' is not a local Hugging Face model folder (no config.json); "
             "models are never fetched from a hub"
         )
+    try:
+        json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"llm_path: '{path / 'config.json'}' is not valid JSON ({err})") from None
     return path
 
 

@@ -1,0 +1,63 @@
+"""Paired bootstrap over users: the interval of a difference between two models on the same rows."""
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from recbole_collm.evaluator.compare import compare_rows, paired_bootstrap
+from recbole_collm.evaluator.metrics import per_user_auc
+
+
+def data(seed=0, users=30, rows=400):
+    rng = np.random.default_rng(seed)
+    uid = rng.integers(0, users, rows)
+    labels = rng.integers(0, 2, rows)
+    return uid, labels, rng.normal(size=rows) + labels, rng.normal(size=rows) + 0.3 * labels
+
+
+def reference_auc_interval(uid, labels, a, b, resamples, seed):
+    """The definition, the slow way: draw users with replacement, copy each drawn user's rows."""
+    users = np.unique(uid)
+    rng = np.random.default_rng(seed)
+    differences = []
+    for _ in range(resamples):
+        drawn = users[rng.integers(0, len(users), len(users))]
+        rows = np.concatenate([np.flatnonzero(uid == u) for u in drawn])
+        differences.append(roc_auc_score(labels[rows], a[rows]) - roc_auc_score(labels[rows], b[rows]))
+    return np.percentile(differences, [2.5, 97.5])
+
+
+def test_auc_interval_is_the_user_resampling_definition():
+    uid, labels, a, b = data()
+    got = paired_bootstrap(uid, labels, a, b, "auc", resamples=40, seed=3)
+    low, high = reference_auc_interval(uid, labels, a, b, 40, 3)
+    assert (got.low, got.high) == pytest.approx((low, high), abs=1e-12)
+    assert got.a == roc_auc_score(labels, a) and got.b == roc_auc_score(labels, b)
+    assert got.users == 30 and got.rows == 400 and got.significant  # a is far better
+
+
+def test_uauc_interval_resamples_the_per_user_aucs():
+    uid, labels, a, b = data(1)
+    got = paired_bootstrap(uid, labels, a, b, "uauc", resamples=60, seed=5)
+    per_a, _ = per_user_auc(uid, a, labels)
+    per_b, _ = per_user_auc(uid, b, labels)
+    draws = np.random.default_rng(5).integers(0, len(per_a), (60, len(per_a)))
+    low, high = np.percentile((per_a - per_b)[draws].mean(axis=1), [2.5, 97.5])
+    assert (got.low, got.high) == pytest.approx((low, high), abs=1e-12)
+    assert got.a == pytest.approx(per_a.mean()) and got.users == len(per_a)
+
+
+def test_the_same_scores_are_not_significant_and_the_text_says_so():
+    uid, labels, a, _ = data(2)
+    got = paired_bootstrap(uid, labels, a, a.copy(), "auc", resamples=20)
+    assert (got.low, got.high, got.difference) == (0.0, 0.0, 0.0) and not got.significant
+    assert str(got).endswith("[+0.0000, +0.0000] (not significant; paired bootstrap over 30 users, 400 rows)")
+
+
+def test_compare_rows_refuses_rows_that_differ():
+    uid, labels, a, b = data(3)
+    rows = {"uid": uid, "iid": np.arange(len(uid)), "label": labels, "score": a}
+    other = {**rows, "iid": np.arange(len(uid))[::-1], "score": b}
+    with pytest.raises(ValueError, match="scored different rows"):
+        compare_rows(rows, other)
+    auc, uauc = compare_rows(rows, {**rows, "score": b}, resamples=10)
+    assert (auc.metric, uauc.metric) == ("auc", "uauc")
