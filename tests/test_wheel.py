@@ -1,7 +1,9 @@
 """The built wheel is the whole plugin: installed into a fresh environment (no checkout on its
 path), it runs MF and CoLLM from a folder outside the checkout with its own packaged defaults."""
+import site
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,10 +21,14 @@ def test_wheel_installs_and_runs_mf_and_collm_outside_the_checkout(tmp_path, smo
     wheels = tmp_path / "wheels"
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)], cwd=tmp_path)
     wheel = next(wheels.glob("recbole_collm-*.whl"))
-    # a fresh environment that sees the installed dependencies but installs the plugin itself
+    # a fresh environment that sees this interpreter's installed dependencies (a .pth line: inside
+    # a virtual environment --system-site-packages would show the base interpreter's instead) but
+    # installs the plugin itself
     venv = tmp_path / "env"
-    run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp_path)
+    run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
     python = venv / "bin" / "python"
+    purelib = run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp_path).stdout.strip()
+    (Path(purelib) / "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)], cwd=tmp_path)
     work = tmp_path / "work"
     work.mkdir()
