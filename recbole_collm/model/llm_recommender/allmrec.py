@@ -72,7 +72,9 @@ class ALLMRec(LLMRecommender):
         # the CF model first: a bad checkpoint is reported before the LLM loads
         self.source = self._build_source(config, dataset)
         self.llm, tokenizer = load_llm(config, self.precision.weights_dtype, self.precision.linear_dtype)
-        text = title_embeddings(titles, self.llm, tokenizer, str(config["llm_path"] or "default"), config["text_encoder_path"])
+        with self.precision.autocast():  # the LLM's linear layers may hold the compute dtype
+            text = title_embeddings(titles, self.llm, tokenizer, str(config["llm_path"] or "default"),
+                                    config["text_encoder_path"], compute_dtype=self.precision.dtype)
         self.register_buffer("text_vectors", text, persistent=False)  # frozen: recomputed (cached), never saved
         latent, hidden = int(config["latent_size"]), self.llm.config.hidden_size
         self.aligner = ItemTextAligner(self.source.dim, text.shape[1], latent)

@@ -41,13 +41,17 @@ def _mean_pooled(model, tokenizer, texts: list[str], batch_size: int = 64) -> to
     return torch.cat(out).cpu()
 
 
-def title_embeddings(titles, llm, tokenizer, llm_name: str, text_encoder_path: str | None = None) -> torch.Tensor:
-    """``(len(titles), dim)`` float32 title vectors (row 0, the padding item, included)."""
+def title_embeddings(titles, llm, tokenizer, llm_name: str, text_encoder_path: str | None = None,
+                     compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(len(titles), dim)`` float32 title vectors (row 0, the padding item, included). The LLM's
+    states are computed in the caller's precision (its autocast) and cached per ``compute_dtype``."""
     texts = [str(t) for t in titles]
     encoder = str(Path(text_encoder_path).resolve()) if text_encoder_path else f"llm:{llm_name}"
     # the LLM's weights, not only its name: a folder saved again with other weights is another encoder
     fingerprint = None if text_encoder_path else float(llm.get_input_embeddings().weight.double().sum())
     key = {"encoder": encoder, "weights": fingerprint, "titles": texts}
+    if not text_encoder_path and compute_dtype != torch.float32:
+        key["dtype"] = str(compute_dtype)  # float32 keys stay as they were: their caches remain valid
     digest = hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16]
     path = cache_root() / "title_embeddings" / f"{digest}.safetensors"
     from safetensors.torch import load_file, save_file
