@@ -188,9 +188,13 @@ def test_a_resume_says_which_settings_its_checkpoint_keeps(tmp_path, caplog):
     (lambda h, rows: ("user_id\titem_id:token\trating:float\ttimestamp:float", rows),
      "tiny.inter: header column 'user_id' must be name:type with type one of token, token_seq, float, float_seq"),
     (lambda h, rows: (h, [rows[0], "38\t24\tfive\t1000001402", *rows[1:]]),
-     "tiny.inter, line 3, column 'rating': 'five' is not a number"),
+     "tiny.inter, line 3, column 'rating': 'five' is not a finite number"),
     (lambda h, rows: (h, [rows[0], rows[1], "38\t24\t4\tyesterday", *rows[2:]]),
-     "tiny.inter, line 4, column 'timestamp': 'yesterday' is not a number"),
+     "tiny.inter, line 4, column 'timestamp': 'yesterday' is not a finite number"),
+    (lambda h, rows: (h, [rows[0], "38\t24\t4\tnan", *rows[1:]]),
+     "tiny.inter, line 3, column 'timestamp': 'nan' is not a finite number"),
+    (lambda h, rows: (h, [rows[0], "38\t24\t4\t", *rows[1:]]),
+     "tiny.inter, line 3, column 'timestamp': '' is not a finite number"),
 ])
 def test_bad_atomic_values_name_file_line_and_column(tmp_path, monkeypatch, capsys, edit, message):
     data = copy_tiny(tmp_path)

@@ -1,6 +1,7 @@
 """RecBole Dataset for labeled (user, item, label) data with the CoLLM paper's extras."""
 from __future__ import annotations
 
+import math
 import os
 from logging import getLogger
 
@@ -13,15 +14,15 @@ from recbole_collm.data.history import PositiveHistory
 from recbole_collm.errors import InputError, MissingInputError
 
 
-def _is_number(value: str) -> bool:
-    """An atomic file's float value: a number, or empty (RecBole reads it as missing)."""
+def _is_number(value: str, required: bool) -> bool:
+    """An atomic file's float value: a finite number, or empty where a value may be missing
+    (RecBole fills it in; never a timestamp or a label, which order and teach)."""
     if not value.strip():
-        return True
+        return not required
     try:
-        float(value)
+        return math.isfinite(float(value))
     except ValueError:
         return False
-    return True
 
 
 class CollmDataset(Dataset):
@@ -70,6 +71,7 @@ class CollmDataset(Dataset):
         load_col = self.config["load_col"] or {}
         needed = {name: load_col.get("inter") for name in inter_files}
         self._file_columns = {}  # file name -> its header's column names
+        required = {self.config["TIME_FIELD"], self.config["LABEL_FIELD"]}
         for suffix in ("item", "user"):
             if load_col.get(suffix):
                 needed[f"{token}.{suffix}"] = load_col[suffix]
@@ -99,8 +101,8 @@ class CollmDataset(Dataset):
                             f"the header has {width + 1} (a tab inside a value?)"
                         )
                     for k, field in numeric:
-                        if not _is_number(values[k]):
-                            raise InputError(f"{path}, line {number}, column '{field}': '{values[k]}' is not a number")
+                        if not _is_number(values[k], required=field in required):
+                            raise InputError(f"{path}, line {number}, column '{field}': '{values[k]}' is not a finite number")
             if not rows:
                 raise InputError(f"{path}: empty; expected a 'name:type' header line and at least one row")
             names = [name for name, _ in fields]
