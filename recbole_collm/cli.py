@@ -62,7 +62,7 @@ def _tune(argv: list[str]) -> None:
     from recbole.trainer import HyperTuning
 
     from recbole_collm.errors import InputError, MissingInputError
-    from recbole_collm.quick_start import objective_function
+    from recbole_collm.quick_start import format_result, objective_function
 
     parser = argparse.ArgumentParser(prog="recbole-collm tune")
     parser.add_argument("--model", "-m", required=True)
@@ -89,7 +89,7 @@ def _tune(argv: list[str]) -> None:
     tuner.export_result(output_file=output)
     best = tuner.params2result[tuner.params2str(tuner.best_params)]
     print(f"best params: {tuner.best_params}")
-    print(f"best valid result: {best['best_valid_result']}")
+    print(f"best valid result: {format_result(best['best_valid_result'])}")
     print(f"all trials -> {output}")
 
 
