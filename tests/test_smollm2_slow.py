@@ -44,9 +44,10 @@ def cie_gradient(smollm2_dir, tmp_path, data, dtype: str, weights: str = "auto")
 def test_bf16_cie_gradient_on_real_smollm2_points_as_float32(smollm2_dir, tmp_path, shared_ml1m):
     """On the real weights (large residual activations) the CIE's gradient in bf16 must still point
     where float32's does. The default (llm_dtype: auto: bf16 linear layers, float32 residual stream)
-    does; the whole model in bf16 does not (the residual stream drowns the two CIE tokens)."""
+    does, closer than the whole model in bf16 (whose residual stream can drown the two CIE tokens)."""
     reference = cie_gradient(smollm2_dir, tmp_path, shared_ml1m, "float32")
     cosine = {w: torch.nn.functional.cosine_similarity(reference, cie_gradient(smollm2_dir, tmp_path, shared_ml1m, "bfloat16", w), dim=0).item()
               for w in ("auto", "bfloat16")}
-    # measured: 0.998 and 0.685
-    assert cosine["auto"] > 0.99 and cosine["bfloat16"] < 0.9, cosine
+    # measured: 0.992 and 0.988 on these rows (0.998 and 0.685 when ties in time were history by
+    # file order: the size of the whole-bf16 error depends on the prompts; README "Precision")
+    assert cosine["auto"] > 0.99 and cosine["auto"] > cosine["bfloat16"], cosine
