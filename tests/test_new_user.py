@@ -113,6 +113,9 @@ def test_an_empty_or_truncated_checkpoint_is_one_line(mf_checkpoint, tmp_path, m
     assert status == 2 and f"checkpoint file '{bad}' cannot be read (truncated, empty or not a .pth" in one_line(err)
     status, err = cli_run(monkeypatch, capsys, *train_args(tmp_path, f"--resume={bad}"))
     assert status == 2 and f"checkpoint file '{bad}' cannot be read" in one_line(err)
+    args = [a.replace("--model=MF", "--model=CoLLM") for a in train_args(tmp_path, f"--cie_checkpoint={bad}")]
+    status, err = cli_run(monkeypatch, capsys, *args)  # refused before any LLM is loaded
+    assert status == 2 and f"checkpoint file '{bad}' cannot be read" in one_line(err)
 
 
 # --- checkpoints keep their ids -------------------------------------------------------------------
