@@ -36,7 +36,7 @@ def efficiency(records: dict) -> dict | None:
 
 
 def quality_checks(records: dict) -> list[str]:
-    """The issue's targets, each as one line saying met or missed and by how much."""
+    """The paper's claims (CoLLM-MF above TALLRec and MF), each as one line saying whether these rows show it and by how much."""
     lines = []
     get = lambda run, key: records.get(run, {}).get("test_result", {}).get(key)  # noqa: E731
     for other in ("TALLRec", "MF"):
