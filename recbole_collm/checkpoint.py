@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from recbole_collm.errors import InputError, MissingInputError
+from recbole_collm.errors import InputError, MissingInputError, first_line
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -57,19 +57,15 @@ class RunLock:
     dies (SIGKILL included), so ``resume: auto`` never takes over a run that is still writing."""
 
     def __init__(self, checkpoint_file: str | os.PathLike):
+        self.checkpoint_file = str(checkpoint_file)
         self.path = lock_path(checkpoint_file)
         self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise InputError(f"resume: the run writing {self.path[:-5].replace(os.sep + '.locks', '')}*.pth "
-                             "is still going; wait for it or resume another") from None
-        self._fd = fd
+        self._fd = _try_lock(self.path)
+        if self._fd is None:
+            raise InputError(f"resume: the run writing {self.checkpoint_file} is still going; wait for it or resume another")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -91,14 +87,23 @@ def run_is_live(checkpoint_file: str | os.PathLike) -> bool:
     path = lock_path(checkpoint_file)
     if not os.path.exists(path):
         return False
-    fd = os.open(path, os.O_RDWR)
+    fd = _try_lock(path)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def _try_lock(path: str) -> int | None:
+    """An open descriptor of ``path`` holding its exclusive ``flock``, or None when another open
+    file holds it (a live run)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
     except BlockingIOError:
-        return True
-    finally:
         os.close(fd)
+        return None
+    return fd
 
 
 def save_checkpoint(obj: Any, path: str | os.PathLike) -> None:
@@ -136,8 +141,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=False, pickle_module=_PICKLE)
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputError(f"checkpoint file '{path}' cannot be read (truncated, empty or not a .pth: {reason})") from None
+        raise InputError(f"checkpoint file '{path}' cannot be read (truncated, empty or not a .pth: {first_line(err)})") from None
     return checkpoint
 
 

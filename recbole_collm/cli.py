@@ -61,8 +61,9 @@ def _tune(argv: list[str]) -> None:
 
     from recbole.trainer import HyperTuning
 
-    from recbole_collm.errors import InputError, MissingInputError
+    from recbole_collm.errors import MissingInputError
     from recbole_collm.quick_start import format_result, objective_function
+    from recbole_collm.scoring import check_positive
 
     parser = argparse.ArgumentParser(prog="recbole-collm tune")
     parser.add_argument("--model", "-m", required=True)
@@ -77,8 +78,7 @@ def _tune(argv: list[str]) -> None:
     if not os.path.isfile(args.params_file):
         raise MissingInputError(f"--params_file: '{args.params_file}' not found")
     for option in ("max_evals", "early_stop"):
-        if getattr(args, option) < 1:
-            raise InputError(f"--{option}: {getattr(args, option)} must be a whole number ≥ 1")
+        check_positive(f"--{option}", getattr(args, option))
     sys.argv = sys.argv[:1] + rest  # the remaining --key=value pairs: settings every trial shares (RecBole's Config reads them)
     config_files = _config_files(args.config_files)
     objective = partial(objective_function, model=args.model, dataset=args.dataset)

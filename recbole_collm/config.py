@@ -10,6 +10,7 @@ import yaml
 from recbole.config.configurator import Config as RecBoleConfig
 
 from recbole_collm import compat, settings
+from recbole_collm.errors import InputError, MissingInputError, first_line
 from recbole_collm.utils import get_model
 
 PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"  # package data: in the wheel too
@@ -83,8 +84,6 @@ class Config(RecBoleConfig):
         silently ignored value."""
         import difflib
 
-        from recbole_collm.errors import InputError
-
         known = known_keys(self.internal_config_dict)
         sources = [("command line", self.cmd_config_dict), ("config dict", self.variable_config_dict),
                    ("config file", self.file_config_dict)]
@@ -99,8 +98,6 @@ class Config(RecBoleConfig):
                 )
 
     def _load_cmd_line(self):
-        from recbole_collm.errors import InputError
-
         if not self._read_cmd_line:
             return {}
         seen = {}
@@ -112,8 +109,6 @@ class Config(RecBoleConfig):
 
     def _load_config_files(self, file_list):
         """RecBole's, with a file that is not YAML (or not a mapping) named with its line."""
-        from recbole_collm.errors import InputError
-
         merged = {}
         for file in file_list or []:
             with open(file, encoding="utf-8") as f:
@@ -122,7 +117,7 @@ class Config(RecBoleConfig):
                 except yaml.YAMLError as err:
                     mark = getattr(err, "problem_mark", None)
                     where = f", line {mark.line + 1}" if mark is not None else ""
-                    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+                    problem = getattr(err, "problem", None) or first_line(err)
                     raise InputError(f"{file}{where}: not valid YAML ({problem})") from None
             if values is not None and not isinstance(values, dict):
                 raise InputError(f"{file}: expected 'key: value' lines, found a {type(values).__name__}")
@@ -213,8 +208,6 @@ def resolve_config_file(name: str | Path) -> str:
     """A config file as given when it exists, else the plugin's named setting of that name
     (``gpu.yaml``, ``split/global_time.yaml``: files under ``recbole_collm/properties/``, so
     they work from any folder and from an installed wheel). Neither: one error line."""
-    from recbole_collm.errors import MissingInputError
-
     if Path(name).is_file():
         return str(name)
     named = PROPERTIES_DIR / name

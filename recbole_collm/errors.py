@@ -7,3 +7,10 @@ class InputError(ValueError):
 
 class MissingInputError(InputError, FileNotFoundError):
     """A file or folder the settings point to is not there."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of a library's error (or its type when it has no text): what an
+    :class:`InputError` quotes as the reason, one line long."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

