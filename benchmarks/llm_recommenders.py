@@ -3,16 +3,19 @@ by its Yes score), A-LLMRec and CLLM4Rec on the same candidate sets (each positi
 target and 19 seeded unseen items: HR@1, HR@10, NDCG@10), and MF, LightGCN and CLLM4Rec in
 full-sort ranking (Recall@20, NDCG@100), with wall time per run.
 
-    python benchmarks/llm_recommenders.py [--datasets ml-100k] [--only MF CLLM4Rec] [--test-rows 300]
+    python benchmarks/llm_recommenders.py [--datasets ml-100k] [--only MF CLLM4Rec] [--test-rows 0]
                                           [--config-files my.yaml] [--set llm_path=/models/qwen2 CLLM4Rec:epochs=3]
 
 Each model trains once with its own defaults (its yaml: the CPU budgets README states) on the
 dataset's split, then its final weights are evaluated under both protocols by RecBole's evaluator
 (A-LLMRec ranks candidate sets only; CoLLM is not full-sorted: 1,682 prompts per query on a CPU).
-All runs share the seeded test rows (``--test-rows``) and candidate sets; CoLLM-MF reads the MF run's
-checkpoint and A-LLMRec the SASRec run's (when those runs are part of it). Finished runs are kept
-under benchmarks/results/llm_recommenders/runs/ and never recomputed. Writes
-benchmarks/results/llm_recommenders/<dataset>.json and prints the table.
+All runs share the test rows (every one by default: each positive row is a query; ``--test-rows N``
+a seeded sample of N) and the seeded candidate sets; CoLLM-MF reads the MF run's checkpoint and
+A-LLMRec the SASRec run's (when those runs are part of it). Each model's difference to its
+reference (A-LLMRec vs SASRec, CLLM4Rec vs MF, CoLLM-MF vs MF) comes with a 95% paired bootstrap
+interval over users, from the per-query results every run keeps. Finished runs are kept under
+benchmarks/results/llm_recommenders/runs/ and never recomputed. Writes
+benchmarks/results/llm_recommenders/<dataset>.json and prints the table and the comparisons.
 """
 from __future__ import annotations
 
@@ -22,11 +25,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import ROOT, available, fmt, parse_args  # noqa: E402
+from recbole_collm.errors import InputError  # noqa: E402
+from recbole_collm.evaluator.compare import Comparison, paired_bootstrap_mean  # noqa: E402
 
 CANDIDATES = {"mode": "uni19", "metrics": ["Hit", "NDCG"], "topk": [1, 10], "valid_metric": "Hit@1"}
 FULL = {"mode": "full", "metrics": ["Recall", "NDCG"], "topk": [20, 100], "valid_metric": "NDCG@100"}
@@ -39,6 +45,9 @@ RUNS = {  # name -> (model, its own settings, protocols it is evaluated under)
     "A-LLMRec": ("ALLMRec", {}, ("candidates",)),
     "CLLM4Rec": ("CLLM4Rec", {}, ("candidates", "full")),
 }
+# model, its reference, the protocol and metric the paper's claim is about
+COMPARISONS = (("A-LLMRec", "SASRec", "candidates", "hit@1"), ("CLLM4Rec", "MF", "full", "recall@20"),
+               ("CoLLM-MF", "MF", "candidates", "hit@1"))
 COLUMNS = (("candidates", "hit@1"), ("candidates", "hit@10"), ("candidates", "ndcg@10"),
            ("full", "recall@20"), ("full", "ndcg@100"))
 
@@ -66,7 +75,7 @@ def run_one(name: str, dataset: str, test_rows: int, out: Path, files: list[str]
     from recbole_collm.utils import get_trainer
 
     model_name, own, protocols = RUNS[name]
-    common = {"eval_rows_limit": test_rows, "checkpoint_dir": str(out / "saved" / dataset), "show_progress": True, **(extra or {})}
+    common = {"eval_rows_limit": test_rows or None, "checkpoint_dir": str(out / "saved" / dataset), "show_progress": True, **(extra or {})}
     if model_name not in ("CoLLM", "ALLMRec", "CLLM4Rec"):  # the LLM settings are not the CF models' keys
         common = {k: v for k, v in common.items() if not k.startswith("llm_")}
 
@@ -94,14 +103,41 @@ def run_one(name: str, dataset: str, test_rows: int, out: Path, files: list[str]
         record["results"][protocol] = {k: float(v) for k, v in result.items()}
         record["queries"] = record.get("queries") or {}
         record["queries"][protocol] = int(test.sample_size)
+        record.setdefault("per_query", {})[protocol] = {
+            "user": test._dataset.inter_feat[test._dataset.uid_field].tolist(), "first_hit": result.first_hit.tolist()}
     return record
+
+
+def per_query(record: dict, protocol: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's user and value of ``metric`` (hit@K, recall@K — one relevant item per query —
+    or ndcg@K) from the run's first-hit places."""
+    kept = record["per_query"][protocol]
+    first, k = np.asarray(kept["first_hit"]), int(metric.split("@")[1])
+    inside = (first >= 0) & (first < k)
+    value = inside / np.log2(np.where(inside, first, 0) + 2) if metric.startswith("ndcg") else inside.astype(float)
+    return np.asarray(kept["user"]), value
+
+
+def comparisons(records: dict) -> list[tuple[str, str, str, Comparison]]:
+    """Each model against its reference on the same queries (a pair is skipped when a run is absent)."""
+    out = []
+    for name, reference, protocol, metric in COMPARISONS:
+        if protocol not in records.get(name, {}).get("per_query", {}) or protocol not in records.get(reference, {}).get("per_query", {}):
+            continue
+        users, mine = per_query(records[name], protocol, metric)
+        other_users, theirs = per_query(records[reference], protocol, metric)
+        if not np.array_equal(users, other_users):
+            raise InputError(f"{name} and {reference} were ranked on different {protocol} queries")
+        out.append((name, reference, protocol, paired_bootstrap_mean(users, mine, theirs, metric)))
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["ml-100k"])
     parser.add_argument("--only", nargs="+", choices=list(RUNS), metavar="RUN")
-    parser.add_argument("--test-rows", type=int, default=300, help="seeded valid/test rows; the positive ones are the queries")
+    parser.add_argument("--test-rows", type=int, default=0,
+                        help="seeded valid/test rows (0: all); the positive ones are the queries")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "llm_recommenders"))
     parser.add_argument("--negatives", type=int, default=19, help="sampled negatives per candidate set")
     parser.add_argument("--full-topk", type=int, nargs=2, default=[20, 100], metavar=("RECALL_K", "NDCG_K"))
@@ -142,6 +178,16 @@ def main() -> None:
         for name, record in records.items():
             cells = " | ".join(fmt(record["results"].get(p, {}).get(k)) for p, k in columns)
             print(f"| {name} | {cells} | {record['train_seconds']:.0f} |")
+        found = comparisons(records)
+        if found:
+            print("\nEach model against its reference (95% paired bootstrap over users):")
+        for name, reference, protocol, comparison in found:
+            print(f"- {name} above {reference} ({protocol}): {comparison.verdict} — {comparison}")
+        summary["comparisons"] = [{"model": name, "reference": reference, "protocol": protocol, "metric": c.metric,
+                                   "model_value": c.a, "reference_value": c.b, "difference": c.difference, "low": c.low,
+                                   "high": c.high, "verdict": c.verdict, "users": c.users, "queries": c.rows}
+                                  for name, reference, protocol, c in found]
+        (out / f"{dataset}.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "candidate_num": _numeric(int, 2),
     "latent_size": POSITIVE_INT,
     "text_encoder_path": _file("a local sentence-encoder (Hugging Face) folder, or empty: the LLM's mean-pooled title states"),
-    "rank_by": _choice(("likelihood", "generate")),
+    "rank_by": _choice(("relative", "sum", "mean", "generate")),
     "max_new_tokens": POSITIVE_INT,
     "lambda_v": _numeric(float, 0),
     "gradient_accumulation_steps": OPTIONAL_POSITIVE_INT,

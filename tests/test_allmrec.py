@@ -8,7 +8,7 @@ from recbole_collm.data import CollmDataset
 from recbole_collm.data.dataloader import CANDIDATES_FIELD
 from recbole_collm.data.utils import data_preparation
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.allmrec import ALLMRec
+from recbole_collm.model.llm_recommender.allmrec import ALLMRec, title_scores
 from recbole_collm.model.llm_recommender.llm.soft_prompts import embed_soft_prompts
 from recbole_collm.quick_start import prepare
 from tests.conftest import ranking_llm_config
@@ -58,25 +58,46 @@ def test_each_stage_loss_goes_down_and_the_rest_stays_frozen(tiny_llm_dir, sasre
     assert unchanged == (stage == "project")
 
 
-def test_candidate_likelihood_through_the_shared_prefix_equals_a_plain_forward(tiny_llm_dir, sasrec_checkpoint, tmp_path):
+def test_candidate_scores_through_the_shared_prefix_equal_plain_forwards(tiny_llm_dir, sasrec_checkpoint, tmp_path):
     _, model, _, test = build(tiny_llm_dir, tmp_path, sasrec_checkpoint, llm_batch_size=3)
     model.eval()
     rows, *_ = next(iter(test))
+
+    def title_logp(seq, title, vectors):
+        embeds, mask, positions = embed_soft_prompts(model.llm.get_input_embeddings(), [seq + title], vectors, model.pad_id)
+        logits = model.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits[0].float()
+        logp = torch.log_softmax(logits[-len(title) - 1 : -1], -1)
+        return logp[torch.arange(len(title)), torch.tensor(title)]
+
     with torch.no_grad():
-        scores = model.predict(rows)
+        scores = {}
+        for rank_by in ("relative", "sum", "mean"):
+            model.rank_by = rank_by
+            scores[rank_by] = model.predict(rows)
         first, group, candidates = model._queries(rows)
-        assert len(first) == len(rows) // 6 and all(c == sorted(c) for c in candidates)
+        assert len(first) == len(rows) // 6
+        assert candidates == rows[CANDIDATES_FIELD][first].tolist()  # listed in the loader's order, not re-sorted
         histories = [model._histories(rows, model.history_length)[r] for r in first]
         vectors = model._prompt_vectors(rows, first, histories, candidates)
         for r in range(len(rows)):
             q = group[r]
             title = model.quoted[int(rows["item_id"][r])]
-            seq = model._prompt(histories[q], candidates[q]) + model.cue[-1:] + title
-            embeds, mask, positions = embed_soft_prompts(model.llm.get_input_embeddings(), [seq], [vectors[q]], model.pad_id)
-            logits = model.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits[0].float()
-            logp = torch.log_softmax(logits[-len(title) - 1 : -1], -1)
-            expected = logp[torch.arange(len(title)), torch.tensor(title)].mean()
-            assert torch.allclose(scores[r], expected, atol=1e-4)
+            logp = title_logp(model._prompt(histories[q], candidates[q]) + model.cue[-1:], title, [vectors[q]])
+            context_free = title_logp(model.bos + model.cue, title, []).sum()  # the cue alone: no user, no candidates
+            assert torch.allclose(scores["mean"][r], logp.mean(), atol=1e-4)
+            assert torch.allclose(scores["sum"][r], logp.sum(), atol=1e-4)
+            assert torch.allclose(scores["relative"][r], logp.sum() - context_free, atol=1e-4)
+
+
+def test_relative_scores_cancel_title_length_where_mean_and_sum_rank_by_it():
+    """The constructed case of a copied title: the first token carries the uncertainty (−3 nats
+    after the prompt, −5 without it), every further token costs 0.1, whatever the title."""
+    lengths = np.arange(1, 13)
+    token_ll = [torch.tensor([-3.0] + [-0.1] * (n - 1)) for n in lengths]
+    context_free = torch.tensor([-5.0 - 0.1 * (n - 1) for n in lengths])
+    assert (title_scores(token_ll, context_free, "mean").diff() > 0).all()  # the longer, the higher
+    assert (title_scores(token_ll, context_free, "sum").diff() < 0).all()  # the longer, the lower
+    assert torch.allclose(title_scores(token_ll, context_free, "relative"), torch.full((12,), 2.0), atol=1e-5)
 
 
 def test_generate_then_match_ranks_the_generated_title_first(tiny_llm_dir, sasrec_checkpoint, tmp_path, monkeypatch):
@@ -90,7 +111,7 @@ def test_generate_then_match_ranks_the_generated_title_first(tiny_llm_dir, sasre
     with torch.no_grad():
         scores = model.predict(rows).view(-1, 6)
     for q in range(len(first)):
-        assert scores[q, 2] == 1.0 and (scores[q, torch.arange(6) != 2] < 1.0).all()
+        assert scores[q].argmax() == 2 and scores[q, 2] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_run_ranks_candidates_through_recboles_evaluator_with_a_small_checkpoint(tiny_llm_dir, sasrec_checkpoint, tmp_path):
@@ -102,10 +123,11 @@ def test_run_ranks_candidates_through_recboles_evaluator_with_a_small_checkpoint
     model.eval()
     hits = []
     with torch.no_grad():
-        for rows, _, _, _ in test:
-            scores = model.predict(rows).view(-1, 6)  # the target is each query's first row
-            assert torch.equal(rows[CANDIDATES_FIELD][::6, 0], rows["item_id"][::6])
-            hits += (scores.argmax(1) == 0).tolist()
+        for rows, _, _, targets in test:
+            scores = model.predict(rows).view(-1, 6)
+            assert torch.equal(rows[CANDIDATES_FIELD][::6], rows["item_id"].view(-1, 6))  # scored in the listed order
+            place = (rows["item_id"].view(-1, 6) == targets[:, None]).int().argmax(1)
+            hits += (scores.argmax(1) == place).tolist()
     assert result["hit@1"] == pytest.approx(round(float(np.mean(hits)), 4))
     state = read_checkpoint(trainer.saved_model_file)["state_dict"]
     assert state and all(k.split(".")[0] in ("aligner", "projector") for k in state)  # never the LLM or SASRec
@@ -174,3 +196,28 @@ def test_title_vectors_from_a_local_encoder_are_mean_pooled_and_cached(tiny_llm_
     assert len(list((tmp_path / "cache" / "title_embeddings").glob("*.safetensors"))) == 1
     monkeypatch.setattr(module, "_mean_pooled", lambda *a, **k: pytest.fail("encoded again instead of read from the cache"))
     assert torch.equal(module.title_embeddings(titles, None, None, "unused", text_encoder_path=str(tiny_llm_dir)), vectors)
+
+
+def test_negatives_avoid_the_users_train_items_and_too_few_left_is_one_error(tiny_llm_dir, sasrec_checkpoint, tmp_path):
+    _, model, train, _ = build(tiny_llm_dir, tmp_path, sasrec_checkpoint)
+    data = train._dataset.inter_feat
+    user = int(data["user_id"][0])
+    mine = set(data["item_id"][data["user_id"] == user].tolist())
+    assert model.user_items[user] == mine and len(mine) > 1
+    torch.manual_seed(0)
+    for _ in range(20):
+        (drawn,) = model._negatives(torch.tensor([user]), torch.tensor([next(iter(mine))]), model.n_items - 1 - len(mine))
+        assert set(drawn) == set(range(1, model.n_items)) - mine  # every unseen item, each once
+    model.user_items[user] = set(range(2, model.n_items))  # one item left
+    with pytest.raises(InputError, match=f"ALLMRec negatives: user {user}: fewer than 2 items are left"):
+        model._negatives(torch.tensor([user]), torch.tensor([1]), 2)
+
+
+def test_soft_tokens_have_the_norm_of_the_llms_token_embeddings(tiny_llm_dir, sasrec_checkpoint, tmp_path):
+    _, model, train, _ = build(tiny_llm_dir, tmp_path, sasrec_checkpoint)
+    rows = next(iter(train))[torch.arange(4)]
+    expected = model.llm.get_input_embeddings().weight.float().norm(dim=-1).mean()
+    with torch.no_grad():
+        tokens = torch.cat(model._prompt_vectors(rows, [0, 1], [[1, 2], [3]], [[4, 5], [6, 7]]))
+    assert tokens.shape[0] == 2 + 4 + 3 and torch.allclose(tokens.norm(dim=-1), expected.expand(len(tokens)), rtol=1e-5)
+    assert not torch.allclose(model.projector.item(model.aligner.item(model.source.item_vectors(torch.tensor([4])))[0]).norm(), expected)

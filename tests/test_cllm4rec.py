@@ -65,12 +65,22 @@ def test_pretraining_lowers_both_language_models(tiny_llm_dir, tmp_path):
     assert after[0] < before[0] and after[1] < before[1]
 
 
-def test_mutual_regularisation_is_the_squared_distance_of_the_batch_rows(tiny_llm_dir, tmp_path):
+def test_mutual_regularisation_sums_over_token_occurrences_toward_the_detached_other_branch(tiny_llm_dir, tmp_path):
     _, model, _, _ = build(tiny_llm_dir, tmp_path, lambda_v=0.5)
-    users, items = torch.tensor([1, 4]), torch.tensor([2, 3, 7])
-    expected = 0.5 * ((model.tokens.user.weight[users] - model.content_tokens.user.weight[users]).pow(2).sum()
-                      + (model.tokens.item.weight[items] - model.content_tokens.item.weight[items]).pow(2).sum()) / 2
-    assert torch.allclose(model._mutual_regularisation(users, items), expected)
+    users, items = torch.tensor([1, 4, 1]), torch.tensor([2, 3, 7, 3, 3])  # repeats count once per occurrence
+    collaborative, content = model.tokens, model.content_tokens
+    by_hand = 0.0
+    for u in users.tolist():
+        by_hand += sum((float(a) - float(b)) ** 2 for a, b in zip(collaborative.user.weight[u], content.user.weight[u]))
+    for i in items.tolist():
+        by_hand += sum((float(a) - float(b)) ** 2 for a, b in zip(collaborative.item.weight[i], content.item.weight[i]))
+    value = model._mutual_regularisation(collaborative, users, items)
+    assert value.item() == pytest.approx(0.5 * by_hand, rel=1e-5)
+    assert model._mutual_regularisation(content, users, items).item() == pytest.approx(0.5 * by_hand, rel=1e-5)
+    value.backward()
+    assert content.item.weight.grad is None  # the other branch is held fixed
+    expected = 0.5 * 2 * 3 * (collaborative.item.weight[3] - content.item.weight[3]).detach()  # item 3 occurs 3 times
+    assert torch.allclose(collaborative.item.weight.grad[3], expected, atol=1e-6)
 
 
 def test_item_head_is_tied_to_the_item_tokens_and_predict_reads_full_sort(tiny_llm_dir, tmp_path):
@@ -94,11 +104,13 @@ def test_run_ranks_through_recboles_evaluator_with_small_checkpoint_and_reload(t
     ranks = []
     model.eval()
     with torch.no_grad():
-        for rows, _, _, targets in test:
+        for rows, (masked_row, masked_item), _, targets in test:
             scores = model.full_sort_predict(rows).view(len(rows), -1)
+            scores[masked_row, masked_item] = -torch.inf  # the items the user already has (the loader's mask)
             ranks += [(scores[q] > scores[q, t]).sum().item() for q, t in enumerate(targets.tolist())]
     ranks = np.array(ranks)
     assert result["recall@10"] == pytest.approx(round((ranks < 10).mean(), 4))
+    assert np.array_equal(result.first_hit, np.where(ranks < 10, ranks, -1))  # per query, for paired comparisons
     assert result["ndcg@10"] == pytest.approx(round(np.where(ranks < 10, 1 / np.log2(ranks + 2), 0).mean(), 4), abs=1e-4)
     state = read_checkpoint(trainer.saved_model_file)["state_dict"]
     assert state and all(k.split(".")[0] in ("tokens", "content_tokens") for k in state)  # never the LLM

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from recbole_collm.evaluator.compare import compare_rows, paired_bootstrap
+from recbole_collm.evaluator.compare import compare_rows, paired_bootstrap, paired_bootstrap_mean
 from recbole_collm.evaluator.metrics import per_user_auc
 
 
@@ -61,3 +61,21 @@ def test_compare_rows_refuses_rows_that_differ():
         compare_rows(rows, other)
     auc, uauc = compare_rows(rows, {**rows, "score": b}, resamples=10)
     assert (auc.metric, uauc.metric) == ("auc", "uauc")
+
+
+def test_a_per_query_mean_interval_is_the_user_resampling_definition():
+    rng = np.random.default_rng(4)
+    uid = rng.integers(0, 25, 300)
+    a, b = (rng.random(300) < 0.4).astype(float), (rng.random(300) < 0.2).astype(float)
+    got = paired_bootstrap_mean(uid, a, b, "hit@1", resamples=50, seed=7)
+    users = np.unique(uid)
+    draws = np.random.default_rng(7)
+    differences = []
+    for _ in range(50):  # the slow way: each drawn user's queries copied in
+        rows = np.concatenate([np.flatnonzero(uid == u) for u in users[draws.integers(0, len(users), len(users))]])
+        differences.append(a[rows].mean() - b[rows].mean())
+    assert (got.low, got.high) == pytest.approx(tuple(np.percentile(differences, [2.5, 97.5])), abs=1e-12)
+    assert (got.a, got.b, got.users, got.rows) == (a.mean(), b.mean(), 25, 300)
+    assert got.verdict == "met" and str(got).startswith(f"HIT@1 {a.mean():.4f} vs {b.mean():.4f}")
+    assert paired_bootstrap_mean(uid, b, a, "hit@1", resamples=50, seed=7).verdict == "missed"
+    assert paired_bootstrap_mean(uid, a, a, "hit@1", resamples=50).verdict == "not significant"

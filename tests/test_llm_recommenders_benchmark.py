@@ -4,6 +4,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 from tests.conftest import ROOT, TINY_YAML
 
 
@@ -27,3 +30,14 @@ def test_benchmark_ranks_every_model_on_the_same_queries(tiny_llm_dir, tmp_path)
         hit = model["results"]["candidates"]
         assert hit["hit@1"] <= hit["hit@10"] == 1.0  # 10 candidates per query: every target is in the top 10
         assert f"| {name} | {hit['hit@1']:.4f} | 1.0000 |" in done.stdout
+        # the per-query record each comparison resamples reproduces the evaluator's figure
+        first = np.array(model["per_query"]["candidates"]["first_hit"])
+        assert round(float((first == 0).mean()), 4) == pytest.approx(hit["hit@1"])
+        assert len(first) == model["queries"]["candidates"] and (first >= 0).all()
+    found = {(c["model"], c["reference"]): c for c in summary["comparisons"]}
+    assert set(found) == {("CLLM4Rec", "MF"), ("CoLLM-MF", "MF")}  # A-LLMRec's reference (SASRec) is not in this run
+    cllm = found[("CLLM4Rec", "MF")]
+    full = np.array(models["CLLM4Rec"]["per_query"]["full"]["first_hit"])
+    assert cllm["metric"] == "recall@20" and cllm["model_value"] == pytest.approx(((full >= 0) & (full < 20)).mean())
+    assert cllm["low"] <= cllm["difference"] <= cllm["high"]
+    assert f"- CLLM4Rec above MF (full): {cllm['verdict']} — RECALL@20" in done.stdout

@@ -32,19 +32,39 @@ def test_candidates_are_seeded_distinct_unseen_and_same_for_every_model():
     full = dataset.inter_feat
     for q, (user, target) in enumerate(zip(split.inter_feat["user_id"].tolist(), split.inter_feat["item_id"].tolist())):
         cands = test.candidates[q]
-        assert cands[0] == target and len(set(cands.tolist())) == 6 and 0 not in cands
+        assert (cands == target).sum() == 1 and len(set(cands.tolist())) == 6 and 0 not in cands
         seen = set(full["item_id"][full["user_id"] == user].tolist())
-        assert not seen & set(cands[1:].tolist())
+        assert not seen & set(cands[cands != target].tolist())
     _, _, (_, _, again) = loaders("uni5", train_batch_size=7, learning_rate=0.5)  # another model's settings
     assert np.array_equal(again.candidates, test.candidates)
     assert not np.array_equal(valid.candidates[: len(test.candidates)], test.candidates[: len(valid.candidates)])
+
+
+def test_the_targets_place_among_the_candidates_is_uniform_on_ml100k():
+    """A prompt that lists the candidates shows their order; it must not tell which is the target.
+    On ml-100k item ids follow popularity, so item-id order would (the same test rejects it)."""
+    from scipy.stats import chisquare
+
+    from recbole_collm import Config
+
+    config = Config(model="MF", dataset="ml-100k", config_dict={
+        "state": "WARNING", "metrics": ["Hit"], "topk": [1], "valid_metric": "Hit@1",
+        "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": "user", "mode": "uni19"}})
+    _, _, test = data_preparation(config, CollmDataset(config))
+    targets = test._dataset.inter_feat["item_id"].numpy()[:, None]
+    assert len(targets) > 4000
+    place = (test.candidates == targets).argmax(1)
+    assert chisquare(np.bincount(place, minlength=20)).pvalue > 0.01
+    by_id = (np.sort(test.candidates, axis=1) == targets).argmax(1)
+    assert chisquare(np.bincount(by_id, minlength=20)).pvalue < 1e-10
 
 
 def test_pop_sampling_prefers_popular_items():
     _, _, (train, _, uni) = loaders("uni5")
     _, _, (_, _, pop) = loaders("pop5")
     count = train._dataset.train_item_count
-    assert count[pop.candidates[:, 1:]].mean() > count[uni.candidates[:, 1:]].mean()
+    negatives = lambda loader: loader.candidates[loader.candidates != loader._dataset.inter_feat["item_id"].numpy()[:, None]]  # noqa: E731
+    assert count[negatives(pop)].mean() > count[negatives(uni)].mean()
 
 
 def test_batches_hold_whole_queries_in_recbole_ranking_form():
@@ -52,7 +72,7 @@ def test_batches_hold_whole_queries_in_recbole_ranking_form():
     batch, row_idx, positive_u, positive_i = next(iter(test))
     assert len(batch) == 18 and row_idx.tolist() == [0] * 6 + [1] * 6 + [2] * 6  # 3 queries of 1 + 5
     assert positive_u.tolist() == [0, 1, 2]
-    assert torch.equal(batch["item_id"].view(3, 6)[:, 0], positive_i)
+    assert ((batch["item_id"].view(3, 6) == positive_i[:, None]).sum(1) == 1).all()
     assert torch.equal(batch["item_id"].view(3, 6), torch.from_numpy(test.candidates[:3]))
     assert (batch["user_id"].view(3, 6) == batch["user_id"].view(3, 6)[:, :1]).all()
 
@@ -80,6 +100,23 @@ def test_full_sort_caps_the_catalogue_to_popular_items():
     assert isinstance(test, RowFullSortEvalDataLoader)
     count = train._dataset.train_item_count
     assert len(test.items) == 10 and count[test.items].min() >= np.sort(count[1:])[-10]
+
+
+def test_full_sort_masks_the_items_the_user_already_has():
+    config, dataset, (train, valid, test) = loaders("full", eval_batch_size=10 ** 6)
+    splits = CollmDataset(config).build()  # every row of each split (the loaders keep the positive ones)
+    for loader, earlier in ((valid, splits[:1]), (test, splits[:2])):
+        rows, (row, item), _, targets = next(iter(loader))
+        assert len(rows) == len(loader._dataset)  # one batch
+        grew = 0
+        for q, (user, seq, n) in enumerate(zip(rows["user_id"].tolist(), rows["item_id_list"].tolist(), rows["item_length"].tolist())):
+            had = set().union(*(set(s.inter_feat["item_id"][s.inter_feat["user_id"] == user].tolist()) for s in earlier))
+            assert set(item[row == q].tolist()) == had | set(seq[:n]) and (row == q).sum() == len(had | set(seq[:n]))
+            grew += bool(set(seq[:n]) - had)
+        assert grew  # some query's own split holds earlier positives of the user: they are masked too
+    model_scores = torch.zeros(len(rows), dataset.item_num)
+    model_scores[row, item] = -torch.inf  # what RecBole's trainer does with the loader's history_index
+    assert torch.isinf(model_scores).sum() == len(item) > len(rows)
 
 
 def test_collm_full_sort_and_candidates_equal_per_row_scores(tiny_llm_dir, tmp_path):

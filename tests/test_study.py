@@ -37,6 +37,13 @@ def test_every_row_of_the_paper_table_is_produced(tiny_study):
     table = (out / "table.md").read_text()
     assert all(f"| {name} |" in table for name in expected)
     assert "Efficiency" in table and "inference ratio" in table
+    # each claim with its interval, from the two runs' scores of the same rows
+    from recbole_collm.evaluator.compare import paired_bootstrap
+
+    mine, theirs = records["CoLLM-MF"]["test_rows"], records["MF"]["test_rows"]
+    c = paired_bootstrap(np.asarray(mine["user"]), np.asarray(mine["label"]), np.asarray(mine["score"]), np.asarray(theirs["score"]), "auc")
+    assert (f"- CoLLM-MF > MF on AUC: {c.verdict} ({c.a:.4f} vs {c.b:.4f}, {c.difference:+.4f}, "
+            f"95% interval [{c.low:+.4f}, {c.high:+.4f}], {c.users} users)") in table
     assert (out / "table.csv").read_text().count("\n") == len(expected) + 1
     assert (out / "warm_cold_tiny.png").stat().st_size > 1000
 

@@ -21,6 +21,7 @@ checkpoints, so a resumed run sees the same batches.
 from __future__ import annotations
 
 from logging import getLogger
+from typing import Callable
 
 import numpy as np
 import torch
@@ -44,31 +45,44 @@ def capped_items(config, train_item_count: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(items)
 
 
+def unseen_items(draw: Callable[[int], list[int]], taken: set, num: int, item_num: int, what: str) -> list[int]:
+    """``num`` distinct item ids (≥ 1) outside ``taken`` (which grows by them), from ``draw(k)``,
+    which returns ``k`` random ids. The one rejection sampler of the plugin: evaluation candidates
+    (numpy's seeded generator) and training negatives (torch's, so a resumed run draws the same)
+    differ only in ``draw``. Too few items left is one error naming ``what``, never an endless loop."""
+    if item_num - 1 - len(taken - {0}) < num:
+        raise InputError(f"{what}: fewer than {num} items are left to sample as negatives")
+    chosen: list[int] = []
+    while len(chosen) < num:
+        for item in draw(2 * (num - len(chosen))):
+            if item and item not in taken:
+                taken.add(item)
+                chosen.append(item)
+                if len(chosen) == num:
+                    break
+    return chosen
+
+
 def sample_candidates(
     users: np.ndarray, targets: np.ndarray, interacted: list[set], item_num: int, num: int, weights: np.ndarray | None, seed: int
 ) -> np.ndarray:
-    """``(queries, 1 + num)``: each target, then ``num`` distinct items the user never touched."""
+    """``(queries, 1 + num)``: each target and ``num`` distinct items the user never touched, in a
+    seeded random order per query. The order is the one a model that lists the candidates in its
+    prompt (A-LLMRec) sees: it must carry nothing about which one is the target. Item-id order
+    would: RecBole numbers items by first appearance, so ids follow popularity, and the target is
+    a popular item more often than a uniform negative is."""
     rng = np.random.default_rng(seed)
-    p = None
     if weights is not None:
         weights = weights.copy()
         weights[0] = 0
         p = weights / weights.sum()
+        draw = lambda k: rng.choice(item_num, size=k, p=p).tolist()  # noqa: E731
+    else:
+        draw = lambda k: rng.integers(1, item_num, size=k).tolist()  # noqa: E731
     out = np.empty((len(targets), 1 + num), dtype=np.int64)
     for q, (user, target) in enumerate(zip(users, targets)):
-        taken = interacted[user] | {int(target)}
-        if item_num - 1 - len(taken) < num:
-            raise InputError(f"eval_args.mode: user {user} has fewer than {num} items left to sample as negatives")
-        chosen: list[int] = []
-        while len(chosen) < num:
-            draw = rng.choice(item_num, size=2 * (num - len(chosen)), p=p) if p is not None else rng.integers(1, item_num, size=2 * (num - len(chosen)))
-            for item in draw.tolist():
-                if item and item not in taken:
-                    taken.add(item)
-                    chosen.append(item)
-                    if len(chosen) == num:
-                        break
-        out[q, 0], out[q, 1:] = target, chosen
+        chosen = unseen_items(draw, interacted[user] | {int(target)}, num, item_num, f"eval_args.mode: user {user}")
+        out[q] = rng.permutation([int(target), *chosen])
     return out
 
 
@@ -89,8 +103,8 @@ CANDIDATES_FIELD = "candidate_id_list"  # each ranked row's query's whole candid
 class CandidateEvalDataLoader(AbstractDataLoader):
     """``uniN``/``popN``: yields ``(rows × candidates, row_idx, positive_u, positive_i)``, the
     form RecBole's trainer ranks (one score-matrix row per query). Every row also carries its
-    query's candidate set (``candidate_id_list``, target first): a model whose prompt lists the
-    candidates (A-LLMRec) reads it there."""
+    query's candidate set (``candidate_id_list``, in :func:`sample_candidates`' seeded random
+    order): a model whose prompt lists the candidates (A-LLMRec) reads it there."""
 
     def __init__(self, config, split, full_dataset, phase: str, train_item_count: np.ndarray):
         split = _queries(config, split)
@@ -129,8 +143,10 @@ class CandidateEvalDataLoader(AbstractDataLoader):
 class RowFullSortEvalDataLoader(FullSortEvalDataLoader):
     """``full``: one query per positive row (with the row's own history), ranked by the model's
     ``full_sort_predict`` over the :func:`capped_items` catalogue. A subclass of RecBole's, so
-    RecBole's trainer takes its full-sort path; items are not masked by history (each row asks
-    "which item next", as for RecBole's sequential models)."""
+    RecBole's trainer takes its full-sort path, which sets the masked items to −inf: the items the
+    user already has — every item of the user in the earlier splits (train for valid, train and
+    valid for test: RecBole's own rule) and the row's history (earlier positives of its own split).
+    A target the user had already is masked too, as in RecBole: unmasking it alone would point at it."""
 
     def __init__(self, config, split, full_dataset, phase: str, train_item_count: np.ndarray):
         split = _queries(config, split)
@@ -138,7 +154,14 @@ class RowFullSortEvalDataLoader(FullSortEvalDataLoader):
         self.is_sequential = True  # per-row queries, RecBole's sequential layout
         self.sample_size = len(split)
         self.items = capped_items(config, train_item_count)
-        getLogger().info(f"{phase}: {len(split)} ranking queries, full sort over {len(self.items)} items")
+        had = [set() for _ in range(full_dataset.user_num)]
+        for users, items in full_dataset.split_pairs[: 1 if phase == "valid" else 2]:
+            for user, item in zip(users.tolist(), items.tolist()):
+                had[user].add(item)
+        seq, length = split.inter_feat[self.iid_field + config["LIST_SUFFIX"]], split.inter_feat[config["ITEM_LIST_LENGTH_FIELD"]]
+        self.masked = [np.array(sorted(had[user] | set(s[:n])), dtype=np.int64)
+                       for user, s, n in zip(split.inter_feat[self.uid_field].tolist(), seq.tolist(), length.tolist())]
+        getLogger().info(f"{phase}: {len(split)} ranking queries, full sort over {len(self.items)} items, the user's own masked")
         AbstractDataLoader.__init__(self, config, split, None, shuffle=False)
         self.is_sequential = True
 
@@ -148,7 +171,10 @@ class RowFullSortEvalDataLoader(FullSortEvalDataLoader):
 
     def collate_fn(self, index):
         rows = self._dataset[np.array(index)]
-        return rows, None, torch.arange(len(rows)), rows[self.iid_field]
+        masked = [self.masked[i] for i in index]
+        history_index = (torch.from_numpy(np.repeat(np.arange(len(index)), [len(m) for m in masked])),
+                         torch.from_numpy(np.concatenate(masked) if masked else np.zeros(0, dtype=np.int64)))
+        return rows, history_index, torch.arange(len(rows)), rows[self.iid_field]
 
 
 def prefix_groups(history: torch.Tensor, length: torch.Tensor, prompt_items: int) -> np.ndarray:

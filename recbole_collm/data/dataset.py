@@ -230,6 +230,9 @@ class CollmDataset(Dataset):
     def build(self):
         datasets = super().build()
         train = datasets[0].inter_feat  # warm/cold are defined by the whole train split
+        # each split's (user, item) rows before any row limit: what a full-sort query at a later
+        # split masks as items the user already has (RecBole's rule for its full-sort evaluation)
+        self.split_pairs = [(d.inter_feat[self.uid_field].numpy(), d.inter_feat[self.iid_field].numpy()) for d in datasets]
         datasets = self._limit_rows(datasets)
         for dataset in datasets[1:]:
             # metrics do not depend on row order; a user's rows side by side share their prompt

@@ -40,6 +40,12 @@ class Comparison:
     def significant(self) -> bool:
         return not self.low <= 0.0 <= self.high
 
+    @property
+    def verdict(self) -> str:
+        """Whether these rows show the claim "a above b": ``met`` (the interval above zero),
+        ``missed`` (below zero), or ``not significant`` (it holds zero)."""
+        return "not significant" if not self.significant else ("met" if self.difference > 0 else "missed")
+
     def __str__(self) -> str:
         verdict = "significant" if self.significant else "not significant"
         return (f"{self.metric.upper()} {self.a:.4f} vs {self.b:.4f}: difference {self.difference:+.4f}, "
@@ -78,6 +84,27 @@ def paired_bootstrap(uid: np.ndarray, labels: np.ndarray, scores_a: np.ndarray, 
     tail = (1 - level) / 2 * 100
     low, high = np.nanpercentile(differences, [tail, 100 - tail])
     return Comparison(metric, float(a), float(b), float(low), float(high), counted, len(uid), level, resamples)
+
+
+def paired_bootstrap_mean(uid: np.ndarray, values_a: np.ndarray, values_b: np.ndarray, metric: str,
+                          resamples: int = 1000, level: float = 0.95, seed: int = 0) -> Comparison:
+    """Compare the mean of a per-query value (a ranking query's Hit@K, NDCG@K, Recall@K) of two
+    models on the same queries; ``uid`` is each query's user, the resampling unit. A replicate's
+    difference is the mean over the drawn users' queries (a user drawn twice counts twice)."""
+    uid = np.asarray(uid)
+    values_a, values_b = np.asarray(values_a, dtype=np.float64), np.asarray(values_b, dtype=np.float64)
+    if not len(uid) == len(values_a) == len(values_b):
+        raise ValueError(f"paired_bootstrap_mean: {len(uid)} users, {len(values_a)} and {len(values_b)} values")
+    users, user_of_row = np.unique(uid, return_inverse=True)
+    total = np.bincount(user_of_row, weights=values_a - values_b, minlength=len(users))
+    count = np.bincount(user_of_row, minlength=len(users)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    weight = np.stack([np.bincount(rng.integers(0, len(users), len(users)), minlength=len(users)) for _ in range(resamples)])
+    differences = (weight @ total) / (weight @ count)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(differences, [tail, 100 - tail])
+    return Comparison(metric, float(values_a.mean()), float(values_b.mean()), float(low), float(high), len(users), len(uid),
+                      level, resamples)
 
 
 def compare_rows(rows_a: dict, rows_b: dict, metrics: tuple[str, ...] = METRICS, **kwargs) -> list[Comparison]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
+import numpy as np
 import torch
 from recbole.evaluator.evaluator import Evaluator
 
@@ -13,10 +14,14 @@ from recbole_collm.evaluator.subsets import warm_cold_masks
 
 class EvaluationResult(OrderedDict):
     """RecBole's result dict (metric → value) with the scored rows beside it: ``rows`` = uid, iid,
-    label, score arrays of a labeled evaluation (what ensembles and per-row comparisons need).
-    Pickled (into checkpoints) as a plain OrderedDict: the metrics, not the rows."""
+    label, score arrays of a labeled evaluation (what ensembles and per-row comparisons need);
+    ``first_hit`` of a ranking evaluation = each query's place (0-based) of its first relevant
+    item among the top max(topk), −1 when none is there (what per-query comparisons need: Hit@K
+    of a query is ``0 <= first_hit < K``). Pickled (into checkpoints) as a plain OrderedDict: the
+    metrics, not the rows."""
 
     rows: dict | None = None
+    first_hit = None
     gathered = False  # computed on every process's rows (several processes)
 
     def __reduce__(self):
@@ -39,6 +44,9 @@ class CollmEvaluator(Evaluator):
             dataobject = gather_rows(dataobject)
         result = EvaluationResult(super().evaluate(dataobject))
         result.gathered = gathered
+        if "rec.topk" in dataobject:
+            hits = dataobject["rec.topk"][:, :-1].bool().numpy()  # the last column: the query's relevant count
+            result.first_hit = np.where(hits.any(1), hits.argmax(1), -1)
         labeled = "data.uid" in dataobject and "rec.score" in dataobject
         if labeled:
             result.rows = {
@@ -76,7 +84,6 @@ class CollmEvaluator(Evaluator):
 def gather_rows(struct):
     """Every process's labeled rows (DDP), each dataset row once, in dataset order: the shards are
     gathered by their ``data.row_index`` and the sampler's padding repeats dropped."""
-    import numpy as np
     from recbole.evaluator.collector import DataStruct
 
     keys = ("rec.score", "data.label", "data.uid", "data.iid")

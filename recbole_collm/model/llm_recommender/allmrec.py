@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from recbole_collm.cf_checkpoint import AUTO_UNRESOLVED
-from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode
+from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode, unseen_items
 from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_sequence
 from recbole_collm.model.llm_recommender.llm.alignment import ItemTextAligner, SoftTokenProjector
@@ -19,7 +19,25 @@ from recbole_collm.model.llm_recommender.llm.soft_prompts import SLOT, embed_sof
 from recbole_collm.model.llm_recommender.llm.title_embeddings import title_embeddings
 
 STAGES = ("align", "project")
+RANK_BY = ("relative", "sum", "mean", "generate")
 
+
+def title_scores(token_ll: list[torch.Tensor], context_free: torch.Tensor, rank_by: str) -> torch.Tensor:
+    """One score per candidate from its title tokens' log-likelihoods after the prompt
+    (``token_ll[r]``) and the title's summed log-likelihood without the prompt
+    (``context_free[r]``).
+
+    ``mean`` ranks by title length: the opening quote and first word carry nearly all the
+    uncertainty and the copied rest is cheap, so a long title has a high mean. ``sum`` turns the
+    bias around (every token costs something). ``relative`` (the default) is the sum minus the
+    title's context-free sum: how much the prompt raises the title above what the LLM expects of
+    it anyway, which cancels a title's own length and commonness."""
+    summed = torch.stack([t.sum() for t in token_ll])
+    if rank_by == "mean":
+        return torch.stack([t.mean() for t in token_ll])
+    if rank_by == "sum":
+        return summed
+    return summed - context_free.to(summed)
 
 
 class ALLMRec(LLMRecommender):
@@ -37,8 +55,10 @@ class ALLMRec(LLMRecommender):
       set (the target and ``candidate_num`` − 1 random unseen items, shuffled) likewise; the loss
       is the target title's likelihood (teacher forcing). Only the projectors train.
     - Ranking (``eval_args.mode: uniN``/``popN``; the paper: uni19, Hit@1): every candidate row of
-      a query scores the mean log-likelihood of its title after the query's prompt (which lists
-      the query's candidate set, in item-id order so the target's place tells nothing); the
+      a query scores its title's log-likelihood after the query's prompt (``rank_by``: relative to
+      the title's context-free likelihood, summed, or mean — :func:`title_scores`) (the prompt lists
+      the query's candidate set in the loader's seeded random order: the target's place tells
+      nothing, tested); the
       shared-prefix engine runs the prompt once per query and the candidates' titles against it.
       ``rank_by: generate`` is the paper's own protocol: greedy generation, then each candidate
       scored by the similarity of its title to the generated text (exact match ranks first).
@@ -63,6 +83,11 @@ class ALLMRec(LLMRecommender):
         self.candidate_num = int(config["candidate_num"])
         self.history_length = int(config["prompt_history_length"])
         self.rank_by = config["rank_by"]
+        # the user's train items: no training negative or listed candidate is one of them (the
+        # official ``random_neq`` over the user's items)
+        self.user_items = [set() for _ in range(dataset.user_num)]
+        for user, item in zip(dataset.inter_feat[self.USER_ID].tolist(), dataset.inter_feat[self.ITEM_ID].tolist()):
+            self.user_items[user].add(item)
         self.max_new_tokens = int(config["max_new_tokens"])
         self.prefix_batch_size = int(config["prefix_batch_size"])
         self.llm_batch_size = int(config["llm_batch_size"])
@@ -78,7 +103,11 @@ class ALLMRec(LLMRecommender):
         self.register_buffer("text_vectors", text, persistent=False)  # frozen: recomputed (cached), never saved
         latent, hidden = int(config["latent_size"]), self.llm.config.hidden_size
         self.aligner = ItemTextAligner(self.source.dim, text.shape[1], latent)
-        self.projector = SoftTokenProjector(self.source.dim, latent, hidden)
+        # soft tokens at the norm of the LLM's own token embeddings (SmolLM2: ~3.2; the projector's
+        # first outputs: 15-17), so the frozen LLM reads them on the scale it was trained on
+        embedding_norm = float(self.llm.get_input_embeddings().weight.float().norm(dim=-1).mean())
+        self.projector = SoftTokenProjector(self.source.dim, latent, hidden, embedding_norm)
+        self._context_free = torch.full((self.n_items,), float("nan"))  # per title, computed when first needed
 
         encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
         domain = config["domain_item"] or "item"
@@ -113,7 +142,7 @@ class ALLMRec(LLMRecommender):
     def _item_tokens(self, items: torch.Tensor) -> torch.Tensor:
         """Item soft tokens: SASRec embedding → joint latent (frozen aligner) → projector."""
         latent, _ = self.aligner.item(self.source.item_vectors(items))
-        return self.projector.item(latent)
+        return self.projector.items(latent)
 
     def _prompt(self, history: list[int], candidates: list[int]) -> list[int]:
         """Token ids with a ``SLOT`` for the user token and after each title; without the cue's last
@@ -127,13 +156,13 @@ class ALLMRec(LLMRecommender):
         return ids + self.cue[:-1]
 
     def _prompt_vectors(self, interaction, rows: list[int], histories: list[list[int]], candidates: list[list[int]]) -> list[torch.Tensor]:
-        users = self.projector.user(self.source(interaction[rows])[0])
+        users = self.projector.users(self.source(interaction[rows])[0])
         device = users.device
         return [torch.cat([users[k : k + 1], self._item_tokens(torch.tensor(h + c, dtype=torch.long, device=device))])
                 for k, (h, c) in enumerate(zip(histories, candidates))]
 
-    def _title_log_likelihood(self, interaction, rows: list[int], histories, candidates, group: np.ndarray, targets: list[int]) -> torch.Tensor:
-        """Mean log-likelihood of each target's title after its query's prompt (``group``: row → query)."""
+    def _title_token_ll(self, interaction, rows: list[int], histories, candidates, group: np.ndarray, targets: list[int]) -> list[torch.Tensor]:
+        """Each target title's token log-likelihoods after its query's prompt (``group``: row → query)."""
         engine = SharedPrefixEncoder(self.llm.get_decoder(), self.llm.get_input_embeddings(), self.pad_id,
                                      self.prefix_batch_size, self.llm_batch_size)
         seqs = [self._prompt(h, c) for h, c in zip(histories, candidates)]
@@ -143,28 +172,41 @@ class ALLMRec(LLMRecommender):
         with self.precision.autocast():
             kv = engine.encode_embeds(embeds, mask)
             states = engine.suffix_states(kv, mask, group, suffixes)
+        return self._suffix_token_ll(states, suffixes)
+
+    def _suffix_token_ll(self, states: list[torch.Tensor], suffixes: list[list[int]]) -> list[torch.Tensor]:
+        """Log-likelihood of each suffix's tokens after its first, from the states before them."""
         lengths = [len(s) - 1 for s in suffixes]
         logits = self.vocabulary_logits(torch.cat([s[:-1] for s in states]))
         tokens = torch.tensor([tok for s in suffixes for tok in s[1:]], device=logits.device)
         token_ll = torch.log_softmax(logits, -1).gather(1, tokens.view(-1, 1)).view(-1)
-        per_row = torch.split(token_ll, lengths)
-        return torch.stack([x.mean() for x in per_row])
+        return list(torch.split(token_ll, lengths))
+
+    @torch.no_grad()
+    def context_free(self, items: list[int]) -> torch.Tensor:
+        """Each item's title log-likelihood (summed) after the cue alone — no user, history or
+        candidates. The LLM is frozen, so it is computed once per item and kept."""
+        missing = sorted({i for i in items if torch.isnan(self._context_free[i])})
+        prefix = self.bos + self.cue
+        for start in range(0, len(missing), self.llm_batch_size):
+            part = missing[start : start + self.llm_batch_size]
+            seqs = [prefix + self.quoted[i] for i in part]
+            embeds, mask, positions = embed_soft_prompts(self.llm.get_input_embeddings(), seqs, [], self.pad_id, left=False)
+            with self.precision.autocast():
+                hidden = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
+            suffixes = [self.cue[-1:] + self.quoted[i] for i in part]
+            states = [hidden[b, len(prefix) - 1 : len(seqs[b])] for b in range(len(part))]
+            for i, ll in zip(part, self._suffix_token_ll(states, suffixes)):
+                self._context_free[i] = ll.sum().cpu()
+        return self._context_free[items]
 
     # --- training -------------------------------------------------------------------------------
-    def _negatives(self, items: torch.Tensor, excluded: list[set]) -> list[list[int]]:
-        """``candidate_num`` − 1 distinct random items per row, none the target or in its history
+    def _negatives(self, users: torch.Tensor, items: torch.Tensor, num: int) -> list[list[int]]:
+        """``num`` distinct random items per row, none the target or one of the user's train items
         (torch's generator: a resumed run draws the same)."""
-        out = []
-        for item, seen in zip(items.tolist(), excluded):
-            chosen: list[int] = []
-            taken = seen | {item, 0}
-            while len(chosen) < self.candidate_num - 1:
-                draw = int(torch.randint(1, self.n_items, (1,)))
-                if draw not in taken:
-                    taken.add(draw)
-                    chosen.append(draw)
-            out.append(chosen)
-        return out
+        draw = lambda k: torch.randint(1, self.n_items, (k,)).tolist()  # noqa: E731
+        return [unseen_items(draw, self.user_items[user] | {item}, num, self.n_items, f"ALLMRec negatives: user {user}")
+                for user, item in zip(users.tolist(), items.tolist())]
 
     def calculate_loss(self, interaction) -> torch.Tensor:
         positive = (interaction[self.LABEL] > 0.5).nonzero().view(-1).tolist()
@@ -172,29 +214,28 @@ class ALLMRec(LLMRecommender):
         if not positive:
             return zero
         rows = interaction[positive]
-        items = rows[self.ITEM_ID]
+        items, users = rows[self.ITEM_ID], rows[self.USER_ID]
         if self.stage == "align":
             with torch.no_grad():
                 user = self.source(rows)[0]
-                negatives = torch.randint(1, self.n_items, items.shape, device=items.device)
-                negatives = torch.where(negatives == items, negatives % (self.n_items - 1) + 1, negatives)
+                negatives = torch.tensor(self._negatives(users, items, 1), device=items.device).view(-1)
                 pos = (self.source.item_vectors(items), self.text_vectors[items])
                 neg = (self.source.item_vectors(negatives), self.text_vectors[negatives])
             return self.aligner.loss(user, pos, neg) + zero
         histories = self._histories(rows, self.history_length)
-        full_histories = [set(h) for h in self._histories(rows)]
         candidates = []
-        for item, negatives in zip(items.tolist(), self._negatives(items, full_histories)):
+        for item, negatives in zip(items.tolist(), self._negatives(users, items, self.candidate_num - 1)):
             listed = [item, *negatives]
             candidates.append([listed[k] for k in torch.randperm(len(listed)).tolist()])
         index = list(range(len(positive)))
-        ll = self._title_log_likelihood(rows, index, histories, candidates, np.arange(len(index)), items.tolist())
-        return -ll.mean() + zero
+        token_ll = self._title_token_ll(rows, index, histories, candidates, np.arange(len(index)), items.tolist())
+        return -torch.stack([t.mean() for t in token_ll]).mean() + zero  # the title's likelihood (teacher forcing)
 
     # --- ranking --------------------------------------------------------------------------------
     def _queries(self, interaction) -> tuple[list[int], np.ndarray, list[list[int]]]:
         """The batch's queries: one representative row each, the row → query map, and each query's
-        candidate set in item-id order."""
+        candidate set in the loader's order (seeded random per query: the same for every model and
+        run, and the target's place in it tells nothing)."""
         if CANDIDATES_FIELD not in interaction:
             raise InputError(f"ALLMRec.predict: rows need their query's candidate set ('{CANDIDATES_FIELD}', given by the uniN/popN loaders)")
         keys: dict[tuple, int] = {}
@@ -208,7 +249,7 @@ class ALLMRec(LLMRecommender):
                 keys[key] = len(keys)
                 first.append(r)
             group[r] = keys[key]
-        return first, group, [sorted(cands[r]) for r in first]
+        return first, group, [cands[r] for r in first]
 
     def predict(self, interaction) -> torch.Tensor:
         first, group, candidates = self._queries(interaction)
@@ -216,7 +257,10 @@ class ALLMRec(LLMRecommender):
         histories = [every[r] for r in first]
         if self.rank_by == "generate":
             return self._generate_and_match(interaction, first, group, histories, candidates)
-        return self._title_log_likelihood(interaction, first, histories, candidates, group, interaction[self.ITEM_ID].tolist())
+        items = interaction[self.ITEM_ID].tolist()
+        token_ll = self._title_token_ll(interaction, first, histories, candidates, group, items)
+        context_free = self.context_free(items) if self.rank_by == "relative" else torch.zeros(len(items))
+        return title_scores(token_ll, context_free, self.rank_by)
 
     def _generate_and_match(self, interaction, first, group, histories, candidates) -> torch.Tensor:
         """Greedy generation from each query's prompt; a candidate scores the similarity of its
@@ -229,7 +273,11 @@ class ALLMRec(LLMRecommender):
                                           do_sample=False, pad_token_id=self.pad_id)
         texts = [t.split('"')[1] if t.count('"') >= 2 else t.strip(' "') for t in self.tokenizer.batch_decode(generated, skip_special_tokens=True)]
         items = interaction[self.ITEM_ID].tolist()
-        scores = [difflib.SequenceMatcher(None, texts[g].casefold(), self.titles[i].casefold()).ratio() for g, i in zip(group, items)]
+        # similarity ratios tie often; a tie goes to the candidate listed first (the listed order is
+        # random, unlike the item-id order RecBole's top-k would otherwise break ties by)
+        place = [candidates[g].index(i) for g, i in zip(group, items)]
+        scores = [difflib.SequenceMatcher(None, texts[g].casefold(), self.titles[i].casefold()).ratio() - 1e-6 * p
+                  for g, i, p in zip(group, items, place)]
         return torch.tensor(scores, device=interaction[self.ITEM_ID].device)
 
     def full_sort_predict(self, interaction) -> torch.Tensor:

@@ -27,10 +27,15 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
       precedes it, over the item tokens only (a head tied to the item rows) — and a *content* LM on
       ``<user_u> has interacted with <item_j>, a movie titled`` + the title, predicted in the
       ordinary vocabulary by the LLM's own head. Each branch has its own user/item rows; the mutual
-      regularisation ``lambda_v · ‖collaborative − content‖²`` over the tokens of the batch ties them.
+      regularisation ``lambda_v · Σ ‖collaborative − content‖²`` over the token occurrences of
+      each branch's sequences ties them, each branch pulled toward the other's (detached) rows.
     - ``finetune``: ``<user_u> has interacted with <history items>, the user will interact with:``;
       the last hidden state through the tied item head is a multinomial over all items, trained on
       the row's item (positive rows) with the regulariser toward the (now frozen) content rows.
+      The official finetuning predicts a share of the user's train items dropped from a shuffled
+      prompt of the rest (a multinomial over a set); here each row predicts its own next item from
+      the items before it, the question every ranking query of the plugin asks (a row's history
+      is what it may see), so the training and evaluation prompts are the same.
 
     One forward per query scores every item (``full_sort_predict``); ``predict`` reads the row's
     item from the same logits. Rows: the plugin's labeled rows with their per-row history; only
@@ -121,14 +126,16 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         logits = self.vocabulary_logits(states)
         return F.cross_entropy(logits, targets)
 
-    def _mutual_regularisation(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``lambda_v`` · squared distance between the two branches' rows of the batch's tokens,
-        per row (the Gaussian prior tying the branches; content rows fixed while finetuning)."""
-        content_user, content_item = self.content_tokens.user(users), self.content_tokens.item(items)
-        if self.stage == "finetune":
-            content_user, content_item = content_user.detach(), content_item.detach()
-        distance = (self.tokens.user(users) - content_user).pow(2).sum() + (self.tokens.item(items) - content_item).pow(2).sum()
-        return self.lambda_v * distance / max(1, len(users))
+    def _mutual_regularisation(self, trained: IDTokenEmbedding, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``lambda_v`` · Σ ‖row of ``trained`` − the other branch's row‖² over every occurrence
+        of a user/item token in the batch's sequences (``users``, ``items``: one entry per
+        occurrence), the other branch held fixed (detached). As the official code: the Gaussian
+        prior tying the branches, summed over token positions (``MSELoss(reduction='sum')``),
+        each branch updated against the other's current rows."""
+        other = self.content_tokens if trained is self.tokens else self.tokens
+        distance = ((trained.user(users) - other.user(users).detach()).pow(2).sum()
+                    + (trained.item(items) - other.item(items).detach()).pow(2).sum())
+        return self.lambda_v * distance
 
     def calculate_loss(self, interaction) -> torch.Tensor:
         positive = interaction[self.LABEL] > 0.5
@@ -136,18 +143,20 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         histories = self._histories(interaction)
         loss = self.tokens.user.weight.sum() * 0.0  # a batch without positives still has a graph
         pos = positive.nonzero().view(-1).tolist()
+        # the item tokens of the positive rows' sequences: history, then the row's own item
+        occurrences = torch.tensor([i for r in pos for i in histories[r] + [int(items[r])]], dtype=torch.long, device=items.device)
         if self.stage == "pretrain":
             if pos:
                 docs = [histories[r] + [int(items[r])] for r in pos]
                 loss = loss + self._collaborative_lm(users[pos], docs)
+                loss = loss + self._mutual_regularisation(self.tokens, users[pos], occurrences)
             loss = loss + self._content_lm(users, items)
-        elif pos:
-            targets = items[pos]
-            logits = self.item_logits(interaction[pos])
-            loss = loss + F.cross_entropy(logits, targets)
-        seen = [i for h in histories for i in h]
-        all_items = torch.cat([items, torch.tensor(seen, dtype=torch.long, device=items.device)])
-        return loss + self._mutual_regularisation(users.unique(), all_items.unique())
+            return loss + self._mutual_regularisation(self.content_tokens, users, items)
+        if not pos:
+            return loss
+        logits = self.item_logits(interaction[pos])
+        loss = loss + F.cross_entropy(logits, items[pos])
+        return loss + self._mutual_regularisation(self.tokens, users[pos], occurrences)
 
     # --- scoring --------------------------------------------------------------------------------
     def predict(self, interaction) -> torch.Tensor:

@@ -47,11 +47,27 @@ class ItemTextAligner(nn.Module):
 
 class SoftTokenProjector(nn.Module):
     """Stage 2: ``Linear → LayerNorm → LeakyReLU → Linear`` from the CF user representation, and
-    ``Linear → LayerNorm → GELU → Linear`` from the joint item latent, into the LLM's hidden size."""
+    ``Linear → LayerNorm → GELU → Linear`` from the joint item latent, into the LLM's hidden size.
 
-    def __init__(self, user_dim: int, latent: int, hidden: int):
+    :meth:`users` / :meth:`items` rescale each soft token to ``norm`` (the mean norm of the LLM's
+    token embeddings) when given: the projector's first outputs are ~5x longer than any token the
+    frozen LLM was trained on, and only their direction then has to be learned."""
+
+    def __init__(self, user_dim: int, latent: int, hidden: int, norm: float | None = None):
         super().__init__()
+        self.norm = norm
         self.user = nn.Sequential(nn.Linear(user_dim, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(), nn.Linear(hidden, hidden))
         self.item = nn.Sequential(nn.Linear(latent, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, hidden))
         for layer in (self.user[0], self.user[3], self.item[0], self.item[3]):
             nn.init.xavier_normal_(layer.weight)
+
+    def _scaled(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.norm is None:
+            return tokens
+        return tokens * (self.norm / tokens.norm(dim=-1, keepdim=True).clamp(min=1e-6))
+
+    def users(self, representation: torch.Tensor) -> torch.Tensor:
+        return self._scaled(self.user(representation))
+
+    def items(self, latent: torch.Tensor) -> torch.Tensor:
+        return self._scaled(self.item(latent))
