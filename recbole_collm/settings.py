@@ -68,11 +68,11 @@ def _boolean(key: str, value: Any) -> None:
         raise InputError(f"{key}: '{value}' must be True or False")
 
 
-def _file(what: str, auto: bool = False) -> Callable[[str, Any], None]:
-    """Empty, an existing file or folder (``auto`` also allowed when ``auto``)."""
+def _file(what: str, auto: bool = False, also: tuple[str, ...] = ()) -> Callable[[str, Any], None]:
+    """Empty, an existing file or folder (``auto`` also allowed when ``auto``; the words ``also``)."""
 
     def check(key: str, value: Any) -> None:
-        if value is None or value == "" or (auto and str(value).lower() == "auto"):
+        if value is None or value == "" or (auto and str(value).lower() == "auto") or value in also:
             return
         if not os.path.exists(str(value)):
             raise MissingInputError(f"{key}: '{value}' not found; expected {what}")
@@ -142,7 +142,7 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "project_train_rows": OPTIONAL_POSITIVE_INT,
     "candidate_num": _numeric(int, 2),
     "latent_size": POSITIVE_INT,
-    "text_encoder_path": _file("a local sentence-encoder (Hugging Face) folder, or empty: the LLM's mean-pooled title states"),
+    "text_encoder_path": _file("auto, llm, or a local sentence-encoder (Hugging Face) folder", auto=True, also=("llm",)),
     "rank_by": _choice(("relative", "sum", "mean", "generate")),
     "max_new_tokens": POSITIVE_INT,
     "lambda_v": _numeric(float, 0),

