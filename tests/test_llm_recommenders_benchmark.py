@@ -41,3 +41,19 @@ def test_benchmark_ranks_every_model_on_the_same_queries(tiny_llm_dir, tmp_path)
     assert cllm["metric"] == "recall@20" and cllm["model_value"] == pytest.approx(((full >= 0) & (full < 20)).mean())
     assert cllm["low"] <= cllm["difference"] <= cllm["high"]
     assert f"- CLLM4Rec above MF (full): {cllm['verdict']} — RECALL@20" in done.stdout
+
+
+def test_allmrec_rank_by_ranks_one_models_validation_queries_under_each_score(tiny_llm_dir, sasrec_checkpoint, tmp_path):
+    command = [sys.executable, str(ROOT / "benchmarks" / "allmrec_rank_by.py"), "--dataset", "tiny", "--config-files", TINY_YAML,
+               "--valid-rows", "40", "--out", str(tmp_path), "--set", f"llm_path={tiny_llm_dir}", f"cie_checkpoint={sasrec_checkpoint}",
+               "state=WARNING", "show_progress=False", "train_rows_limit=32", "epochs=1", "align_epochs=1", "candidate_num=6",
+               "llm_compute_dtype=float32", "topk=[1, 10]",
+               "eval_args={split: {RS: [0.8, 0.1, 0.1]}, order: TO, group_by: null, mode: uni9}"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "tiny.json").read_text())["results"]
+    assert list(results) == ["relative", "sum", "mean"]
+    for name, figures in results.items():
+        assert figures["hit@10"] == 1.0 and 0 <= figures["hit@1"] <= 1  # 10 candidates: every target in the top 10
+        assert f"| {name} | {figures['hit@1']:.4f} | 1.0000 |" in done.stdout
+    assert results["mean"]["vs_relative"]["low"] <= results["mean"]["vs_relative"]["difference"] <= results["mean"]["vs_relative"]["high"]
