@@ -103,8 +103,9 @@ def ranking_llm_config(model: str, llm_dir: Path, tmp_path: Path, mode: str, **o
     """A small ranking run of A-LLMRec or CLLM4Rec on the tiny dataset (no validation pass)."""
     base = {"llm_path": str(llm_dir), "train_rows_limit": 64, "eval_rows_limit": 40, "show_progress": False,
             "llm_compute_dtype": "float32",
-            "text_encoder_path": "llm",  # A-LLMRec's titles by the tiny LLM (the SBERT wheel: its own test)
             "warmup_steps": 0, "eval_step": 0, "topk": [1, 3], "metrics": ["Hit", "NDCG", "MRR"], "valid_metric": "Hit@1",
             "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": None, "mode": mode}}
+    if model == "ALLMRec":
+        base["text_encoder_path"] = "llm"  # titles through the tiny LLM (the SBERT wheel has its own test)
     base.update(overrides)
     return tiny_config(model, tmp_path, **base)
