@@ -2,6 +2,7 @@
 AUC / UAUC overall, warm and cold, with wall time per stage.
 
     python benchmarks/quality.py [--config benchmarks/quality.yaml] [--datasets ml-1m-collm] [--only MF TALLRec CoLLM-MF]
+                                 [--report-only]
 
 Budget and settings live in the yaml. Runs through the study runner (resumable: finished runs are
 kept under benchmarks/results/quality/runs/ and never recomputed). Writes
@@ -52,11 +53,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "quality"))
     parser.add_argument("--datasets", nargs="+")
     parser.add_argument("--only", nargs="+", metavar="RUN")
+    parser.add_argument("--report-only", action="store_true", help="write the tables from finished runs, compute nothing")
     args = parse_args(parser)
     settings = yaml.safe_load(Path(args.config).read_text())
     datasets = available(args.datasets or settings["datasets"])
     results = run_study(datasets, settings.get("common") or {}, settings.get("llm") or {}, args.out,
-                        only=args.only or settings["runs"], per_run=settings.get("per_run"))
+                        only=args.only or settings["runs"], per_run=settings.get("per_run"), report_only=args.report_only)
     for dataset, records in results.items():
         out = summary({k: v for k, v in records.items() if k in (args.only or settings["runs"])})
         path = Path(args.out) / f"{dataset}.json"
