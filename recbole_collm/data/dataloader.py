@@ -45,6 +45,14 @@ def capped_items(config, train_item_count: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(items)
 
 
+def user_item_sets(users, items, user_num: int) -> list[set]:
+    """Each user's set of items among ``(users, items)`` rows: what samplers and masks exclude."""
+    sets: list[set] = [set() for _ in range(user_num)]
+    for user, item in zip(np.asarray(users).tolist(), np.asarray(items).tolist()):
+        sets[user].add(item)
+    return sets
+
+
 def unseen_items(draw: Callable[[int], list[int]], taken: set, num: int, item_num: int, what: str) -> list[int]:
     """``num`` distinct item ids (≥ 1) outside ``taken`` (which grows by them), from ``draw(k)``,
     which returns ``k`` random ids. The one rejection sampler of the plugin: evaluation candidates
@@ -111,9 +119,7 @@ class CandidateEvalDataLoader(AbstractDataLoader):
         mode = eval_mode(config, phase)
         num = int(mode[3:])
         uid, iid = full_dataset.uid_field, full_dataset.iid_field
-        interacted = [set() for _ in range(full_dataset.user_num)]
-        for user, item in zip(full_dataset.inter_feat[uid].numpy(), full_dataset.inter_feat[iid].numpy()):
-            interacted[user].add(int(item))
+        interacted = user_item_sets(full_dataset.inter_feat[uid].numpy(), full_dataset.inter_feat[iid].numpy(), full_dataset.user_num)
         weights = np.asarray(train_item_count, dtype=np.float64) if mode.startswith("pop") else None
         seed = int(config["seed"]) + (1 if phase == "valid" else 2)
         self.candidates = sample_candidates(
@@ -154,10 +160,8 @@ class RowFullSortEvalDataLoader(FullSortEvalDataLoader):
         self.is_sequential = True  # per-row queries, RecBole's sequential layout
         self.sample_size = len(split)
         self.items = capped_items(config, train_item_count)
-        had = [set() for _ in range(full_dataset.user_num)]
-        for users, items in full_dataset.split_pairs[: 1 if phase == "valid" else 2]:
-            for user, item in zip(users.tolist(), items.tolist()):
-                had[user].add(item)
+        earlier = full_dataset.split_pairs[: 1 if phase == "valid" else 2]
+        had = user_item_sets(np.concatenate([u for u, _ in earlier]), np.concatenate([i for _, i in earlier]), full_dataset.user_num)
         seq, length = split.inter_feat[self.iid_field + config["LIST_SUFFIX"]], split.inter_feat[config["ITEM_LIST_LENGTH_FIELD"]]
         self.masked = [np.array(sorted(had[user] | set(s[:n])), dtype=np.int64)
                        for user, s, n in zip(split.inter_feat[self.uid_field].tolist(), seq.tolist(), length.tolist())]

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from recbole_collm.cf_checkpoint import AUTO_UNRESOLVED
-from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode, unseen_items
+from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode, unseen_items, user_item_sets
 from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_sequence
 from recbole_collm.model.llm_recommender.llm.alignment import ItemTextAligner, SoftTokenProjector
@@ -19,7 +19,6 @@ from recbole_collm.model.llm_recommender.llm.soft_prompts import SLOT, embed_sof
 from recbole_collm.model.llm_recommender.llm.title_embeddings import resolve_text_encoder, title_embeddings
 
 STAGES = ("align", "project")
-RANK_BY = ("relative", "sum", "mean", "generate")
 
 
 def title_scores(token_ll: list[torch.Tensor], context_free: torch.Tensor, rank_by: str) -> torch.Tensor:
@@ -85,9 +84,7 @@ class ALLMRec(LLMRecommender):
         self.rank_by = config["rank_by"]
         # the user's train items: no training negative or listed candidate is one of them (the
         # official ``random_neq`` over the user's items)
-        self.user_items = [set() for _ in range(dataset.user_num)]
-        for user, item in zip(dataset.inter_feat[self.USER_ID].tolist(), dataset.inter_feat[self.ITEM_ID].tolist()):
-            self.user_items[user].add(item)
+        self.user_items = user_item_sets(dataset.inter_feat[self.USER_ID].numpy(), dataset.inter_feat[self.ITEM_ID].numpy(), dataset.user_num)
         self.max_new_tokens = int(config["max_new_tokens"])
         self.prefix_batch_size = int(config["prefix_batch_size"])
         self.llm_batch_size = int(config["llm_batch_size"])
