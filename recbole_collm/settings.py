@@ -11,6 +11,9 @@ from typing import Any, Callable
 from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.model.llm_recommender.llm.precision import COMPUTE_DTYPES
 
+# A-LLMRec's candidate scores (model/llm_recommender/allmrec.py: title_scores), the default first
+RANK_BY = ("sum", "relative", "mean", "generate")
+
 STAGES = ("lora", "cie", "all", "one_step",  # CoLLM (and its ablations)
           "align", "project",  # A-LLMRec
           "pretrain", "finetune")  # CLLM4Rec
@@ -143,7 +146,7 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "candidate_num": _numeric(int, 2),
     "latent_size": POSITIVE_INT,
     "text_encoder_path": _file("auto, llm, or a local sentence-encoder (Hugging Face) folder", auto=True, also=("llm",)),
-    "rank_by": _choice(("relative", "sum", "mean", "generate")),
+    "rank_by": _choice(RANK_BY),
     "max_new_tokens": POSITIVE_INT,
     "lambda_v": _numeric(float, 0),
     "gradient_accumulation_steps": OPTIONAL_POSITIVE_INT,

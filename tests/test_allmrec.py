@@ -89,15 +89,21 @@ def test_candidate_scores_through_the_shared_prefix_equal_plain_forwards(tiny_ll
             assert torch.allclose(scores["relative"][r], logp.sum() - context_free, atol=1e-4)
 
 
-def test_relative_scores_cancel_title_length_where_mean_and_sum_rank_by_it():
-    """The constructed case of a copied title: the first token carries the uncertainty (−3 nats
-    after the prompt, −5 without it), every further token costs 0.1, whatever the title."""
+def test_the_summed_score_ranks_by_what_the_prompt_says_where_mean_and_relative_rank_by_length():
+    """The constructed case of titles listed in the prompt: the first token carries what the
+    prompt says about the candidate (−1.0 … −2.1 nats, in an order unrelated to length), every
+    copied further token costs 0.005; without the prompt the first token costs 6 nats and every
+    further one 2."""
     lengths = np.arange(1, 13)
-    token_ll = [torch.tensor([-3.0] + [-0.1] * (n - 1)) for n in lengths]
-    context_free = torch.tensor([-5.0 - 0.1 * (n - 1) for n in lengths])
-    assert (title_scores(token_ll, context_free, "mean").diff() > 0).all()  # the longer, the higher
-    assert (title_scores(token_ll, context_free, "sum").diff() < 0).all()  # the longer, the lower
-    assert torch.allclose(title_scores(token_ll, context_free, "relative"), torch.full((12,), 2.0), atol=1e-5)
+    first = -1.0 - 0.1 * np.array([(5 * n) % 12 for n in range(12)])  # a permutation of 0..11
+    token_ll = [torch.tensor([f] + [-0.005] * (n - 1)) for f, n in zip(first, lengths)]
+    context_free = torch.tensor([-6.0 - 2.0 * (n - 1) for n in lengths])
+    order = lambda scores: torch.argsort(scores, descending=True).tolist()  # noqa: E731
+    assert order(title_scores(token_ll, context_free, "sum")) == np.argsort(-first, kind="stable").tolist()
+    assert order(title_scores(token_ll, context_free, "relative")) == list(range(11, -1, -1))  # the longest first
+    uniform = [torch.tensor([-3.0] + [-0.1] * (n - 1)) for n in lengths]  # one first-token likelihood for all
+    assert order(title_scores(uniform, context_free, "mean")) == list(range(11, -1, -1))  # the longest first
+    assert torch.allclose(title_scores(uniform, context_free, "sum").diff(), torch.full((11,), -0.1))  # the copy cost only
 
 
 def test_generate_then_match_ranks_the_generated_title_first(tiny_llm_dir, sasrec_checkpoint, tmp_path, monkeypatch):

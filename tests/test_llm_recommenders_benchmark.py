@@ -52,8 +52,12 @@ def test_allmrec_rank_by_ranks_one_models_validation_queries_under_each_score(ti
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "tiny.json").read_text())["results"]
-    assert list(results) == ["relative", "sum", "mean"]
+    assert list(results) == ["sum", "relative", "mean"]  # the default first: the reference
     for name, figures in results.items():
         assert figures["hit@10"] == 1.0 and 0 <= figures["hit@1"] <= 1  # 10 candidates: every target in the top 10
         assert f"| {name} | {figures['hit@1']:.4f} | 1.0000 |" in done.stdout
-    assert results["mean"]["vs_relative"]["low"] <= results["mean"]["vs_relative"]["difference"] <= results["mean"]["vs_relative"]["high"]
+    for name in ("relative", "mean"):
+        versus = results[name]["vs_sum"]
+        first = {k: np.array(results[k]["first_hit"]) for k in ("sum", name)}
+        assert versus["difference"] == pytest.approx((first[name] == 0).mean() - (first["sum"] == 0).mean())
+        assert versus["low"] <= versus["difference"] <= versus["high"]

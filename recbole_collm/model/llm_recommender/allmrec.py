@@ -26,11 +26,13 @@ def title_scores(token_ll: list[torch.Tensor], context_free: torch.Tensor, rank_
     (``token_ll[r]``) and the title's summed log-likelihood without the prompt
     (``context_free[r]``).
 
-    ``mean`` ranks by title length: the opening quote and first word carry nearly all the
-    uncertainty and the copied rest is cheap, so a long title has a high mean. ``sum`` turns the
-    bias around (every token costs something). ``relative`` (the default) is the sum minus the
-    title's context-free sum: how much the prompt raises the title above what the LLM expects of
-    it anyway, which cancels a title's own length and commonness."""
+    The candidates' titles stand in the prompt, so after its opening tokens a title is copied
+    cheaply. ``sum`` (the default) charges every token: the least tied to title length of the three
+    on ml-100k validation queries (within-query score–length correlation −0.15, HR@1 best:
+    README "Other LLM recommenders"). ``mean`` divides the opening uncertainty by the length, so
+    long titles score high (+0.68). ``relative`` subtracts the title's context-free sum, which
+    grows with length while the copied in-prompt sum does not, so it favours long titles most
+    (+0.84) — it cancels length only where the title is not in the prompt."""
     summed = torch.stack([t.sum() for t in token_ll])
     if rank_by == "mean":
         return torch.stack([t.mean() for t in token_ll])
@@ -54,8 +56,8 @@ class ALLMRec(LLMRecommender):
       set (the target and ``candidate_num`` − 1 random unseen items, shuffled) likewise; the loss
       is the target title's likelihood (teacher forcing). Only the projectors train.
     - Ranking (``eval_args.mode: uniN``/``popN``; the paper: uni19, Hit@1): every candidate row of
-      a query scores its title's log-likelihood after the query's prompt (``rank_by``: relative to
-      the title's context-free likelihood, summed, or mean — :func:`title_scores`) (the prompt lists
+      a query scores its title's log-likelihood after the query's prompt (``rank_by``: summed,
+      relative to the title's context-free likelihood, or mean — :func:`title_scores`) (the prompt lists
       the query's candidate set in the loader's seeded random order: the target's place tells
       nothing, tested); the
       shared-prefix engine runs the prompt once per query and the candidates' titles against it.
