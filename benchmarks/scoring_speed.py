@@ -29,8 +29,8 @@ def main() -> None:
 
     import numpy as np
 
-    from recbole_collm.checkpoint import read_checkpoint
     from recbole_collm.data import create_dataset
+    from recbole_collm.files import read_checkpoint
     from recbole_collm.scoring import score_file
 
     config = read_checkpoint(args.checkpoint)["config"]  # the pairs need the data, not the model

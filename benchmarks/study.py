@@ -18,8 +18,8 @@ import numpy as np
 
 from benchmarks.common import fmt
 from benchmarks.report import write_outputs
-from recbole_collm.checkpoint import atomic_write
 from recbole_collm.errors import InputError
+from recbole_collm.files import atomic_write
 
 CF_MODELS = ("MF", "LightGCN", "SASRec", "DIN")
 

@@ -16,11 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
+
+from recbole.trainer import HyperTuning
+
+from recbole_collm.errors import InputError, MissingInputError
+from recbole_collm.quick_start import format_result, objective_function, run
+from recbole_collm.scoring import check_positive, recommend, score_file
 
 
 def main() -> int:
-    from recbole_collm.errors import InputError
-
     if len(sys.argv) > 1 and sys.argv[1] in ("score", "recommend"):
         return _guarded(lambda: _serve(sys.argv[1], sys.argv[2:]), InputError, "nothing was written")
     if len(sys.argv) > 1 and sys.argv[1] == "tune":
@@ -29,8 +34,6 @@ def main() -> int:
 
 
 def _serve(command: str, argv: list[str]) -> None:
-    from recbole_collm.scoring import recommend, score_file
-
     parser = argparse.ArgumentParser(prog=f"recbole-collm {command}")
     parser.add_argument("--checkpoint", required=True, help="a .pth checkpoint this plugin saved")
     parser.add_argument("--out", required=True)
@@ -57,14 +60,6 @@ def _tune(argv: list[str]) -> None:
     """RecBole's hyper-parameter search (``HyperTuning``, hyperopt) over the plugin's runs: each
     trial is :func:`recbole_collm.quick_start.objective_function` (validation only); the results
     are written as RecBole's ``run_hyper.py`` writes them."""
-    from functools import partial
-
-    from recbole.trainer import HyperTuning
-
-    from recbole_collm.errors import MissingInputError
-    from recbole_collm.quick_start import format_result, objective_function
-    from recbole_collm.scoring import check_positive
-
     parser = argparse.ArgumentParser(prog="recbole-collm tune")
     parser.add_argument("--model", "-m", required=True)
     parser.add_argument("--dataset", "-d", required=True)
@@ -119,8 +114,6 @@ def _guarded(run, errors, on_interrupt: str) -> int:
 
 
 def _train() -> None:
-    from recbole_collm.quick_start import run
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", "-m", type=str, default="MF", help="model name")
     parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")

@@ -1,9 +1,14 @@
-"""Small, tested shims that let RecBole 1.2.1 run on a modern stack.
+"""Small, tested shims that let RecBole 1.2.1 (and every transformers 5.x) run on a modern stack.
 
-Each one is applied once, when ``recbole_collm`` is imported, and is idempotent.
+Each patch is applied once, when ``recbole_collm`` is imported, and is idempotent; the
+transformers helpers are called where a decoder runs with a key/value cache.
 README.md ("Compatibility") lists every breakage and whether it is handled by a pin or here.
 """
 from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +98,24 @@ def race_free_ensure_dir() -> None:
 
     for module in (recbole_utils_utils, recbole_utils, recbole_trainer):
         module.ensure_dir = ensure_dir
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_argument(decoder_class: type) -> str:
+    params = inspect.signature(decoder_class.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def cache_kwargs(decoder: Any, cache: Any) -> dict:
+    """The decoder's key/value-cache argument under the name its transformers release reads:
+    later 5.x releases renamed ``past_key_values`` to ``cache`` (the old name warns on every
+    forward and goes in 5.40); earlier 5.x releases know only ``past_key_values``."""
+    return {_cache_argument(type(decoder)): cache}
+
+
+def output_cache(out: Any) -> Any:
+    """The key/value cache a decoder returned, under either name (see :func:`cache_kwargs`)."""
+    return out["cache"] if "cache" in out else out["past_key_values"]
 
 
 def apply() -> None:

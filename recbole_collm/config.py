@@ -13,7 +13,18 @@ from recbole_collm import compat, settings
 from recbole_collm.errors import InputError, MissingInputError, first_line
 from recbole_collm.utils import get_model
 
-PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"  # package data: in the wheel too
+
+
+def _properties_dir() -> Path:
+    """The plugin's yaml defaults: the copy a wheel install carries inside the package (setup.py
+    ships the top-level ``properties/`` there as package data), else the checkout's own
+    ``properties/`` beside the package (a clone, or an editable install)."""
+    package = Path(__file__).resolve().parent
+    packaged = package / "properties"
+    return packaged if packaged.is_dir() else package.parent / "properties"
+
+
+PROPERTIES_DIR = _properties_dir()
 RECBOLE_EXAMPLE_DIR = Path(__import__("recbole").__file__).resolve().parent / "dataset_example"
 
 
@@ -60,7 +71,7 @@ def _static_known_keys() -> frozenset[str]:
 
 
 class Config(RecBoleConfig):
-    """RecBole's Config plus the plugin's ``recbole_collm/properties/`` and plugin model lookup.
+    """RecBole's Config plus the plugin's ``properties/`` and plugin model lookup.
 
     Precedence, lowest first: RecBole's own yaml files, ``properties/overall.yaml``,
     ``properties/model/<model>.yaml``, ``properties/dataset/<dataset>.yaml``, then the user's
@@ -206,7 +217,7 @@ class Config(RecBoleConfig):
 
 def resolve_config_file(name: str | Path) -> str:
     """A config file as given when it exists, else the plugin's named setting of that name
-    (``gpu.yaml``, ``split/global_time.yaml``: files under ``recbole_collm/properties/``, so
+    (``gpu.yaml``, ``split/global_time.yaml``: files under ``properties/``, so
     they work from any folder and from an installed wheel). Neither: one error line."""
     if Path(name).is_file():
         return str(name)

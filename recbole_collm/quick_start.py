@@ -12,11 +12,13 @@ import numpy as np
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_collm.cf_checkpoint import cache_path, cf_settings
-from recbole_collm.checkpoint import RunLock, restore, run_is_live
 from recbole_collm.config import Config
 from recbole_collm.data import create_dataset
 from recbole_collm.data.utils import data_preparation, is_ranking
 from recbole_collm.evaluator.compare import compare_rows
+from recbole_collm.files import RunLock, run_is_live
+from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
+from recbole_collm.restore import restore
 from recbole_collm.utils import get_model, get_trainer
 
 
@@ -148,8 +150,6 @@ def objective_function(config_dict: dict | None = None, config_file_list: list[s
 def evaluate_source(trainer, model, test_data, config) -> dict | None:
     """A CoLLM model's collaborative checkpoint scored alone on the same test rows with the same
     evaluator (labeled evaluation): the baseline CoLLM must beat. None for other models."""
-    from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
-
     source = getattr(getattr(model, "cie", None), "source", None)
     if not isinstance(source, CheckpointSource) or is_ranking(config):
         return None

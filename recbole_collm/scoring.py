@@ -1,7 +1,7 @@
 """Scoring (user, item) pairs and recommending for users from a saved model — any plugin model,
 the LLM ones included.
 
-The checkpoint's own dataset (rebuilt by :func:`recbole_collm.checkpoint.restore`) gives the token
+The checkpoint's own dataset (rebuilt by :func:`recbole_collm.restore.restore`) gives the token
 → id maps and each user's history: the user's most recent positive items before the pair's
 timestamp when one is given, else all of them (what the model saw for its latest rows). Pairs are
 read in chunks and written as they are scored, so memory does not grow with the file; within a
@@ -20,8 +20,9 @@ import torch
 from recbole.data.interaction import Interaction
 from tqdm import tqdm
 
-from recbole_collm.checkpoint import Restored, atomic_write, restore
 from recbole_collm.errors import InputError, MissingInputError
+from recbole_collm.files import atomic_write
+from recbole_collm.restore import Restored, restore
 
 CHUNK_ROWS = 8192  # pairs read, scored and written at a time
 

@@ -5,6 +5,7 @@ import importlib
 
 from recbole.utils import get_trainer as get_recbole_trainer
 
+from recbole_collm import trainer as plugin_trainers
 from recbole_collm.errors import InputError
 
 MODEL_PACKAGES = ("general_recommender", "sequential_recommender", "llm_recommender")
@@ -50,8 +51,6 @@ def _recbole_model(model_name: str) -> type:
 def get_trainer(model_type, model_name: str) -> type:
     """The trainer class for a model: a plugin trainer named ``<model>Trainer`` if there is one,
     else RecBole's, always with the plugin's evaluation and checkpointing mixed in."""
-    from recbole_collm import trainer as plugin_trainers
-
     cls = getattr(plugin_trainers, f"{model_name}Trainer", None)
     if cls is None:
         cls = plugin_trainers.plugin_trainer(get_recbole_trainer(model_type, model_name))

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_collm.checkpoint import read_checkpoint
 from recbole_collm.data import CollmDataset
 from recbole_collm.data.dataloader import CANDIDATES_FIELD
 from recbole_collm.data.utils import data_preparation
 from recbole_collm.errors import InputError
+from recbole_collm.files import read_checkpoint
 from recbole_collm.model.llm_recommender.allmrec import ALLMRec, title_scores
 from recbole_collm.model.llm_recommender.llm.soft_prompts import embed_soft_prompts
 from recbole_collm.quick_start import prepare

@@ -8,11 +8,11 @@ import torch
 
 from recbole_collm import run_recbole_collm
 from recbole_collm.cf_checkpoint import AUTO_UNRESOLVED
-from recbole_collm.checkpoint import read_checkpoint
 from recbole_collm.data import CollmDataset
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
+from recbole_collm.files import read_checkpoint
 from recbole_collm.model.llm_recommender.collm import CoLLM
+from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
 from recbole_collm.quick_start import auto_cf_checkpoint
 from recbole_collm.trainer import PluginTrainer
 from tests.conftest import TINY_YAML, llm_config

@@ -5,8 +5,9 @@ import pickle
 import pytest
 import torch
 
-from recbole_collm import checkpoint
-from recbole_collm.checkpoint import atomic_write_dir, read_checkpoint, restore, save_checkpoint
+from recbole_collm import files
+from recbole_collm.files import atomic_write_dir, read_checkpoint, save_checkpoint
+from recbole_collm.restore import restore
 
 
 def test_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -18,7 +19,7 @@ def test_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
         real_save({"partial": True}, f, **kwargs)
         raise KeyboardInterrupt("killed mid-save")
 
-    monkeypatch.setattr(checkpoint.torch, "save", dying_save)
+    monkeypatch.setattr(files.torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint({"v": 2}, path)
     assert read_checkpoint(path) == {"v": 1}
@@ -93,7 +94,7 @@ def test_checkpoints_written_before_the_models_moved_still_load(tmp_path, monkey
 
 
 def test_a_config_saved_before_a_rename_gives_its_value_to_the_new_key():
-    from recbole_collm.checkpoint import _rename_settings
+    from recbole_collm.restore import _rename_settings
     from tests.conftest import tiny_config
 
     config = tiny_config("CoLLM")

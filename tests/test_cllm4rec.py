@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from recbole_collm import load_data_and_model
-from recbole_collm.checkpoint import read_checkpoint
 from recbole_collm.data import CollmDataset
 from recbole_collm.data.utils import data_preparation
 from recbole_collm.errors import InputError
+from recbole_collm.files import read_checkpoint
 from recbole_collm.model.llm_recommender.cllm4rec import CLLM4Rec
 from recbole_collm.quick_start import prepare
 from tests.conftest import ranking_llm_config

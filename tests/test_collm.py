@@ -9,8 +9,8 @@ from sklearn.metrics import roc_auc_score
 from recbole_collm import load_data_and_model, run_recbole_collm
 from recbole_collm.data import CollmDataset
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
 from recbole_collm.model.llm_recommender.collm import CoLLM, splice
+from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
 from recbole_collm.model.llm_recommender.tallrec import TALLRec
 from recbole_collm.trainer import LLMTrainer
 from tests.conftest import ROOT, TINY_YAML, llm_config
@@ -157,7 +157,7 @@ def test_two_step_run_saves_small_checkpoint_and_reloads_same_scores(tiny_llm_di
     # the collaborative source alone, on the same test rows: the MF checkpoint's own scores
     from sklearn.metrics import roc_auc_score
 
-    from recbole_collm.checkpoint import restore
+    from recbole_collm.restore import restore
 
     mf = restore(mf_checkpoint).model
     rows = test_data._dataset.inter_feat

@@ -81,3 +81,22 @@ def test_recboles_ensure_dir_tolerates_a_folder_made_in_between(tmp_path, monkey
     monkeypatch.undo()
     recbole_trainer.ensure_dir(str(tmp_path / "new"))
     assert (tmp_path / "new").is_dir()
+
+
+def test_the_cache_argument_is_named_as_the_decoders_release_reads_it():
+    from transformers.modeling_outputs import BaseModelOutputWithPast
+
+    from recbole_collm.compat import cache_kwargs, output_cache
+
+    class Older(torch.nn.Module):  # a 5.x decoder from before the rename
+        def forward(self, inputs_embeds=None, past_key_values=None, use_cache=None):
+            return BaseModelOutputWithPast(last_hidden_state=inputs_embeds, past_key_values=past_key_values)
+
+    class Newer(torch.nn.Module):
+        def forward(self, inputs_embeds=None, cache=None, use_cache=None):
+            return {"last_hidden_state": inputs_embeds, "cache": cache}
+
+    marker = object()
+    assert cache_kwargs(Older(), marker) == {"past_key_values": marker}
+    assert cache_kwargs(Newer(), marker) == {"cache": marker}
+    assert output_cache(Newer()(**cache_kwargs(Newer(), marker))) is marker

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from recbole_collm import cli, run_recbole_collm
-from recbole_collm.checkpoint import RunLock, restore
+from recbole_collm.files import RunLock
 from recbole_collm.quick_start import find_resume_file
+from recbole_collm.restore import restore
 from tests.conftest import ROOT, TINY_YAML, tiny_config
 
 TINY = ROOT / "tests" / "data" / "tiny"

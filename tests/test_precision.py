@@ -194,7 +194,7 @@ def test_float32_compute_keeps_the_half_precision_store_default(tiny_llm_dir, mf
 
 # --- every path honours the one setting -----------------------------------------------------------
 def test_training_evaluation_and_scoring_run_the_llm_in_the_compute_dtype(tiny_llm_dir, mf_checkpoint, tmp_path):
-    from recbole_collm.checkpoint import restore
+    from recbole_collm.restore import restore
 
     for setting, expected in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
         config, model, train, valid = build(TALLRec, tiny_llm_dir, mf_checkpoint, tmp_path, setting)

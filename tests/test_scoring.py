@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from recbole_collm import run_recbole_collm
-from recbole_collm.checkpoint import restore
 from recbole_collm.errors import InputError
+from recbole_collm.restore import restore
 from recbole_collm.scoring import PairScorer, recommend, score_file
 from tests.conftest import ROOT, TINY_YAML
 

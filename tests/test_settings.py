@@ -3,9 +3,9 @@ before any data is read or any model (an LLM above all) is built."""
 import pytest
 
 from recbole_collm import cli
-from recbole_collm.config import resolve_config_file
+from recbole_collm.config import PROPERTIES_DIR, resolve_config_file
 from recbole_collm.errors import InputError
-from tests.conftest import TINY_YAML, tiny_config
+from tests.conftest import ROOT, TINY_YAML, tiny_config
 
 
 def run_cli(monkeypatch, capsys, *args) -> tuple[int, str]:
@@ -53,10 +53,11 @@ def test_values_in_range_pass_and_numbers_given_as_text_are_read():
         tiny_config(enable_amp="yes")
 
 
-def test_named_settings_resolve_inside_the_package(tmp_path, monkeypatch):
+def test_named_settings_resolve_in_the_checkouts_properties_folder(tmp_path, monkeypatch):
+    assert PROPERTIES_DIR == ROOT / "properties"  # a checkout reads its top-level folder (a wheel: tests/test_wheel.py)
     monkeypatch.chdir(tmp_path)  # from any folder
-    assert resolve_config_file("gpu.yaml").endswith("recbole_collm/properties/gpu.yaml")
-    assert resolve_config_file("split/global_time.yaml").endswith("recbole_collm/properties/split/global_time.yaml")
+    assert resolve_config_file("gpu.yaml") == str(ROOT / "properties" / "gpu.yaml")
+    assert resolve_config_file("split/global_time.yaml") == str(ROOT / "properties" / "split" / "global_time.yaml")
     (tmp_path / "gpu.yaml").write_text("epochs: 1\n")
     assert resolve_config_file("gpu.yaml") == "gpu.yaml"  # a file of the user's own comes first
     with pytest.raises(FileNotFoundError, match="config_files: '../cli.py' not found"):

@@ -5,8 +5,8 @@ import torch
 from recbole.data.interaction import cat_interactions
 
 from recbole_collm.data import CollmDataset
-from recbole_collm.model.llm_recommender.llm.batching import split_batch
 from recbole_collm.model.llm_recommender.collm import CoLLM
+from recbole_collm.model.llm_recommender.llm.batching import split_batch
 from recbole_collm.model.llm_recommender.tallrec import TALLRec
 from tests.conftest import llm_config
 
@@ -165,3 +165,14 @@ def test_a_prefix_with_more_suffix_tokens_than_a_pack_holds_gets_several_packs(t
         assert (split[1][name] - grad).abs().max() <= 1e-5 * grad.abs().max(), name
     # mixed_batch: 9 rows, 6 distinct prefixes (one shared by 4 rows); a 1-token pack holds one suffix
     assert reference[2] == 6 and (split[2] == 9 if pack_tokens == 1 else reference[2] < split[2] <= 9)
+
+
+def test_the_engine_passes_the_cache_under_the_name_the_decoder_reads(tiny_collm, recwarn):
+    """transformers renamed the decoder's ``past_key_values`` to ``cache`` (the old name warns on
+    every forward until its removal): the engine's forwards raise no such warning, and scores
+    equal the plain path's."""
+    model, batch = tiny_collm("cie")
+    with torch.no_grad():
+        plain, cached = both_paths(model, batch)
+    assert torch.allclose(plain, cached, atol=1e-4)
+    assert not [w for w in recwarn if "past_key_values" in str(w.message)]

@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from benchmarks import study
-from recbole_collm.checkpoint import read_checkpoint
+from recbole_collm.files import read_checkpoint
 from tests.conftest import TINY_YAML
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recbole_collm.checkpoint import atomic_write
+from recbole_collm.files import atomic_write
 
 INTER_HEADER = ["user_id:token", "item_id:token", "label:float", "timestamp:float"]
 

@@ -15,9 +15,9 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
-from recbole_collm.checkpoint import read_checkpoint, save_checkpoint
 from recbole_collm.errors import InputError
 from recbole_collm.evaluator import CollmCollector, CollmEvaluator
+from recbole_collm.files import read_checkpoint, save_checkpoint
 
 _CACHE: dict[type, type] = {}
 # settings a resumed run takes from its checkpoint (the optimizer and scheduler states hold them);
@@ -99,7 +99,7 @@ class ResumableTrainerMixin:
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
-            # the ids' meaning: restore renumbers the data by these tokens (recbole_collm.checkpoint)
+            # the ids' meaning: restore renumbers the data by these tokens (recbole_collm.restore)
             "token_maps": self._token_maps,
         }
 

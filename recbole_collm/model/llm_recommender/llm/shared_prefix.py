@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from recbole_collm.compat import cache_kwargs, output_cache
 from recbole_collm.model.llm_recommender.llm.batching import SplitBatch, splice
 from recbole_collm.model.llm_recommender.llm.prefix_store import PrefixStore
 
@@ -118,8 +119,7 @@ class SharedPrefixEncoder:
         if user is not None:
             embeds = splice(embeds, user[0], user[1].to(embeds.dtype))
         out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
-        cache = out.past_key_values
-        return [(layer.keys, layer.values) for layer in cache.layers], mask
+        return [(layer.keys, layer.values) for layer in output_cache(out).layers], mask
 
     def _stored_prefixes(self, prefixes: list[tuple[int, ...]], device) -> tuple[list, torch.Tensor]:
         """``prefixes`` (none holding a slot) from the store, the missing ones encoded (in one
@@ -162,16 +162,17 @@ class SharedPrefixEncoder:
         positions = torch.as_tensor(cuts, device=device).unsqueeze(1) + torch.arange(width, device=device)
         mask = torch.cat([head_mask, tail_mask.to(device)], dim=1)
         cache = _cache(kv)  # fresh tensors (built above): the store's own are never extended
-        out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                           **cache_kwargs(self.decoder, cache))
         assert np.array_equal(cuts + np.array([len(t) for t in tails]), lengths)
-        return [(layer.keys, layer.values) for layer in out.past_key_values.layers], mask
+        return [(layer.keys, layer.values) for layer in output_cache(out).layers], mask
 
     def encode_embeds(self, embeds: torch.Tensor, mask: torch.Tensor) -> list:
         """Keys/values of right-padded prefix embeddings (soft tokens already in place), laid out
         as :meth:`suffix_states` reads them; autograd as the caller has it."""
         positions = torch.arange(embeds.shape[1], device=embeds.device).expand(len(embeds), -1)
         out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
-        return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return [(layer.keys, layer.values) for layer in output_cache(out).layers]
 
     def suffix_states(
         self, kv: list, prefix_mask: torch.Tensor, group: np.ndarray, suffixes: list[list[int]]
@@ -249,7 +250,8 @@ class SharedPrefixEncoder:
         # each prefix once, in order: the prefix cache as it is, no copy
         in_order = n_packs == len(kv[0][0]) and bool((slots == torch.arange(n_packs, device=device)).all())
         cache = _cache(kv if in_order else [(keys[slots], values[slots]) for keys, values in kv])
-        out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                           **cache_kwargs(self.decoder, cache))
         if spans:
             return [out.last_hidden_state[b, start:end] for b, start, end in starts]
         b_idx = torch.tensor([b for b, _ in last], device=device)

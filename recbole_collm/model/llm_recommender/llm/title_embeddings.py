@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from recbole_collm.checkpoint import atomic_write
 from recbole_collm.errors import MissingInputError
+from recbole_collm.files import atomic_write
 from recbole_collm.model.llm_recommender.llm.backbone import cache_root
 
 
