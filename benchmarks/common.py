@@ -28,7 +28,7 @@ def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
 def available(datasets: list[str]) -> list[str]:
     """``datasets`` without ml-1m-collm when ``../shared/data`` lacks it (said, not silent)."""
     if "ml-1m-collm" in datasets and not (SHARED_DATA / "ml-1m-collm").is_dir():
-        print(f"ml-1m-collm: skipped, the paper's split is not at {SHARED_DATA / 'ml-1m-collm'} (README: Data)")
+        print(f"ml-1m-collm: skipped, the paper's split is not at {SHARED_DATA / 'ml-1m-collm'} (docs/data.md)")
         return [d for d in datasets if d != "ml-1m-collm"]
     return list(datasets)
 

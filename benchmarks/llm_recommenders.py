@@ -6,7 +6,7 @@ full-sort ranking (Recall@20, NDCG@100), with wall time per run.
     python benchmarks/llm_recommenders.py [--datasets ml-100k] [--only MF CLLM4Rec] [--test-rows 0]
                                           [--config-files my.yaml] [--set llm_path=/models/qwen2 CLLM4Rec:epochs=3]
 
-Each model trains once with its own defaults (its yaml: the CPU budgets README states) on the
+Each model trains once with its own defaults (its yaml: the CPU budgets docs/models.md states) on the
 dataset's split, then its final weights are evaluated under both protocols by RecBole's evaluator
 (A-LLMRec ranks candidate sets only; CoLLM is not full-sorted: 1,682 prompts per query on a CPU).
 All runs share the test rows (every one by default: each positive row is a query; ``--test-rows N``

@@ -2,7 +2,7 @@
 
 Each patch is applied once, when ``recbole_collm`` is imported, and is idempotent; the
 transformers helpers are called where a decoder runs with a key/value cache.
-README.md ("Compatibility") lists every breakage and whether it is handled by a pin or here.
+docs/compatibility.md lists every breakage and whether it is handled by a pin or here.
 """
 from __future__ import annotations
 

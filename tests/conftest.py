@@ -37,7 +37,7 @@ def _no_argv():
 @pytest.fixture
 def shared_ml1m() -> Path:
     if not SHARED_ML1M.is_dir():
-        pytest.skip(f"the CoLLM ML-1M split is not at {SHARED_ML1M} (see README: Data)")
+        pytest.skip(f"the CoLLM ML-1M split is not at {SHARED_ML1M} (see docs/data.md)")
     return SHARED_ML1M
 
 

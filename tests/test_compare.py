@@ -53,6 +53,18 @@ def test_the_same_scores_are_not_significant_and_the_text_says_so():
     assert str(got).endswith("[+0.0000, +0.0000] (not significant; paired bootstrap over 30 users, 400 rows)")
 
 
+def test_a_comparison_without_a_value_is_undefined_not_a_miss():
+    """UAUC on users who each hold one class has no value: the verdict says so (a NaN interval
+    would otherwise read as significant, and a NaN difference as a miss)."""
+    uid = np.repeat(np.arange(10), 2)
+    labels = np.tile([1, 1, 0, 0], 5)  # every user holds one class
+    got = paired_bootstrap(uid, labels, np.linspace(0, 1, 20), np.linspace(1, 0, 20), "uauc", resamples=20)
+    assert np.isnan(got.a) and not got.defined and not got.significant and got.verdict == "undefined"
+    uid, labels, a, b = data(2)
+    assert paired_bootstrap(uid, labels, a, b, "auc", resamples=20).verdict == "met"  # a: 1.0 x the label, b: 0.3 x
+    assert paired_bootstrap(uid, labels, b, a, "auc", resamples=20).verdict == "missed"
+
+
 def test_compare_rows_refuses_rows_that_differ():
     uid, labels, a, b = data(3)
     rows = {"uid": uid, "iid": np.arange(len(uid)), "label": labels, "score": a}

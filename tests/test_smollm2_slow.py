@@ -49,5 +49,5 @@ def test_bf16_cie_gradient_on_real_smollm2_points_as_float32(smollm2_dir, tmp_pa
     cosine = {w: torch.nn.functional.cosine_similarity(reference, cie_gradient(smollm2_dir, tmp_path, shared_ml1m, "bfloat16", w), dim=0).item()
               for w in ("auto", "bfloat16")}
     # measured: 0.992 and 0.988 on these rows (0.998 and 0.685 when ties in time were history by
-    # file order: the size of the whole-bf16 error depends on the prompts; README "Precision")
+    # file order: the size of the whole-bf16 error depends on the prompts; docs/performance.md, "Precision")
     assert cosine["auto"] > 0.99 and cosine["auto"] > cosine["bfloat16"], cosine

@@ -7,6 +7,7 @@ interval that holds zero is reported as not significant.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,13 +38,21 @@ class Comparison:
         return self.a - self.b
 
     @property
+    def defined(self) -> bool:
+        """Whether both values and the interval exist (a metric on rows of one class has none)."""
+        return not any(math.isnan(v) for v in (self.a, self.b, self.low, self.high))
+
+    @property
     def significant(self) -> bool:
-        return not self.low <= 0.0 <= self.high
+        return self.defined and not self.low <= 0.0 <= self.high
 
     @property
     def verdict(self) -> str:
         """Whether these rows show the claim "a above b": ``met`` (the interval above zero),
-        ``missed`` (below zero), or ``not significant`` (it holds zero)."""
+        ``missed`` (below zero), ``not significant`` (it holds zero), or ``undefined`` (no value
+        or no interval: never counted as a miss)."""
+        if not self.defined:
+            return "undefined"
         return "not significant" if not self.significant else ("met" if self.difference > 0 else "missed")
 
     def __str__(self) -> str:

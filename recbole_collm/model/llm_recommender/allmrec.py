@@ -9,7 +9,7 @@ import torch
 from recbole_collm.cf_checkpoint import AUTO_UNRESOLVED
 from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode, unseen_items, user_item_sets
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_sequence
+from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_plan
 from recbole_collm.model.llm_recommender.llm.alignment import ItemTextAligner, SoftTokenProjector
 from recbole_collm.model.llm_recommender.llm.backbone import load_llm
 from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
@@ -29,7 +29,7 @@ def title_scores(token_ll: list[torch.Tensor], context_free: torch.Tensor, rank_
     The candidates' titles stand in the prompt, so after its opening tokens a title is copied
     cheaply. ``sum`` (the default) charges every token: the least tied to title length of the three
     on ml-100k validation queries (within-query score–length correlation −0.15, HR@1 best:
-    README "Other LLM recommenders"). ``mean`` divides the opening uncertainty by the length, so
+    docs/models.md, A-LLMRec). ``mean`` divides the opening uncertainty by the length, so
     long titles score high (+0.68). ``relative`` subtracts the title's context-free sum, which
     grows with length while the copied in-prompt sum does not, so it favours long titles most
     (+0.84) — it cancels length only where the title is not in the prompt."""
@@ -73,7 +73,7 @@ class ALLMRec(LLMRecommender):
     def __init__(self, config, dataset):
         super().__init__()
         self._init_fields(config, dataset)
-        self.stages = stage_sequence(config["stage"], STAGES, "ALLMRec")
+        self.stages = stage_plan(config["stage"], STAGES, "ALLMRec")
         for phase in ("valid", "test"):
             mode = eval_mode(config, phase)
             if not mode.startswith(("uni", "pop")):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from recbole_collm.errors import InputError
 from recbole_collm.model.candidates import CandidateRankingMixin
-from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_sequence
+from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_plan
 from recbole_collm.model.llm_recommender.llm.backbone import load_llm
 from recbole_collm.model.llm_recommender.llm.projector import IDTokenEmbedding
 from recbole_collm.model.llm_recommender.llm.prompts import leading_special_ids
@@ -50,7 +50,7 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         self._init_fields(config, dataset)
         self._init_catalogue(config, dataset)
         self.lambda_v = float(config["lambda_v"])
-        self.stages = stage_sequence(config["stage"], STAGES, "CLLM4Rec")
+        self.stages = stage_plan(config["stage"], STAGES, "CLLM4Rec")
         titles = getattr(dataset, "item_titles", None)
         if titles is None:
             raise InputError("title_field: the dataset has no item titles; CLLM4Rec's content LM needs them (load_col)")

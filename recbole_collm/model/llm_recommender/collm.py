@@ -8,7 +8,7 @@ from torch import nn
 from recbole_collm.cf_checkpoint import AUTO_UNRESOLVED
 from recbole_collm.errors import InputError
 from recbole_collm.model.candidates import CandidateRankingMixin
-from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
+from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_plan
 from recbole_collm.model.llm_recommender.llm.backbone import add_lora, load_llm
 from recbole_collm.model.llm_recommender.llm.batching import splice, split_batch
 from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource, ScratchMFSource
@@ -17,23 +17,7 @@ from recbole_collm.model.llm_recommender.llm.projector import CollaborativeEncod
 from recbole_collm.model.llm_recommender.llm.prompts import PromptBuilder
 from recbole_collm.model.llm_recommender.llm.shared_prefix import SharedPrefixEncoder
 
-__all__ = ["CoLLM", "splice", "stage_plan"]
-
-STAGES = ("lora", "cie", "one_step")
-
-
-def stage_plan(stage: str, uses_ids: bool) -> tuple[str, ...]:
-    """The stages a run trains, in order — the one place CoLLM's ``stage`` is decoded. ``all`` is the
-    paper's two steps (LoRA on text prompts, then the CIE with the rest frozen); a model without
-    ID slots (TALLRec, ICL) has only the first."""
-    if stage == "all":
-        return ("lora", "cie") if uses_ids else ("lora",)
-    if stage in ("cie", "one_step") and not uses_ids:
-        raise InputError(f"stage: '{stage}' needs the CIE; this model has no ID slots")
-    if stage not in STAGES:
-        raise InputError(f"stage: '{stage}' is not one of {', '.join(STAGES)}, all")
-    return (stage,)
-
+__all__ = ["CoLLM", "splice"]
 
 class CoLLM(CandidateRankingMixin, LLMRecommender):
     """Two-step tuning (``stage``): ``lora`` trains LoRA on text-only prompts (TALLRec), ``cie``
@@ -48,6 +32,7 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
     uses_ids = True  # subclasses without the CIE (TALLRec, ICL) set False
     uses_lora = True
     reads_cf_checkpoint = True  # ``cie_checkpoint: auto`` is resolved for it before it is built
+    all_stages = ("lora", "cie", "one_step")
 
     def __init__(self, config, dataset):
         super().__init__()
@@ -61,7 +46,10 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
         self.tune_cf_model = bool(config["tune_cf_model"])
         store_mb = config["prefix_store_mb"] or 0
         self.prefix_store = PrefixStore(store_mb, self.precision.store_dtype(config["prefix_store_dtype"])) if store_mb else None
-        self.stages = stage_plan(config["stage"], self.uses_ids)  # what LLMTrainer trains, in order
+        # what LLMTrainer trains, in order: the paper's two steps (LoRA on text prompts, then the CIE
+        # with the rest frozen); a model without ID slots (TALLRec, ICL) has only the first
+        self.stages = stage_plan(config["stage"], ("lora", "cie") if self.uses_ids else ("lora",), type(self).__name__,
+                                 alone=("one_step",) if self.uses_ids else ())
         # the collaborative source first: a bad checkpoint is reported before the LLM loads
         source = self._build_source(config, dataset) if self.uses_ids else None
 
@@ -102,8 +90,8 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
     # --- stages -------------------------------------------------------------------------------
     def set_stage(self, stage: str) -> None:
         """Choose the prompts and which parameters train (everything else is frozen)."""
-        if stage not in STAGES:
-            raise InputError(f"stage: '{stage}' is not one of {', '.join(STAGES)}")
+        if stage not in self.all_stages:
+            raise InputError(f"stage: '{stage}' is not one of {', '.join(self.all_stages)}")
         if stage in ("cie", "one_step") and not self.uses_ids:
             raise InputError(f"stage: '{stage}' needs the CIE; {type(self).__name__} has none")
         self.stage = stage

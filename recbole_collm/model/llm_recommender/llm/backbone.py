@@ -127,7 +127,7 @@ def _cpu_attention(module, query, key, value, attention_mask, dropout: float = 0
     # a half-precision query (a whole-bf16 model) under autograd; a float32 query (rotary embeddings
     # over the float32 residual stream of llm_dtype: auto) stays under autocast: measured on real
     # SmolLM2, the CIE gradient then agrees with float32's better (cosine 0.998 against 0.916 with
-    # this attention in float32) — not understood, see the README's "Precision"
+    # this attention in float32) — not understood, see docs/performance.md, "Precision"
     full = grad and dtype != torch.float32
     if full:
         query, key, value = query.float(), key.float(), value.float()

@@ -15,13 +15,14 @@ from recbole_collm.model.llm_recommender.llm.adapters import AdaptersMixin
 from recbole_collm.model.llm_recommender.llm.precision import Precision
 
 
-def stage_sequence(stage: str, stages: tuple[str, ...], model: str) -> tuple[str, ...]:
-    """The stages a run of a sequential two-stage model trains: ``all`` = ``stages`` in order, or
-    one of them (CoLLM has its own plan: :func:`recbole_collm.model.llm_recommender.collm.stage_plan`)."""
+def stage_plan(stage: str, sequence: tuple[str, ...], model: str, alone: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The stages a run trains, in order — the one place a model's ``stage`` is decoded: ``all``
+    = ``sequence`` (each stage starts from the best weights of the one before), or one stage of it
+    or of ``alone`` (stages never part of ``all``: CoLLM's ``one_step``)."""
     if stage == "all":
-        return stages
-    if stage not in stages:
-        raise InputError(f"stage: '{stage}' is not a {model} stage; expected {', '.join(stages)} or all")
+        return sequence
+    if stage not in (*sequence, *alone):
+        raise InputError(f"stage: '{stage}' is not a {model} stage; expected {', '.join((*sequence, *alone))} or all")
     return (stage,)
 
 
