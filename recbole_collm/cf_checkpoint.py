@@ -42,6 +42,16 @@ def cf_settings(config) -> dict:
     return settings
 
 
+def given_settings(config) -> dict:
+    """The settings a run was given (yaml files, command line, config dict), at their resolved
+    values, but where it writes and how it logs; ``data_path`` as the folder that holds the
+    dataset's own folder. A Config built from them with the same model and dataset is that run's
+    (the plugin's yaml layers are read again)."""
+    settings = {k: config[k] for k in config.external_config_dict if k not in RUN_ONLY}
+    settings["data_path"] = os.path.dirname(os.path.normpath(config["data_path"]))
+    return settings
+
+
 def cache_path(cf_config) -> str:
     """``<checkpoint_dir>/<model>-<dataset>-auto-<digest>.pth``: the digest covers every resolved
     setting of the collaborative run (but where it writes and how it logs) and the bytes of the

@@ -1,8 +1,11 @@
-"""The one way back from a checkpoint to a model: its config, the dataset rebuilt from it (ids as
-when it was saved) and the model with its weights — used by ``load_data_and_model``, the CIE's
-collaborative source, scoring and the evaluation of a named checkpoint."""
+"""The way back from saved files to a model: its config, the dataset rebuilt from it (ids as when
+it was saved) and the model with its weights — from a RecBole checkpoint (:func:`restore`: used by
+``load_data_and_model``, the CIE's collaborative source, scoring and the evaluation of a named
+checkpoint), or from an LLM model's tunable parts and their config (:func:`restore_adapters`:
+nothing unpickled)."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -10,9 +13,10 @@ from typing import Any
 import torch
 from recbole.utils import init_seed
 
+from recbole_collm.config import Config
 from recbole_collm.data import create_dataset
 from recbole_collm.data.utils import data_preparation
-from recbole_collm.errors import InputError
+from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.files import read_checkpoint
 from recbole_collm.settings import RENAMED, validate
 from recbole_collm.utils import get_model
@@ -71,4 +75,29 @@ def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = 
         raise InputError(f"checkpoint file '{path}' does not fit its dataset as it is now (the data changed since "
                          f"it was saved?): {str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}") from None
     model.load_other_parameter(checkpoint.get("other_parameter"))
+    return Restored(str(path), config, dataset, splits, model)
+
+
+def restore_adapters(stem: str | os.PathLike, settings: dict | None = None) -> Restored:
+    """Config, data and model from what ``save_adapters`` wrote for ``stem`` (``<stem>-config.json``,
+    ``<stem>-adapter/``, ``<stem>-<part>.safetensors``): the model is built from the run's settings
+    (its LLM from ``llm_path``, as the run had it) and gets the saved parts and stage — the
+    symmetric counterpart of saving them, reading no pickle. ``settings``: as for :func:`restore`."""
+    path = f"{stem}-config.json"
+    if not os.path.isfile(path):
+        raise MissingInputError(f"{path}: not found (save_adapters writes it beside the model's parts when a trainer saves them)")
+    try:
+        record = json.loads(open(path).read())
+        model_name, dataset_name, given = record["model"], record["dataset"], record["settings"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{path}: not an adapter config (expected model, dataset and settings; {err})") from None
+    if settings:
+        validate(settings)
+    config = Config(model=model_name, dataset=dataset_name, config_dict={**given, **(settings or {})})
+    with torch.random.fork_rng(devices=[]):
+        dataset = create_dataset(config, record.get("token_maps"))
+        splits = tuple(dataset.build())
+        model = get_model(model_name)(config, splits[0])
+    model.load_adapters(str(stem))
+    model.load_other_parameter(record.get("other_parameter"))
     return Restored(str(path), config, dataset, splits, model)

@@ -20,6 +20,7 @@ import torch
 from recbole.data.interaction import Interaction
 from tqdm import tqdm
 
+from recbole_collm.data.dataloader import popular_items
 from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.files import atomic_write
 from recbole_collm.restore import Restored, restore
@@ -228,8 +229,7 @@ def _candidates(scorer: PairScorer, restored: Restored, candidates: str) -> np.n
     if candidates.startswith("pop") and candidates[3:].isdigit():
         if int(candidates[3:]) < 1:
             raise InputError(f"--candidates: '{candidates}' holds no items; popN needs N ≥ 1")
-        count = restored.splits[0].train_item_count
-        return np.sort(np.argsort(-count[1:], kind="stable")[: int(candidates[3:])] + 1)
+        return popular_items(restored.splits[0].train_item_count, int(candidates[3:]))
     if not os.path.isfile(candidates):
         raise MissingInputError(f"--candidates: '{candidates}' is neither popN nor a file of item tokens")
     tokens = [line.strip() for line in open(candidates) if line.strip()]

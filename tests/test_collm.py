@@ -12,6 +12,7 @@ from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.collm import CoLLM, splice
 from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
 from recbole_collm.model.llm_recommender.tallrec import TALLRec
+from recbole_collm.restore import restore_adapters
 from recbole_collm.trainer import LLMTrainer
 from tests.conftest import ROOT, TINY_YAML, llm_config
 
@@ -153,6 +154,11 @@ def test_two_step_run_saves_small_checkpoint_and_reloads_same_scores(tiny_llm_di
     assert model.stage == "cie"  # the stage it was saved in, not the first of stage: all
     again = LLMTrainer(config, model).evaluate(test_data, load_best_model=False)
     np.testing.assert_allclose(again.rows["score"], result["test_rows"]["score"], rtol=1e-5)
+    # the same model rebuilt from its parts and their config alone (peft's symmetry; nothing unpickled)
+    rebuilt = restore_adapters(result["model_file"][: -len(".pth")])
+    assert rebuilt.model.stage == "cie" and rebuilt.config["cie_checkpoint"] == mf_checkpoint
+    from_parts = LLMTrainer(rebuilt.config, rebuilt.model).evaluate(test_data, load_best_model=False)
+    np.testing.assert_allclose(from_parts.rows["score"], result["test_rows"]["score"], rtol=1e-5)
 
     # the collaborative source alone, on the same test rows: the MF checkpoint's own scores
     from sklearn.metrics import roc_auc_score

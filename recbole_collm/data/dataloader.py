@@ -34,14 +34,20 @@ from torch.utils.data import DataLoader, Sampler
 from recbole_collm.errors import InputError
 
 
+def popular_items(train_item_count: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` items (id ≥ 1) with the most train interactions, ties by id, in id order: the one
+    definition behind the capped full-sort catalogue and ``recommend --candidates popN``."""
+    count = np.asarray(train_item_count, dtype=np.float64)
+    return np.sort(np.argsort(-count[1:], kind="stable")[: int(n)] + 1)
+
+
 def capped_items(config, train_item_count: np.ndarray) -> torch.Tensor:
     """The full-sort catalogue: every item (id ≥ 1), or the ``full_sort_items`` most popular in
-    train (ties by id). Models and loaders share this one definition."""
-    count = np.asarray(train_item_count, dtype=np.float64)
-    items = np.arange(1, len(count))
+    train (:func:`popular_items`). Models and loaders share this one definition."""
+    items = np.arange(1, len(train_item_count))
     cap = config["full_sort_items"]
     if cap and cap < len(items):
-        items = np.sort(items[np.argsort(-count[1:], kind="stable")[: int(cap)]])
+        items = popular_items(train_item_count, cap)
     return torch.from_numpy(items)
 
 

@@ -13,6 +13,7 @@ from recbole.utils import set_color
 from torch.nn.utils.clip_grad import clip_grad_norm_
 from tqdm import tqdm
 
+from recbole_collm.cf_checkpoint import given_settings
 from recbole_collm.settings import optional_positive
 from recbole_collm.trainer.trainer import ResumableTrainerMixin
 
@@ -185,9 +186,10 @@ class LLMTrainer(ResumableTrainerMixin, Trainer):
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         """RecBole's checkpoint, and beside it the model's tunable parts in their own formats
-        (``save_adapters``: peft's adapter folder, the CIE as safetensors), loadable without
-        unpickling."""
+        (``save_adapters``: peft's adapter folder, the CIE as safetensors, and the run's
+        config), loadable without unpickling (:func:`recbole_collm.restore.restore_adapters`)."""
         super()._save_checkpoint(epoch, verbose=verbose, **kwargs)
         stem, _ = os.path.splitext(kwargs.get("saved_model_file", self.saved_model_file))
         if self.optimizer is not None and self.main_process:
-            self.model.save_adapters(stem)
+            run = {"dataset": self.config["dataset"], "settings": given_settings(self.config), "token_maps": self._token_maps}
+            self.model.save_adapters(stem, run)

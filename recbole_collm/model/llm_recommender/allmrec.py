@@ -10,6 +10,7 @@ from recbole_collm.cf_checkpoint import AUTO_UNRESOLVED
 from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode, unseen_items, user_item_sets
 from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_plan
+from recbole_collm.model.llm_recommender.llm.batching import group_rows
 from recbole_collm.model.llm_recommender.llm.alignment import ItemTextAligner, SoftTokenProjector
 from recbole_collm.model.llm_recommender.llm.backbone import load_llm
 from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
@@ -237,17 +238,10 @@ class ALLMRec(LLMRecommender):
         run, and the target's place in it tells nothing)."""
         if CANDIDATES_FIELD not in interaction:
             raise InputError(f"ALLMRec.predict: rows need their query's candidate set ('{CANDIDATES_FIELD}', given by the uniN/popN loaders)")
-        keys: dict[tuple, int] = {}
-        group = np.empty(len(interaction), dtype=np.int64)
-        first = []
         users = interaction[self.USER_ID].tolist()
         seqs = interaction[self.ITEM_SEQ].tolist()
         cands = interaction[CANDIDATES_FIELD].tolist()
-        for r, key in enumerate(zip(users, map(tuple, seqs), map(tuple, cands))):
-            if key not in keys:
-                keys[key] = len(keys)
-                first.append(r)
-            group[r] = keys[key]
+        group, first, _ = group_rows(list(zip(users, map(tuple, seqs), map(tuple, cands))))
         return first, group, [cands[r] for r in first]
 
     def predict(self, interaction) -> torch.Tensor:

@@ -9,6 +9,7 @@ from recbole_collm.errors import InputError
 from recbole_collm.model.candidates import CandidateRankingMixin
 from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_plan
 from recbole_collm.model.llm_recommender.llm.backbone import load_llm
+from recbole_collm.model.llm_recommender.llm.batching import group_rows
 from recbole_collm.model.llm_recommender.llm.projector import IDTokenEmbedding
 from recbole_collm.model.llm_recommender.llm.prompts import leading_special_ids
 from recbole_collm.model.llm_recommender.llm.soft_prompts import SLOT, embed_soft_prompts
@@ -86,15 +87,12 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         """``<user> has interacted with <history>, the user will interact with:`` → last hidden,
         once per distinct (user, history): the candidate rows of one query share it."""
         users, histories = interaction[self.USER_ID], self._histories(interaction)
-        index: dict[tuple, int] = {}
-        query = [index.setdefault((u, tuple(h)), len(index)) for u, h in zip(users.tolist(), histories)]
-        first = {q: r for r, q in reversed(list(enumerate(query)))}
-        rows = [first[q] for q in range(len(index))]
+        query, rows, _ = group_rows([(u, tuple(h)) for u, h in zip(users.tolist(), histories)])
         seqs = [self.bos + [SLOT] + self.interacted + [SLOT] * len(histories[r]) + self.will_interact for r in rows]
         vectors = [torch.cat([self.tokens.user(users[r : r + 1]),
                               self.tokens.item(torch.tensor(histories[r], dtype=torch.long, device=users.device))]) for r in rows]
         hidden = self._hidden(seqs, vectors)[0][:, -1]
-        return hidden[torch.tensor(query, device=hidden.device)]
+        return hidden[torch.as_tensor(query, device=hidden.device)]
 
     def item_logits(self, interaction) -> torch.Tensor:
         """``(rows, n_items)``: the multinomial item head (tied to the collaborative item rows);

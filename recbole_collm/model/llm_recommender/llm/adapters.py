@@ -4,7 +4,9 @@ their own formats (peft's adapter folder, safetensors; the save/load symmetry of
 weights its RecBole checkpoints hold (never the LLM)."""
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.files import atomic_write, atomic_write_dir, read_checkpoint
@@ -43,11 +45,13 @@ class AdaptersMixin:
         super().load_state_dict(lora, strict=False)
 
     # --- adapters: the tunable parts in their own formats ---------------------------------------
-    def save_adapters(self, stem: str) -> None:
-        """``<stem>-adapter/`` (peft's folder: config + safetensors) when the model has LoRA, and
-        ``<stem>-<module>.safetensors`` per tunable module (``<stem>-cie.safetensors`` for CoLLM);
-        each written atomically. Loadable without unpickling anything, by :meth:`load_adapters` or
-        by peft itself."""
+    def save_adapters(self, stem: str, run: dict | None = None) -> None:
+        """``<stem>-adapter/`` (peft's folder: config + safetensors) when the model has LoRA,
+        ``<stem>-<module>.safetensors`` per tunable module (``<stem>-cie.safetensors`` for CoLLM)
+        and, given the ``run`` that built the model (dataset, settings, token maps: the trainer's),
+        ``<stem>-config.json``: the model's name and stage beside it, so
+        :func:`recbole_collm.restore.restore_adapters` rebuilds the whole model from these files
+        without unpickling anything (peft's config beside its weights). Each written atomically."""
         if self.uses_lora:
             atomic_write_dir(f"{stem}-adapter", self.llm.save_pretrained)
         from safetensors.torch import save_file
@@ -55,6 +59,9 @@ class AdaptersMixin:
         for name, module in self._tunable_parts().items():
             weights = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
             atomic_write(f"{stem}-{name}.safetensors", lambda tmp, w=weights: save_file(w, tmp))
+        if run is not None:
+            record = json.dumps({"model": type(self).__name__, **run, "other_parameter": self.other_parameter()}, indent=1, default=str)
+            atomic_write(f"{stem}-config.json", lambda tmp: Path(tmp).write_text(record + "\n"))
 
     def load_adapters(self, stem: str) -> None:
         """What :meth:`save_adapters` wrote for ``stem``: the LoRA adapter and each module's weights."""

@@ -11,6 +11,21 @@ import torch
 from recbole_collm.model.llm_recommender.llm.prompts import PromptBuilder
 
 
+def group_rows(keys: list) -> tuple[np.ndarray, list[int], list]:
+    """Rows with equal keys as one group, in first-seen order: ``(group, first_row, distinct)`` —
+    row → group index, each group's first row, each group's key. The one grouping every prompt
+    batch uses (CoLLM's prefixes, A-LLMRec's and CLLM4Rec's queries)."""
+    index: dict = {}
+    group = np.empty(len(keys), dtype=np.int64)
+    first_row = []
+    for r, key in enumerate(keys):
+        if key not in index:
+            index[key] = len(index)
+            first_row.append(r)
+        group[r] = index[key]
+    return group, first_row, list(index)
+
+
 @dataclass
 class SplitBatch:
     """A batch of prompts as distinct prefixes plus one suffix per row."""
@@ -37,20 +52,14 @@ def split_batch(
     vectors that do not depend on the target."""
     history, length, target = history.cpu().numpy(), length.cpu().numpy(), target.cpu().numpy()
     user_ids = users.cpu().numpy() if users is not None else None
-    index: dict[tuple, int] = {}
-    group = np.empty(len(target), dtype=np.int64)
-    suffixes, user_pos, item_pos = [], np.empty(len(target), np.int64), np.empty(len(target), np.int64)
-    first_row = []
+    keys, suffixes, user_pos, item_pos = [], [], np.empty(len(target), np.int64), np.empty(len(target), np.int64)
     for r, (h, n, t) in enumerate(zip(history, length, target)):
         prefix, suffix, upos, ipos = prompts.split_row(h[:n], int(t), through_user=user_ids is not None)
-        key = (int(user_ids[r]), prefix) if user_ids is not None else prefix
-        if key not in index:
-            index[key] = len(index)
-            first_row.append(r)
-        group[r] = index[key]
+        keys.append((int(user_ids[r]), prefix) if user_ids is not None else prefix)
         suffixes.append(suffix)
         user_pos[r], item_pos[r] = upos, ipos
-    prefixes = [k[1] if user_ids is not None else k for k in index]
+    group, first_row, distinct = group_rows(keys)
+    prefixes = [k[1] if user_ids is not None else k for k in distinct]
     return SplitBatch(prefixes, group, suffixes, user_pos, item_pos, np.array(first_row, dtype=np.int64))
 
 
