@@ -49,9 +49,11 @@ def _recbole_model(model_name: str) -> type:
 
 
 def get_trainer(model_type, model_name: str) -> type:
-    """The trainer class for a model: a plugin trainer named ``<model>Trainer`` if there is one,
-    else RecBole's, always with the plugin's evaluation and checkpointing mixed in."""
-    cls = getattr(plugin_trainers, f"{model_name}Trainer", None)
+    """The trainer class for a model: the plugin trainer the model class names (``trainer_name``:
+    every LLM recommender says ``LLMTrainer``), or one named ``<model>Trainer``, else RecBole's —
+    always with the plugin's evaluation and checkpointing mixed in."""
+    named = getattr(get_model(model_name), "trainer_name", None) or f"{model_name}Trainer"
+    cls = getattr(plugin_trainers, named, None)
     if cls is None:
         cls = plugin_trainers.plugin_trainer(get_recbole_trainer(model_type, model_name))
     return cls

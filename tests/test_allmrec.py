@@ -151,7 +151,7 @@ def test_an_mf_checkpoint_is_refused(tiny_llm_dir, mf_checkpoint, tmp_path):
 
 def test_a_run_without_validation_interrupted_in_stage_two_resumes_the_same(tiny_llm_dir, sasrec_checkpoint, tmp_path, monkeypatch):
     from recbole_collm import run_recbole_collm
-    from recbole_collm.trainer import ALLMRecTrainer
+    from recbole_collm.trainer import LLMTrainer
     from tests.conftest import TINY_YAML
 
     run = {"llm_path": str(tiny_llm_dir), "train_rows_limit": 32, "eval_rows_limit": 24, "show_progress": False, "state": "WARNING",
@@ -160,7 +160,7 @@ def test_a_run_without_validation_interrupted_in_stage_two_resumes_the_same(tiny
            "topk": [1, 3], "valid_metric": "Hit@1", "metrics": ["Hit", "NDCG"]}  # eval_step: 0, the model's default
     reference = run_recbole_collm(model="ALLMRec", dataset="tiny", config_file_list=[TINY_YAML],
                                   config_dict={**run, "checkpoint_dir": str(tmp_path / "ref")})
-    real = ALLMRecTrainer._train_epoch
+    real = LLMTrainer._train_epoch
     calls = {"n": 0}
 
     def interrupted(self, *args, **kwargs):
@@ -169,7 +169,7 @@ def test_a_run_without_validation_interrupted_in_stage_two_resumes_the_same(tiny
             raise KeyboardInterrupt("simulated kill")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(ALLMRecTrainer, "_train_epoch", interrupted)
+    monkeypatch.setattr(LLMTrainer, "_train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_recbole_collm(model="ALLMRec", dataset="tiny", config_file_list=[TINY_YAML], config_dict={**run, "checkpoint_dir": str(tmp_path / "run")})
     after = {"n": 0}
@@ -178,7 +178,7 @@ def test_a_run_without_validation_interrupted_in_stage_two_resumes_the_same(tiny
         after["n"] += 1
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(ALLMRecTrainer, "_train_epoch", counted)
+    monkeypatch.setattr(LLMTrainer, "_train_epoch", counted)
     resumed = run_recbole_collm(model="ALLMRec", dataset="tiny", config_file_list=[TINY_YAML],
                                 config_dict={**run, "checkpoint_dir": str(tmp_path / "run"), "resume": "auto"})
     assert after["n"] == 1  # only the epoch that was killed: a restart from scratch would run all 4

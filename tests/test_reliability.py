@@ -97,7 +97,7 @@ def test_same_seed_same_scores(tmp_path):
 
 @pytest.mark.parametrize("interrupt_at", [2, 3, 4])  # epochs: stage 1 = calls 1-2, stage 2 = calls 3-4
 def test_two_step_run_interrupted_in_either_stage_resumes_the_same(tiny_llm_dir, tmp_path, monkeypatch, interrupt_at):
-    from recbole_collm.trainer import CoLLMTrainer
+    from recbole_collm.trainer import LLMTrainer
 
     llm_run = {"llm_path": str(tiny_llm_dir), "train_rows_limit": 16, "eval_rows_limit": 8, "epochs": 2,
                "stopping_step": 10, "state": "WARNING", "show_progress": False, "warmup_steps": 0,
@@ -108,7 +108,7 @@ def test_two_step_run_interrupted_in_either_stage_resumes_the_same(tiny_llm_dir,
                "llm_compute_dtype": "float32"}
     reference = run_recbole_collm(model="CoLLM", dataset="tiny", config_file_list=[TINY_YAML],
                                   config_dict={**llm_run, "checkpoint_dir": str(tmp_path / "ref")})
-    real = CoLLMTrainer._train_epoch
+    real = LLMTrainer._train_epoch
     calls = {"n": 0}
 
     def interrupted(self, *args, **kwargs):
@@ -117,11 +117,11 @@ def test_two_step_run_interrupted_in_either_stage_resumes_the_same(tiny_llm_dir,
             raise KeyboardInterrupt("simulated kill")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(CoLLMTrainer, "_train_epoch", interrupted)
+    monkeypatch.setattr(LLMTrainer, "_train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_recbole_collm(model="CoLLM", dataset="tiny", config_file_list=[TINY_YAML],
                           config_dict={**llm_run, "checkpoint_dir": str(tmp_path / "run")})
-    monkeypatch.setattr(CoLLMTrainer, "_train_epoch", real)
+    monkeypatch.setattr(LLMTrainer, "_train_epoch", real)
     resumed = run_recbole_collm(model="CoLLM", dataset="tiny", config_file_list=[TINY_YAML],
                                 config_dict={**llm_run, "checkpoint_dir": str(tmp_path / "run"), "resume": "auto"})
     assert resumed["test_result"]["auc"] == pytest.approx(reference["test_result"]["auc"], abs=1e-6)

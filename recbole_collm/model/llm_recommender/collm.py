@@ -22,7 +22,7 @@ __all__ = ["CoLLM", "splice"]
 class CoLLM(CandidateRankingMixin, LLMRecommender):
     """Two-step tuning (``stage``): ``lora`` trains LoRA on text-only prompts (TALLRec), ``cie``
     freezes LLM and LoRA and trains the CIE on full prompts, ``all`` runs both in sequence
-    (see ``CoLLMTrainer``), ``one_step`` trains LoRA and CIE together (variant T3).
+    (``LLMTrainer`` runs them), ``one_step`` trains LoRA and CIE together (variant T3).
 
     Score: at the last prompt position, logit("Yes") − logit("No") (``score_mode: yes_no``), or the
     raw "Yes" logit (``score_mode: yes_logit``, the paper's loss); BCE-with-logits on the label.

@@ -32,6 +32,7 @@ class LLMRecommender(AdaptersMixin, AbstractRecommender):
     a stage's trainable parts are named by :meth:`_trainable_in` (CoLLM overrides ``set_stage``)."""
 
     all_stages: tuple[str, ...] = ()
+    trainer_name = "LLMTrainer"  # runs ``stages`` in order (recbole_collm.utils.get_trainer reads the name)
 
     type = ModelType.CONTEXT
     input_type = InputType.POINTWISE
