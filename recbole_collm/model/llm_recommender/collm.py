@@ -7,7 +7,6 @@ from torch import nn
 
 from recbole_collm.cf_checkpoint import AUTO_UNRESOLVED
 from recbole_collm.errors import InputError
-from recbole_collm.model.candidates import CandidateRankingMixin
 from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_plan
 from recbole_collm.model.llm_recommender.llm.backbone import add_lora, load_llm
 from recbole_collm.model.llm_recommender.llm.batching import splice, split_batch
@@ -16,10 +15,11 @@ from recbole_collm.model.llm_recommender.llm.prefix_store import PrefixStore
 from recbole_collm.model.llm_recommender.llm.projector import CollaborativeEncoder
 from recbole_collm.model.llm_recommender.llm.prompts import PromptBuilder
 from recbole_collm.model.llm_recommender.llm.shared_prefix import SharedPrefixEncoder
+from recbole_collm.model.pointwise import PointwiseMixin
 
 __all__ = ["CoLLM", "splice"]
 
-class CoLLM(CandidateRankingMixin, LLMRecommender):
+class CoLLM(PointwiseMixin, LLMRecommender):
     """Two-step tuning (``stage``): ``lora`` trains LoRA on text-only prompts (TALLRec), ``cie``
     freezes LLM and LoRA and trains the CIE on full prompts, ``all`` runs both in sequence
     (``LLMTrainer`` runs them), ``one_step`` trains LoRA and CIE together (variant T3).
@@ -37,7 +37,7 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
     def __init__(self, config, dataset):
         super().__init__()
         self._init_fields(config, dataset)
-        self._init_catalogue(config, dataset)
+        self._init_pointwise(config, dataset)  # BCE on the label, sigmoid scores, the full-sort catalogue
         # every setting read once, here (validated when the Config was built)
         self.score_mode = config["score_mode"]
         self.share_prefixes = bool(config["share_prefixes"])
@@ -66,7 +66,6 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
             self.cie = self._build_encoder(config, dataset, hidden, source)
         if config["lora_checkpoint"]:
             self.load_lora(config["lora_checkpoint"])
-        self.bce = nn.BCEWithLogitsLoss()
         self.stage = None
         self.set_stage(self.stages[0])
 
@@ -180,9 +179,3 @@ class CoLLM(CandidateRankingMixin, LLMRecommender):
         if cap:
             out = torch.tanh(out / cap) * cap
         return out[:, 0] - out[:, 1] if self.score_mode == "yes_no" else out[:, 0]
-
-    def calculate_loss(self, interaction) -> torch.Tensor:
-        return self.bce(self.logits(interaction), interaction[self.LABEL].float())
-
-    def predict(self, interaction) -> torch.Tensor:
-        return torch.sigmoid(self.logits(interaction))
