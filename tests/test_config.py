@@ -10,7 +10,7 @@ from recbole.utils import ModelType
 from recbole_collm import Config, get_model, get_trainer
 from recbole_collm.config import RECBOLE_EXAMPLE_DIR
 from recbole_collm.model.general_recommender.mf import MF
-from recbole_collm.trainer import ResumableTrainerMixin
+from recbole_collm.trainer import PluginTrainerMixin
 from tests.conftest import ROOT, TINY_DATA_ARG, TINY_YAML, tiny_config
 
 
@@ -24,7 +24,7 @@ def test_get_model_searches_plugin_then_recbole():
 
 def test_get_trainer_mixes_in_plugin_evaluation():
     for name, model_type in [("MF", ModelType.CONTEXT), ("BPR", ModelType.GENERAL)]:
-        assert issubclass(get_trainer(model_type, name), ResumableTrainerMixin)
+        assert issubclass(get_trainer(model_type, name), PluginTrainerMixin)
 
 
 def test_layering_plugin_yaml_over_recbole_and_user_over_plugin(tmp_path):

@@ -290,12 +290,12 @@ def test_a_broken_llm_folder_is_one_line(tiny_llm_dir, tmp_path, monkeypatch, ca
 
 
 def test_ctrl_c_is_one_line_saying_resume_continues(tmp_path, monkeypatch, capsys):
-    from recbole_collm.trainer.trainer import ResumableTrainerMixin
+    from recbole_collm.trainer.trainer import PluginTrainerMixin
 
     def interrupted(self, *args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ResumableTrainerMixin, "fit", interrupted)
+    monkeypatch.setattr(PluginTrainerMixin, "fit", interrupted)
     status, err = cli_run(monkeypatch, capsys, *train_args(tmp_path))
     assert status == 130
     assert err == "recbole-collm: interrupted; the same command with --resume=auto continues from the last checkpoint"

@@ -3,6 +3,6 @@ staged trainer of the LLM recommenders (:mod:`.llm_trainer`). ``get_trainer`` ta
 model names (``trainer_name``), else ``<model>Trainer`` here, else RecBole's (with the plugin's
 evaluation and checkpointing mixed in)."""
 from recbole_collm.trainer.llm_trainer import LLMTrainer
-from recbole_collm.trainer.trainer import PluginTrainer, ResumableTrainerMixin, plugin_trainer
+from recbole_collm.trainer.trainer import PluginTrainer, PluginTrainerMixin, plugin_trainer
 
-__all__ = ["LLMTrainer", "PluginTrainer", "ResumableTrainerMixin", "plugin_trainer"]
+__all__ = ["LLMTrainer", "PluginTrainer", "PluginTrainerMixin", "plugin_trainer"]

@@ -15,10 +15,10 @@ from tqdm import tqdm
 
 from recbole_collm.cf_checkpoint import given_settings
 from recbole_collm.settings import optional_positive
-from recbole_collm.trainer.trainer import ResumableTrainerMixin
+from recbole_collm.trainer.trainer import PluginTrainerMixin
 
 
-class LLMTrainer(ResumableTrainerMixin, Trainer):
+class LLMTrainer(PluginTrainerMixin, Trainer):
     """RecBole's fit loop (early stopping on ``valid_metric``) for the LLM models, over the
     trainable parameters only, with RecBole's ``learner`` (AdamW by default), linear warmup +
     cosine decay, gradient accumulation, fp16 loss scaling (``enable_scaler``, for

@@ -1,7 +1,7 @@
 """RecBole's trainers with what every plugin run needs: warm/cold evaluation, checkpoints that
 survive interruption, exact resume, and a clear stop on a NaN loss.
 
-:func:`plugin_trainer` mixes :class:`ResumableTrainerMixin` into any RecBole trainer class, so a
+:func:`plugin_trainer` mixes :class:`PluginTrainerMixin` into any RecBole trainer class, so a
 RecBole model run through the plugin gets the same guarantees as the plugin's own.
 """
 from __future__ import annotations
@@ -25,8 +25,8 @@ _CACHE: dict[type, type] = {}
 RESUME_KEEPS = ("learner", "learning_rate", "cie_learning_rate", "weight_decay")
 
 
-class ResumableTrainerMixin:
-    """Mixed into a RecBole trainer class.
+class PluginTrainerMixin:
+    """The plugin's behaviour, mixed into any RecBole trainer class (:func:`plugin_trainer`).
 
     - Evaluation with the plugin's collector and evaluator: user/item ids per row, warm/cold
       subsets (train counts collected from the train data by RecBole's ``data_collect`` hook),
@@ -281,11 +281,11 @@ def token_maps(dataset) -> dict:
 
 
 def plugin_trainer(trainer_class: type) -> type:
-    """``trainer_class`` with :class:`ResumableTrainerMixin` mixed in (cached per class)."""
-    if issubclass(trainer_class, ResumableTrainerMixin):
+    """``trainer_class`` with :class:`PluginTrainerMixin` mixed in (cached per class)."""
+    if issubclass(trainer_class, PluginTrainerMixin):
         return trainer_class
     if trainer_class not in _CACHE:
-        _CACHE[trainer_class] = type(f"Plugin{trainer_class.__name__}", (ResumableTrainerMixin, trainer_class), {})
+        _CACHE[trainer_class] = type(f"Plugin{trainer_class.__name__}", (PluginTrainerMixin, trainer_class), {})
     return _CACHE[trainer_class]
 
 
