@@ -1,6 +1,7 @@
 """Scoring a file of pairs and recommending from a saved model: the same scores as the model on the
 same rows, in input order, histories as the dataset builds them, clear errors for unknown tokens."""
 import csv
+import shutil
 import subprocess
 import sys
 
@@ -49,6 +50,36 @@ def test_history_of_a_pair_is_the_datasets_history(mf_checkpoint):
     mine = feat[(feat["user_id"] == user) & (feat["label"] > 0.5)]
     latest = mine["item_id"][torch.argsort(mine["timestamp"], stable=True)][-scorer.max_len:]
     assert history[0, : length[0]].tolist() == latest.tolist()
+
+
+def test_pairs_at_a_tied_time_score_with_their_dataset_rows_history(tmp_path):
+    """Two positives of one user at the same second: neither is the other's history, in the
+    dataset's rows and in pairs scored at that time (one rule, data/history.py)."""
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "tests" / "data" / "tiny", data / "tiny")
+    inter = data / "tiny" / "tiny.inter"
+    frame = pd.read_csv(inter, sep="\t")
+    positive = frame[frame["rating:float"] >= 4]
+    user = positive["user_id:token"].value_counts().index[0]
+    mine = positive[positive["user_id:token"] == user].sort_values("timestamp:float")
+    tied = mine.index[-3:-1]  # the second- and third-latest positives share a second
+    frame.loc[tied[0], "timestamp:float"] = frame.loc[tied[1], "timestamp:float"]
+    frame.to_csv(inter, sep="\t", index=False)
+    result = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
+        "data_path": str(data), "epochs": 1, "checkpoint_dir": str(tmp_path / "saved"), "state": "WARNING"})
+    restored = restore(result["model_file"])
+    scorer = PairScorer(restored)
+    uid, second = restored.dataset.token2id("user_id", str(user)), float(frame.loc[tied[1], "timestamp:float"])
+    tied_histories = []
+    for split in restored.splits:
+        rows, exact = split.inter_feat, exact_times(restored.dataset, split)
+        history, length = scorer.history(rows["user_id"].numpy(), exact)
+        np.testing.assert_array_equal(length, rows["item_length"].numpy())
+        np.testing.assert_array_equal(history, rows["item_id_list"].numpy())
+        at = (rows["user_id"].numpy() == uid) & (exact == second)
+        tied_histories += [history[r, : length[r]].tolist() for r in np.flatnonzero(at)]
+    # both tied rows found, each with the history before that second: the same, holding neither
+    assert len(tied_histories) == 2 and tied_histories[0] == tied_histories[1]
 
 
 def test_pair_history_uses_exact_times_not_recboles_float32_copies(mf_checkpoint):
@@ -141,6 +172,26 @@ def test_recommend_ranks_unseen_popular_items_by_score(mf_checkpoint, tmp_path):
         assert scores == sorted(scores, reverse=True)
         every = scorer.score_ids(np.full(len(unseen[token]), user), np.array(sorted(unseen[token])))
         assert scores[0] == pytest.approx(float(every.max()), abs=1e-6)
+
+
+def test_recommend_ranks_a_file_of_candidates_but_the_users_own_items(mf_checkpoint, tmp_path):
+    restored = restore(mf_checkpoint)
+    scorer = PairScorer(restored)
+    users = list(restored.dataset.field2id_token["user_id"][1:3])
+    items = list(restored.dataset.field2id_token["item_id"][1:13])
+    (tmp_path / "users.txt").write_text("\n".join(users) + "\n")
+    (tmp_path / "items.txt").write_text("\n".join(items + items[:2]) + "\n")  # a repeated token counts once
+    count = recommend(mf_checkpoint, str(tmp_path / "users.txt"), str(tmp_path / "items.txt"), 20, str(tmp_path / "recs.tsv"),
+                      progress=False)
+    out = read_tsv(tmp_path / "recs.tsv")[1:]
+    expected = []
+    for token in users:
+        user = scorer.user_ids[token]
+        unseen = np.array(sorted(set(scorer.item_ids[i] for i in items) - set(scorer.seen(user).tolist())))
+        scores = scorer.score_ids(np.full(len(unseen), user), unseen)
+        expected += [[token, str(rank + 1), restored.dataset.id2token("item_id", int(item))]
+                     for rank, item in enumerate(unseen[np.argsort(-scores, kind="stable")])]
+    assert count == len(out) == len(expected) and [r[:3] for r in out] == expected
 
 
 def test_command_line_scores_a_file(mf_checkpoint, tmp_path):
