@@ -15,6 +15,7 @@ from recbole_collm.cf_checkpoint import cache_path, cf_settings
 from recbole_collm.config import Config
 from recbole_collm.data import create_dataset
 from recbole_collm.data.utils import data_preparation, is_ranking
+from recbole_collm.errors import InputError
 from recbole_collm.evaluator.compare import compare_rows
 from recbole_collm.files import RunLock, run_is_live
 from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
@@ -101,10 +102,15 @@ def run(
     """RecBole's ``run`` for the plugin: one process, or ``nproc`` processes on this machine
     (``world_size`` over several machines, each starting its ``group_offset``) on RecBole's DDP —
     gloo on the CPU, NCCL on GPUs. Each process trains on its shard of every batch (the global
-    batch is ``train_batch_size``); evaluation gathers the shards, so every row counts once.
-    Returns process 0's result."""
+    batch is ``train_batch_size``); evaluation gathers the shards, so every row counts once (a
+    ranking evaluation is refused: RecBole would average its metrics per process). Returns
+    process 0's result."""
     if nproc == 1 and world_size <= 0:
         return run_recbole_collm(model, dataset, config_file_list, config_dict, saved)
+    if is_ranking(Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)):
+        raise InputError("eval_args.mode: a ranking evaluation (uniN, popN, full) under several processes would average "
+                         "each process's metrics, as RecBole does, not compute them once over every query; train with "
+                         "several processes on labeled rows, or rank with one process")
     import torch.multiprocessing as mp
 
     queue = mp.get_context("spawn").SimpleQueue()

@@ -4,6 +4,7 @@ import socket
 
 import pytest
 
+from recbole_collm.errors import InputError
 from recbole_collm.quick_start import run
 from tests.conftest import TINY_YAML
 
@@ -12,6 +13,16 @@ def free_port() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return str(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("mode", ["uni9", "full"])
+def test_ranking_under_several_processes_is_one_error_before_any_process_starts(mode, tmp_path):
+    """RecBole averages ranking metrics per process (not one figure over every query): refused."""
+    split = {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": None, "mode": mode}
+    with pytest.raises(InputError, match=r"^eval_args.mode: a ranking evaluation \(uniN, popN, full\) under several processes"):
+        run("MF", "tiny", [TINY_YAML], {"eval_args": split, "metrics": ["Hit"], "topk": [5], "valid_metric": "Hit@5",
+                                        "checkpoint_dir": str(tmp_path), "state": "WARNING"}, nproc=2, port=free_port())
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing written
 
 
 @pytest.mark.slow
