@@ -204,6 +204,34 @@ def test_title_vectors_from_a_local_encoder_are_mean_pooled_and_cached(tiny_llm_
     assert torch.equal(module.title_embeddings(titles, None, None, "unused", text_encoder_path=str(tiny_llm_dir)), vectors)
 
 
+def test_title_vectors_are_encoded_again_when_the_encoders_weights_change(tiny_llm_dir, tmp_path, monkeypatch):
+    """The cache is keyed by the weights, not the name: a changed layer of the LLM (not only its
+    embeddings), or an encoder folder saved again, encodes the titles anew."""
+    import shutil
+
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    from recbole_collm.model.llm_recommender.llm import title_embeddings as module
+
+    monkeypatch.setenv("RECBOLE_COLLM_CACHE", str(tmp_path / "cache"))
+    titles = ["", "Alpha Alpha (1990)", "Bravo Delta (1991)"]
+    llm, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_llm_dir), AutoTokenizer.from_pretrained(tiny_llm_dir)
+    before = module.title_embeddings(titles, llm, tokenizer, "same-name")
+    with torch.no_grad():
+        llm.get_decoder().layers[0].mlp.down_proj.weight.mul_(3.0)  # a layer, not the embeddings
+    after = module.title_embeddings(titles, llm, tokenizer, "same-name")
+    assert not torch.allclose(before, after) and len(list((tmp_path / "cache" / "title_embeddings").iterdir())) == 2
+    folder = tmp_path / "encoder"
+    shutil.copytree(tiny_llm_dir, folder)
+    first = module.title_embeddings(titles, None, None, "unused", text_encoder_path=str(folder))
+    encoder = AutoModel.from_pretrained(folder)
+    with torch.no_grad():
+        encoder.layers[0].mlp.down_proj.weight.mul_(3.0)
+    encoder.save_pretrained(folder)
+    again = module.title_embeddings(titles, None, None, "unused", text_encoder_path=str(folder))
+    assert not torch.allclose(first, again)
+
+
 def test_negatives_avoid_the_users_train_items_and_too_few_left_is_one_error(tiny_llm_dir, sasrec_checkpoint, tmp_path):
     _, model, train, _ = build(tiny_llm_dir, tmp_path, sasrec_checkpoint)
     data = train._dataset.inter_feat
