@@ -4,6 +4,7 @@ import pytest
 import torch
 from recbole.data.interaction import cat_interactions
 
+from recbole_collm.compat import cache_kwargs
 from recbole_collm.data import CollmDataset
 from recbole_collm.model.llm_recommender.collm import CoLLM
 from recbole_collm.model.llm_recommender.llm.batching import split_batch
@@ -117,8 +118,9 @@ def test_cie_stage_runs_prefixes_without_autograd(tiny_collm):
     model, batch = tiny_collm("cie", prefix_batch_size=16, llm_batch_size=32)
     calls = []
     decoder = model.base_llm.get_decoder()
+    (cache_name,) = cache_kwargs(decoder, None)  # past_key_values or cache, as this transformers names it
     hook = decoder.register_forward_pre_hook(
-        lambda m, a, kw: calls.append((kw.get("past_key_values") is None, torch.is_grad_enabled())), with_kwargs=True
+        lambda m, a, kw: calls.append((kw.get(cache_name) is None, torch.is_grad_enabled())), with_kwargs=True
     )
     model.calculate_loss(batch).backward()
     hook.remove()
@@ -126,7 +128,7 @@ def test_cie_stage_runs_prefixes_without_autograd(tiny_collm):
     model.set_stage("lora")
     calls.clear()
     hook = decoder.register_forward_pre_hook(
-        lambda m, a, kw: calls.append((kw.get("past_key_values") is None, torch.is_grad_enabled())), with_kwargs=True
+        lambda m, a, kw: calls.append((kw.get(cache_name) is None, torch.is_grad_enabled())), with_kwargs=True
     )
     model.calculate_loss(batch)
     hook.remove()
