@@ -37,9 +37,14 @@ def cf_settings(config) -> dict:
         # the user's split, but the CF model's own protocol: labeled rows, selected on AUC (a
         # ranking run of CoLLM or A-LLMRec would otherwise need ranking metrics for it too)
         settings["eval_args"] = {**settings["eval_args"], "mode": "labeled"}
-    # the resolved folder of this dataset (RecBole appends the dataset name to data_path)
-    settings["data_path"] = os.path.dirname(os.path.normpath(config["data_path"]))
+    settings["data_path"] = data_folder(config)
     return settings
+
+
+def data_folder(config) -> str:
+    """The folder that holds the dataset's own folder: what ``data_path`` must be to build the same
+    data again (RecBole appends the dataset name to the ``data_path`` it resolves)."""
+    return os.path.dirname(os.path.normpath(config["data_path"]))
 
 
 def given_settings(config) -> dict:
@@ -48,7 +53,7 @@ def given_settings(config) -> dict:
     dataset's own folder. A Config built from them with the same model and dataset is that run's
     (the plugin's yaml layers are read again)."""
     settings = {k: config[k] for k in config.external_config_dict if k not in RUN_ONLY}
-    settings["data_path"] = os.path.dirname(os.path.normpath(config["data_path"]))
+    settings["data_path"] = data_folder(config)
     return settings
 
 

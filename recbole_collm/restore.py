@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,6 +42,20 @@ def _rename_settings(config) -> None:
             config[new] = config[old]
 
 
+def _rebuild(config, token_maps: dict | None, loaders: bool) -> tuple:
+    """The dataset (ids as when the model was saved: ``token_maps``), its splits and a fresh model,
+    the caller's random state left alone (the weights come from files, so the constructor's random
+    init must not consume it); ``loaders``: the splits as RecBole's loaders, seeded as RecBole's
+    ``load_data_and_model`` seeds them."""
+    with torch.random.fork_rng(devices=[]):
+        if loaders:
+            init_seed(config["seed"], config["reproducibility"])
+        dataset = create_dataset(config, token_maps)
+        splits = data_preparation(config, dataset) if loaders else tuple(dataset.build())
+        train = splits[0]._dataset if loaders else splits[0]
+        return dataset, splits, get_model(config["model"])(config, train)
+
+
 def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = "cpu", checkpoint: dict | None = None,
             settings: dict | None = None) -> Restored:
     """Config, data and model from a checkpoint this plugin (or RecBole) saved.
@@ -62,13 +77,7 @@ def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = 
         validate(settings)
         for key, value in settings.items():
             config[key] = value
-    with torch.random.fork_rng(devices=[]):
-        if loaders:
-            init_seed(config["seed"], config["reproducibility"])
-        dataset = create_dataset(config, checkpoint.get("token_maps"))  # ids as when it was saved
-        splits = data_preparation(config, dataset) if loaders else tuple(dataset.build())
-        train = splits[0]._dataset if loaders else splits[0]
-        model = get_model(config["model"])(config, train)
+    dataset, splits, model = _rebuild(config, checkpoint.get("token_maps"), loaders)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:  # sizes of another dataset (a checkpoint saved without its token maps)
@@ -87,17 +96,13 @@ def restore_adapters(stem: str | os.PathLike, settings: dict | None = None) -> R
     if not os.path.isfile(path):
         raise MissingInputError(f"{path}: not found (save_adapters writes it beside the model's parts when a trainer saves them)")
     try:
-        record = json.loads(open(path).read())
+        record = json.loads(Path(path).read_text())
         model_name, dataset_name, given = record["model"], record["dataset"], record["settings"]
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(f"{path}: not an adapter config (expected model, dataset and settings; {err})") from None
-    if settings:
-        validate(settings)
+    # the Config checks every setting, ``settings`` included
     config = Config(model=model_name, dataset=dataset_name, config_dict={**given, **(settings or {})})
-    with torch.random.fork_rng(devices=[]):
-        dataset = create_dataset(config, record.get("token_maps"))
-        splits = tuple(dataset.build())
-        model = get_model(model_name)(config, splits[0])
+    dataset, splits, model = _rebuild(config, record.get("token_maps"), loaders=False)
     model.load_adapters(str(stem))
     model.load_other_parameter(record.get("other_parameter"))
     return Restored(str(path), config, dataset, splits, model)
