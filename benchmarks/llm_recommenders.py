@@ -14,7 +14,8 @@ a seeded sample of N) and the seeded candidate sets; CoLLM-MF reads the MF run's
 A-LLMRec the SASRec run's (when those runs are part of it). Each model's difference to its
 reference (A-LLMRec vs SASRec, CLLM4Rec vs MF, CoLLM-MF vs MF) comes with a 95% paired bootstrap
 interval over users, from the per-query results every run keeps. Finished runs are kept under
-benchmarks/results/llm_recommenders/runs/ and never recomputed. Writes
+benchmarks/results/llm_recommenders/runs/ and never recomputed; ``--only`` adds or replaces runs in
+the dataset's summary (taken on the same queries) and keeps the others. Writes
 benchmarks/results/llm_recommenders/<dataset>.json and prints the table and the comparisons.
 """
 from __future__ import annotations
@@ -132,6 +133,17 @@ def comparisons(records: dict) -> list[tuple[str, str, str, Comparison]]:
     return out
 
 
+def kept_runs(summary: Path, args) -> dict:
+    """The runs an earlier summary of this dataset holds, when they were taken on the same queries
+    (test rows, negatives, cut-offs): ``--only`` adds or replaces runs beside them, never drops them."""
+    if not summary.is_file():
+        return {}
+    kept = json.loads(summary.read_text())
+    same = (kept.get("test_rows"), kept.get("negatives"), kept.get("full_topk", [20, 100])) == (
+        args.test_rows, args.negatives, FULL_TOPK)
+    return dict(kept.get("models", {})) if same else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["ml-100k"])
@@ -156,7 +168,7 @@ def main() -> None:
             extra.setdefault(name, {})[key] = yaml.safe_load(value)
     out = Path(args.out)
     for dataset in available(args.datasets) if not args.config_files else args.datasets:
-        records = {}
+        records = kept_runs(out / f"{dataset}.json", args)
         for name in args.only or RUNS:
             path = out / "runs" / dataset / f"{name}-{args.test_rows}-uni{args.negatives}-full{FULL_TOPK[0]}-{FULL_TOPK[1]}.json"
             if not path.is_file():
@@ -168,7 +180,8 @@ def main() -> None:
                 record = run_one(name, dataset, args.test_rows, out, args.config_files, settings)
                 path.write_text(json.dumps(record, indent=1) + "\n")
             records[name] = json.loads(path.read_text())
-        summary = {"test_rows": args.test_rows, "negatives": args.negatives, "models": records}
+        records = {name: records[name] for name in RUNS if name in records}
+        summary = {"test_rows": args.test_rows, "negatives": args.negatives, "full_topk": FULL_TOPK, "models": records}
         (out / f"{dataset}.json").write_text(json.dumps(summary, indent=1) + "\n")
         queries = next(iter(records.values())).get("queries", {})
         print(f"\n{dataset}: {queries.get('candidates', '?')} candidate-set queries (target + {args.negatives} unseen), "
