@@ -45,13 +45,13 @@ def build_llm(model_name: str, dataset: str, settings: dict) -> tuple:
 
     from recbole_collm import Config
     from recbole_collm.data import CollmDataset
-    from recbole_collm.utils import get_model
+    from recbole_collm.restore import build_model
 
     config = Config(model=model_name, dataset=dataset, config_dict={
         "train_rows_limit": None, "eval_rows_limit": None, "state": "WARNING", "show_progress": False, **settings})
     train, valid, test = CollmDataset(config).build()
     torch.manual_seed(0)
-    model = get_model(model_name)(config, train).to(config["device"])
+    model = build_model(config, train).to(config["device"])
     return config, model, train, valid, test
 
 

@@ -43,7 +43,7 @@ def measure(dataset: str, settings: dict, args) -> tuple[float, float, list[floa
 
     config = Config(model="CoLLM", dataset=dataset, config_dict={
         "stage": "lora", "train_rows_limit": None, "eval_rows_limit": None, "state": "WARNING", "show_progress": False,
-        "cie_checkpoint": None, "prefix_store_mb": 0, **settings})
+        "cf_checkpoint": None, "prefix_store_mb": 0, **settings})
     train, valid, _ = data_preparation(config, CollmDataset(config))
     torch.manual_seed(0)
     model = CoLLM(config, train._dataset)

@@ -95,11 +95,11 @@ def shape_check(args, work: Path) -> dict:
     dataset_name = "ml-100k" if args.dry_run else args.dataset
     base = {"state": "WARNING", "show_progress": False, "train_rows_limit": None, "eval_rows_limit": None,
             "data_path": args.data_path}
-    data_config = Config(model="CoLLM", dataset=dataset_name, config_dict={**base, "cie_checkpoint": None})
+    data_config = Config(model="CoLLM", dataset=dataset_name, config_dict={**base, "cf_checkpoint": None})
     data = CollmDataset(data_config)
     folder = llama_style_folder(work / "llama", TINY if args.dry_run else VICUNA_7B, prompt_words(data_config, data))
     config = Config(model="CoLLM", dataset=dataset_name, config_dict={
-        **base, "llm_path": str(folder), "cie_checkpoint": None, "cie_model": "MF", "stage": "lora",
+        **base, "llm_path": str(folder), "cf_checkpoint": None, "cf_model": "MF", "stage": "lora",
         "load_in_4bit": cuda, "llm_dtype": "bfloat16" if cuda else "float32", "llm_compute_dtype": "bfloat16", "use_gpu": cuda})
     train, _, test = CollmDataset(config).build()
     with PeakMemory() as load:
@@ -149,10 +149,12 @@ def shape_check(args, work: Path) -> dict:
 
 def full_check(args, work: Path) -> dict:
     """MF, TALLRec and CoLLM-MF on every row (dry run: a few rows), SmolLM2 in bf16."""
+    import numpy as np
     import torch
 
     from benchmarks.report import PAPER_ML1M
     from recbole_collm import run_recbole_collm
+    from recbole_collm.evaluator.compare import compare_rows
 
     cuda = torch.cuda.is_available()
     dataset = "ml-100k" if args.dry_run else args.dataset
@@ -165,16 +167,22 @@ def full_check(args, work: Path) -> dict:
            "llm_dtype": "bfloat16" if cuda else "float32", "eval_step": 0 if args.dry_run else 1}
     named = [] if args.dry_run else ["gpu.yaml"]
     results = {}
-    mf = run_recbole_collm(model="MF", dataset=dataset, config_dict={**common, **({"epochs": 1} if args.dry_run else {})})
+    # the MF scores the LLM runs' test rows (compared row by row with CoLLM-MF below)
+    mf = run_recbole_collm(model="MF", dataset=dataset, config_dict={
+        **common, "eval_rows_limit": budget.get("eval_rows_limit"), **({"epochs": 1} if args.dry_run else {})})
     tallrec = run_recbole_collm(model="TALLRec", dataset=dataset, config_file_list=named, config_dict=llm)
     collm = run_recbole_collm(model="CoLLM", dataset=dataset, config_file_list=named, config_dict={
-        **llm, "stage": "cie", "lora_checkpoint": tallrec["model_file"], "cie_checkpoint": mf["model_file"]})
+        **llm, "stage": "cie", "lora_checkpoint": tallrec["model_file"], "cf_checkpoint": mf["model_file"]})
     for name, result in (("MF", mf), ("TALLRec", tallrec), ("CoLLM-MF", collm)):
         test = result["test_result"]
         results[name] = {k: test.get(k) for k in ("auc", "uauc", "warm_auc", "cold_auc")}
         results[name].update(train_seconds=result["train_seconds"], test_seconds=result["test_seconds"],
-                             paper=PAPER_ML1M.get(name) if dataset == "ml-1m-collm" else None)
-    return {"dataset": dataset, "device": "cuda" if cuda else "cpu", "models": results}
+                             paper=PAPER_ML1M.get(name) if dataset == "ml-1m-collm" else None,
+                             rows={k: np.asarray(v).tolist() for k, v in result["test_rows"].items()})
+    # every row scored by both: the paired bootstrap over users that says how sure the difference is
+    comparison = compare_rows(collm["test_result"].rows, mf["test_result"].rows, seed=2020)  # RecBole's default seed
+    return {"dataset": dataset, "device": "cuda" if cuda else "cpu", "models": results,
+            "collm_vs_mf": [str(c) for c in comparison]}
 
 
 def print_table(part: str, result: dict) -> None:
@@ -185,6 +193,8 @@ def print_table(part: str, result: dict) -> None:
             paper = " / ".join(fmt(v) for v in r["paper"]) if r["paper"] else ""
             print(f"| {name} | {fmt(r['auc'])} | {fmt(r['uauc'])} | {fmt(r['warm_auc'])} | {fmt(r['cold_auc'])} | "
                   f"{r['train_seconds']:.0f} | {r['test_seconds']:.0f} | {paper} |")
+        for line in result.get("collm_vs_mf", []):
+            print(f"- CoLLM-MF vs MF: {line}")
         return
     for key, value in result.items():
         print(f"- {key}: {value if not isinstance(value, float) else f'{value:.4g}'}")

@@ -35,7 +35,7 @@ def run(dataset: str, grouped: bool, args) -> dict:
 
     config = Config(model="CoLLM", dataset=dataset, config_dict={
         "stage": "lora", "train_rows_limit": None, "eval_rows_limit": None, "state": "WARNING", "show_progress": False,
-        "prefix_grouped_batches": grouped, "cie_checkpoint": None, "prefix_store_mb": 0, "llm_compute_dtype": args.compute_dtype})
+        "prefix_grouped_batches": grouped, "cf_checkpoint": None, "prefix_store_mb": 0, "llm_compute_dtype": args.compute_dtype})
     train, _, _ = data_preparation(config, CollmDataset(config))
     torch.manual_seed(0)
     model = CoLLM(config, train._dataset)

@@ -175,8 +175,8 @@ def main() -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 settings = dict(extra.get(name) or {})
                 source = records.get(SOURCES.get(name), {}).get("model_file")
-                if source and "cie_checkpoint" not in settings:  # the table's own MF / SASRec, not a second one
-                    settings["cie_checkpoint"] = source
+                if source and "cf_checkpoint" not in settings:  # the table's own MF / SASRec, not a second one
+                    settings["cf_checkpoint"] = source
                 record = run_one(name, dataset, args.test_rows, out, args.config_files, settings)
                 path.write_text(json.dumps(record, indent=1) + "\n")
             records[name] = json.loads(path.read_text())

@@ -48,7 +48,7 @@ def plan() -> list[Run]:
     runs += [
         Run("w/ UI-token", "UIToken", "Ablation", {"stage": "cie"}, lora_from="TALLRec"),
         Run("T1 (tune CF model)", "CoLLM", "Ablation", {"stage": "cie", "tune_cf_model": True}, lora_from="TALLRec", cf_from="MF"),
-        Run("T2 (CF from scratch)", "CoLLM", "Ablation", {"stage": "cie", "cie_checkpoint": None, "cie_model": "MF"}, lora_from="TALLRec"),
+        Run("T2 (CF from scratch)", "CoLLM", "Ablation", {"stage": "cie", "cf_checkpoint": None, "cf_model": "MF"}, lora_from="TALLRec"),
         Run("T3 (one step)", "CoLLM", "Ablation", {"stage": "one_step"}, cf_from="MF"),
     ]
     return runs
@@ -100,7 +100,7 @@ def run_study(
             if run.lora_from:
                 settings["lora_checkpoint"] = _needs(records, run.lora_from, run.name)["model_file"]
             if run.cf_from:
-                settings["cie_checkpoint"] = _needs(records, run.cf_from, run.name)["model_file"]
+                settings["cf_checkpoint"] = _needs(records, run.cf_from, run.name)["model_file"]
             print(f"[{step}/{total}] {dataset} {run.name}: running ({time.time() - started:.0f} s so far)", flush=True)
             result = run_recbole_collm(model=run.model, dataset=dataset, config_file_list=(config_files or {}).get(dataset),
                                        config_dict=settings)

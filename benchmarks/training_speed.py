@@ -31,7 +31,7 @@ def build(dataset: str, store_mb: int, args, dtype: str):
     import torch
 
     config, model, train, valid, _ = build_llm("CoLLM", dataset, {
-        "stage": "cie", "prefix_store_mb": store_mb, "cie_checkpoint": None, "llm_compute_dtype": dtype})
+        "stage": "cie", "prefix_store_mb": store_mb, "cf_checkpoint": None, "llm_compute_dtype": dtype})
     generator = torch.Generator().manual_seed(0)
     train_rows = train.inter_feat[torch.randperm(len(train), generator=generator)[: args.train_rows]]
     valid_rows = valid.inter_feat[torch.arange(min(args.valid_rows, len(valid)))]
@@ -51,7 +51,7 @@ def stage1(dataset: str, grouped: bool, batches: int, dtype: str) -> float:
 
     config = Config(model="CoLLM", dataset=dataset, config_dict={
         "stage": "lora", "train_rows_limit": None, "eval_rows_limit": None, "state": "WARNING",
-        "show_progress": False, "prefix_grouped_batches": grouped, "cie_checkpoint": None, "llm_compute_dtype": dtype})
+        "show_progress": False, "prefix_grouped_batches": grouped, "cf_checkpoint": None, "llm_compute_dtype": dtype})
     data = CollmDataset(config)
     train, _, _ = data_preparation(config, data)
     torch.manual_seed(0)

@@ -13,7 +13,8 @@ register_metrics()
 
 from recbole_collm.config import Config  # noqa: E402
 from recbole_collm.quick_start import load_data_and_model, run_recbole_collm  # noqa: E402
+from recbole_collm.restore import build_model  # noqa: E402
 from recbole_collm.utils import get_model, get_trainer  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["Config", "get_model", "get_trainer", "load_data_and_model", "run_recbole_collm"]
+__all__ = ["Config", "build_model", "get_model", "get_trainer", "load_data_and_model", "run_recbole_collm"]

@@ -81,7 +81,7 @@ class Config(RecBoleConfig):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_line: bool = True):
         # cmd_line=False: a Config of exactly the given settings (RecBole's reads sys.argv always;
-        # the collaborative model that ``cie_checkpoint: auto`` trains must not take the LLM run's)
+        # the collaborative model that ``cf_checkpoint: auto`` trains must not take the LLM run's)
         self._read_cmd_line = cmd_line
         config_file_list = [resolve_config_file(f) for f in config_file_list or []] or None
         super().__init__(model, dataset, config_file_list, config_dict)
@@ -89,6 +89,8 @@ class Config(RecBoleConfig):
         if self.final_config_dict.get("strict_config", True):
             self._check_unknown_keys()
         settings.validate(self.final_config_dict)
+        if "stage" in self.final_config_dict and hasattr(self.model_class, "stage_plan"):
+            self.model_class.stage_plan(self.final_config_dict["stage"])  # each model declares its own stages
 
     def _check_unknown_keys(self) -> None:
         """A typo in a setting is an error naming the key and the closest known one, not a

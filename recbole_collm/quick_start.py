@@ -11,7 +11,6 @@ from logging import getLogger
 import numpy as np
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
-from recbole_collm.cf_checkpoint import cache_path, cf_settings
 from recbole_collm.config import Config
 from recbole_collm.data import create_dataset
 from recbole_collm.data.utils import data_preparation, is_ranking
@@ -19,7 +18,8 @@ from recbole_collm.errors import InputError
 from recbole_collm.evaluator.compare import compare_rows
 from recbole_collm.files import RunLock, run_is_live
 from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
-from recbole_collm.restore import restore
+from recbole_collm.restore import build_model, restore
+from recbole_collm.run_settings import cache_path, cf_settings
 from recbole_collm.utils import get_model, get_trainer
 
 
@@ -169,45 +169,46 @@ def evaluate_source(trainer, model, test_data, config) -> dict | None:
 def prepare(config) -> tuple:
     """``config`` → ``(dataset, (train, valid, test) loaders, model, trainer)``, seeded as RecBole
     seeds a run: the one path from settings to a trainable model (also for the CF model that
-    ``cie_checkpoint: auto`` trains, which is resolved here, before the model is built)."""
+    ``cf_checkpoint: auto`` trains, which is resolved here, before the model is built; the model
+    is handed its restored collaborative source by :func:`recbole_collm.restore.build_model`)."""
     logger = getLogger()
     model_class = get_model(config["model"])
-    if config["cie_checkpoint"] == "auto" and getattr(model_class, "reads_cf_checkpoint", False):
+    if config["cf_checkpoint"] == "auto" and getattr(model_class, "reads_cf_checkpoint", False):
         # the run's config records the file it used: a reload reads the same CF model
-        config["cie_checkpoint"] = auto_cf_checkpoint(config)
+        config["cf_checkpoint"] = auto_cf_checkpoint(config)
     init_seed(config["seed"], config["reproducibility"])
     data = create_dataset(config)
     logger.info(data)
     loaders = data_preparation(config, data)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = model_class(config, loaders[0]._dataset).to(config["device"])
+    model = build_model(config, loaders[0]._dataset).to(config["device"])
     logger.info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     return data, loaders, model, trainer
 
 
 def auto_cf_checkpoint(config) -> str:
-    """The cached checkpoint of ``cie_model`` for this dataset and data settings, trained first
-    when there is none (:mod:`recbole_collm.cf_checkpoint`). The seed is re-initialised
+    """The cached checkpoint of ``cf_model`` for this dataset and data settings, trained first
+    when there is none (:mod:`recbole_collm.run_settings`). The seed is re-initialised
     afterwards, so the caller's run is the same whether the checkpoint was cached or not."""
-    name = config["cie_model"]  # one of the CF sources (recbole_collm.settings checked it)
+    name = config["cf_model"]  # one of the CF sources (recbole_collm.settings checked it)
     overrides = {"checkpoint_dir": config["checkpoint_dir"], "show_progress": False, "state": config["state"],
                  "train_rows_limit": None, "eval_rows_limit": None, **cf_settings(config)}
     cf_config = Config(model=name, dataset=config["dataset"], config_dict=overrides, cmd_line=False)
     path = cache_path(cf_config)
     logger = getLogger()
     if os.path.isfile(path):
-        logger.info(f"cie_checkpoint: auto -> {path} (cached {name})")
+        logger.info(f"cf_checkpoint: auto -> {path} (cached {name})")
         init_seed(config["seed"], config["reproducibility"])  # as after training one: same run either way
         return path
-    logger.info(f"cie_checkpoint: auto -> training {name} on {config['dataset']} for the CIE")
+    logger.info(f"cf_checkpoint: auto -> training {name} on {config['dataset']} for the CIE")
     _, (train_data, valid_data, _), _, trainer = prepare(cf_config)
     trainer.fit(train_data, valid_data, saved=True, show_progress=False)
     os.replace(trainer.saved_model_file, path)  # atomic: a reader sees the whole file or none
     if os.path.isfile(trainer.last_checkpoint_file):  # its resume file: the run is complete
         os.remove(trainer.last_checkpoint_file)
     init_seed(config["seed"], config["reproducibility"])
-    logger.info(f"cie_checkpoint: auto -> {path} ({name} trained)")
+    logger.info(f"cf_checkpoint: auto -> {path} ({name} trained)")
     return path
 
 

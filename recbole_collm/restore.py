@@ -1,7 +1,9 @@
-"""The way back from saved files to a model: its config, the dataset rebuilt from it (ids as when
-it was saved) and the model with its weights — from a RecBole checkpoint (:func:`restore`: used by
-``load_data_and_model``, the CIE's collaborative source, scoring and the evaluation of a named
-checkpoint), or from an LLM model's tunable parts and their config (:func:`restore_adapters`:
+"""The way from settings and saved files to a model: :func:`build_model` (the one way a model is
+built: a model that reads a collaborative checkpoint is handed it restored and aligned,
+:func:`collaborative_source`), and the way back from a RecBole checkpoint (:func:`restore`: its
+config, the dataset rebuilt from it with the ids it had, the model with its weights — used by
+``load_data_and_model``, the collaborative source, scoring and the evaluation of a named
+checkpoint) or from an LLM model's tunable parts and their config (:func:`restore_adapters`:
 nothing unpickled)."""
 from __future__ import annotations
 
@@ -19,8 +21,12 @@ from recbole_collm.data import create_dataset
 from recbole_collm.data.utils import data_preparation
 from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.files import read_checkpoint
-from recbole_collm.settings import RENAMED, validate
+from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
+from recbole_collm.settings import upgrade_settings, validate
 from recbole_collm.utils import get_model
+
+AUTO_UNRESOLVED = ("cf_checkpoint: 'auto' is resolved by the runner before the model is built "
+                   "(recbole_collm.quick_start.prepare); pass a saved checkpoint to build the model by hand")
 
 
 @dataclass
@@ -35,11 +41,35 @@ class Restored:
     model: torch.nn.Module
 
 
-def _rename_settings(config) -> None:
-    """A Config saved before a setting was renamed holds the old key: give its value the new one."""
-    for old, new in RENAMED.items():
-        if old in config.final_config_dict and config[new] is None:
-            config[new] = config[old]
+def build_model(config, dataset) -> torch.nn.Module:
+    """``config["model"]`` built on ``dataset`` (the train split): RecBole's
+    ``get_model(name)(config, dataset)``, except that a model reading a collaborative checkpoint
+    (``reads_cf_checkpoint``: CoLLM, A-LLMRec) is handed it ready (:func:`collaborative_source`),
+    so a model's constructor never restores files or runs a pipeline."""
+    model_class = get_model(config["model"])
+    if getattr(model_class, "reads_cf_checkpoint", False):
+        return model_class(config, dataset, source=collaborative_source(config, dataset))
+    return model_class(config, dataset)
+
+
+def collaborative_source(config, dataset) -> CheckpointSource | None:
+    """The trained CF model named by ``cf_checkpoint``, restored on its own dataset and aligned
+    to ``dataset``'s ids by token (refused below ``cf_min_overlap``); a checkpoint of a model the
+    run's model cannot read (its ``cf_models``) is refused before its data is rebuilt. None
+    without a checkpoint (CoLLM then trains an MF table from scratch, variant T2)."""
+    path = config["cf_checkpoint"]
+    if not path:
+        return None
+    if str(path).lower() == "auto":
+        raise InputError(AUTO_UNRESOLVED)
+    checkpoint = read_checkpoint(path)
+    accepted = get_model(config["model"]).cf_models
+    name = checkpoint["config"]["model"] if isinstance(checkpoint, dict) and "config" in checkpoint else None
+    if name is not None and name not in accepted:  # not a RecBole checkpoint at all: restore says so
+        raise InputError(f"cf_checkpoint: {path} holds {name} weights; {config['model']} reads one of {', '.join(accepted)}")
+    restored = restore(path, checkpoint=checkpoint)
+    return CheckpointSource(restored.model, restored.dataset, dataset, origin=str(path),
+                            min_overlap=config["cf_min_overlap"], history_length=config["cf_history_length"])
 
 
 def _rebuild(config, token_maps: dict | None, loaders: bool) -> tuple:
@@ -53,7 +83,7 @@ def _rebuild(config, token_maps: dict | None, loaders: bool) -> tuple:
         dataset = create_dataset(config, token_maps)
         splits = data_preparation(config, dataset) if loaders else tuple(dataset.build())
         train = splits[0]._dataset if loaders else splits[0]
-        return dataset, splits, get_model(config["model"])(config, train)
+        return dataset, splits, build_model(config, train)
 
 
 def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = "cpu", checkpoint: dict | None = None,
@@ -72,7 +102,7 @@ def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = 
     if not isinstance(checkpoint, dict) or "config" not in checkpoint or "state_dict" not in checkpoint:
         raise InputError(f"checkpoint file '{path}' is not a RecBole checkpoint (no config / state_dict)")
     config = checkpoint["config"]
-    _rename_settings(config)
+    upgrade_settings(config)
     if settings:
         validate(settings)
         for key, value in settings.items():
@@ -97,9 +127,10 @@ def restore_adapters(stem: str | os.PathLike, settings: dict | None = None) -> R
         raise MissingInputError(f"{path}: not found (save_adapters writes it beside the model's parts when a trainer saves them)")
     try:
         record = json.loads(Path(path).read_text())
-        model_name, dataset_name, given = record["model"], record["dataset"], record["settings"]
+        model_name, dataset_name, given = record["model"], record["dataset"], dict(record["settings"])
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(f"{path}: not an adapter config (expected model, dataset and settings; {err})") from None
+    upgrade_settings(given)
     # the Config checks every setting, ``settings`` included
     config = Config(model=model_name, dataset=dataset_name, config_dict={**given, **(settings or {})})
     dataset, splits, model = _rebuild(config, record.get("token_maps"), loaders=False)

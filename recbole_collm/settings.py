@@ -14,9 +14,6 @@ from recbole_collm.model.llm_recommender.llm.precision import COMPUTE_DTYPES
 # A-LLMRec's candidate scores (model/llm_recommender/allmrec.py: title_scores), the default first
 RANK_BY = ("sum", "relative", "mean", "generate")
 
-STAGES = ("lora", "cie", "all", "one_step",  # CoLLM (and its ablations)
-          "align", "project",  # A-LLMRec
-          "pretrain", "finetune")  # CLLM4Rec
 SCORE_MODES = ("yes_no", "yes_logit")
 STORE_DTYPES = ("auto", "float16", "bfloat16", "float32")
 LLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -122,18 +119,17 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "llm_path": _file("a local Hugging Face model folder or a .gguf file (empty: the default SmolLM2)"),
     "llm_dtype": _choice(LLM_DTYPES),
     "llm_compute_dtype": _choice(COMPUTE_DTYPES, optional=True),
-    "stage": _choice(STAGES),
     "score_mode": _choice(SCORE_MODES),
     "lora_checkpoint": _file("a TALLRec/CoLLM checkpoint or its -adapter folder"),
-    "cie_checkpoint": _file("a saved MF/LightGCN/SASRec/DIN checkpoint, auto, or empty (T2)", auto=True),
-    "cie_model": _choice(CF_SOURCES),
+    "cf_checkpoint": _file("a saved MF/LightGCN/SASRec/DIN checkpoint, auto, or empty (T2)", auto=True),
+    "cf_model": _choice(CF_SOURCES),
     "lora_r": POSITIVE_INT,
     "prompt_history_length": POSITIVE_INT,
-    "cie_history_length": OPTIONAL_POSITIVE_INT,
+    "cf_history_length": OPTIONAL_POSITIVE_INT,
     "max_prompt_tokens": POSITIVE_INT,
     "cie_embedding_size": POSITIVE_INT,
     "cie_hidden_factor": POSITIVE_INT,
-    "cie_min_overlap": _numeric(float, 0),
+    "cf_min_overlap": _numeric(float, 0),
     "cie_learning_rate": OPTIONAL_POSITIVE_FLOAT,
     "cie_epochs": OPTIONAL_POSITIVE_INT,
     "lora_train_rows": OPTIONAL_POSITIVE_INT,
@@ -159,15 +155,34 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "llm_batch_size": POSITIVE_INT,
 }
 
-# keys that were renamed: the old name is an error that names the new one
-RENAMED = {"prefix_cache": "share_prefixes"}
+# keys that were renamed: old -> (new, why). A user's own setting with the old name is an error
+# naming the new one; a saved run's config (checkpoint, adapter config) is read under the new name.
+RENAMED = {
+    "prefix_cache": ("share_prefixes", "it shares prefixes within a batch; it caches nothing"),
+    "cie_checkpoint": ("cf_checkpoint", "A-LLMRec reads it too, and has no CIE"),
+    "cie_model": ("cf_model", "the collaborative model, not the CIE"),
+    "cie_min_overlap": ("cf_min_overlap", "A-LLMRec reads it too, and has no CIE"),
+    "cie_history_length": ("cf_history_length", "A-LLMRec reads it too, and has no CIE"),
+}
 
 
 def check_renamed(given: dict) -> None:
     """The user's own settings may not use a renamed key: one line naming the new one."""
-    for old, new in RENAMED.items():
+    for old, (new, why) in RENAMED.items():
         if old in given:
-            raise InputError(f"{old}: renamed to {new} (it shares prefixes within a batch; it caches nothing)")
+            raise InputError(f"{old}: renamed to {new} ({why})")
+
+
+def upgrade_settings(settings) -> None:
+    """A saved run's settings (a pickled Config or an adapter config's dict), in place, under
+    today's names: a file written before a key was renamed still restores."""
+    stores = [getattr(settings, name) for name in ("final_config_dict", "external_config_dict") if hasattr(settings, name)]
+    for store in stores or [settings]:
+        for old, (new, _) in RENAMED.items():
+            if old in store:
+                value = store.pop(old)
+                if store.get(new) is None:
+                    store[new] = value
 
 
 def validate(config: dict) -> None:

@@ -67,36 +67,47 @@ def tiny_llm_dir(smollm2_dir, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def mf_checkpoint(tmp_path_factory) -> str:
-    """A plugin MF checkpoint trained on the tiny dataset: a CIE source for the LLM tests."""
-    from recbole_collm import run_recbole_collm
+class TrainedCF(dict):
+    """CF model name -> a plugin checkpoint of it trained 2 epochs on the tiny dataset, trained
+    the first time a test asks for it (one per session, shared by every test that needs one)."""
 
-    out = tmp_path_factory.mktemp("mf")
-    result = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML],
-                               config_dict={"epochs": 2, "checkpoint_dir": str(out), "state": "WARNING"})
-    return result["model_file"]
+    def __init__(self, folder: Path):
+        super().__init__()
+        self.folder = folder
+
+    def __missing__(self, name: str) -> str:
+        from recbole_collm import run_recbole_collm
+
+        result = run_recbole_collm(model=name, dataset="tiny", config_file_list=[TINY_YAML],
+                                   config_dict={"epochs": 2, "checkpoint_dir": str(self.folder / name), "state": "WARNING"})
+        self[name] = result["model_file"]
+        return self[name]
+
+
+@pytest.fixture(scope="session")
+def cf_checkpoints(tmp_path_factory) -> TrainedCF:
+    """MF, LightGCN, SASRec and DIN checkpoints on the tiny dataset: the CIE's sources (A-LLMRec reads the SASRec)."""
+    return TrainedCF(tmp_path_factory.mktemp("cf"))
+
+
+@pytest.fixture(scope="session")
+def mf_checkpoint(cf_checkpoints) -> str:
+    return cf_checkpoints["MF"]
 
 
 def llm_config(model: str, llm_dir: Path, tmp_path: Path, **overrides):
     base = {"llm_path": str(llm_dir), "train_rows_limit": 48, "eval_rows_limit": 24, "show_progress": False,
             "lora_dropout": 0.0, "train_batch_size": 8, "warmup_steps": 0,
             "llm_compute_dtype": "float32",  # exact references; bf16 against them: tests/test_precision.py
-            "cie_checkpoint": None,  # MF from scratch (T2) unless a test names a checkpoint (or auto)
+            "cf_checkpoint": None,  # MF from scratch (T2) unless a test names a checkpoint (or auto)
             "cie_learning_rate": None, "cie_epochs": None}  # the CIE stage as the LoRA stage unless a test says
     base.update(overrides)
     return tiny_config(model, tmp_path, **base)
 
 
 @pytest.fixture(scope="session")
-def sasrec_checkpoint(tmp_path_factory) -> str:
-    """A plugin SASRec checkpoint trained on the tiny dataset: A-LLMRec's frozen CF model."""
-    from recbole_collm import run_recbole_collm
-
-    out = tmp_path_factory.mktemp("sasrec")
-    result = run_recbole_collm(model="SASRec", dataset="tiny", config_file_list=[TINY_YAML],
-                               config_dict={"epochs": 2, "checkpoint_dir": str(out), "state": "WARNING"})
-    return result["model_file"]
+def sasrec_checkpoint(cf_checkpoints) -> str:
+    return cf_checkpoints["SASRec"]
 
 
 def ranking_llm_config(model: str, llm_dir: Path, tmp_path: Path, mode: str, **overrides):

@@ -8,17 +8,19 @@ from recbole_collm.data.dataloader import CANDIDATES_FIELD
 from recbole_collm.data.utils import data_preparation
 from recbole_collm.errors import InputError
 from recbole_collm.files import read_checkpoint
-from recbole_collm.model.llm_recommender.allmrec import ALLMRec, title_scores
+from recbole_collm.model.llm_recommender.allmrec import title_scores
 from recbole_collm.model.llm_recommender.llm.soft_prompts import embed_soft_prompts
 from recbole_collm.quick_start import prepare
+from recbole_collm.restore import build_model
 from tests.conftest import ranking_llm_config
+from tests.resume import interrupt_and_resume
 
 
 def build(tiny_llm_dir, tmp_path, checkpoint, mode="uni5", **overrides):
-    config = ranking_llm_config("ALLMRec", tiny_llm_dir, tmp_path, mode, cie_checkpoint=checkpoint, candidate_num=5, **overrides)
+    config = ranking_llm_config("ALLMRec", tiny_llm_dir, tmp_path, mode, cf_checkpoint=checkpoint, candidate_num=5, **overrides)
     dataset = CollmDataset(config)
     train, valid, test = data_preparation(config, dataset)
-    return config, ALLMRec(config, train._dataset), train, test
+    return config, build_model(config, train._dataset), train, test
 
 
 def steps(model, batch, n=30, lr=0.03):
@@ -121,7 +123,7 @@ def test_generate_then_match_ranks_the_generated_title_first(tiny_llm_dir, sasre
 
 
 def test_run_ranks_candidates_through_recboles_evaluator_with_a_small_checkpoint(tiny_llm_dir, sasrec_checkpoint, tmp_path):
-    config = ranking_llm_config("ALLMRec", tiny_llm_dir, tmp_path, "uni5", cie_checkpoint=sasrec_checkpoint, candidate_num=5,
+    config = ranking_llm_config("ALLMRec", tiny_llm_dir, tmp_path, "uni5", cf_checkpoint=sasrec_checkpoint, candidate_num=5,
                                 align_epochs=1, epochs=1)
     _, (train, _, test), model, trainer = prepare(config)
     trainer.fit(train, None, saved=True, show_progress=False)
@@ -145,43 +147,17 @@ def test_full_sort_or_labeled_evaluation_is_one_clear_error(tiny_llm_dir, sasrec
 
 
 def test_an_mf_checkpoint_is_refused(tiny_llm_dir, mf_checkpoint, tmp_path):
-    with pytest.raises(InputError, match="A-LLMRec aligns a SASRec"):
+    with pytest.raises(InputError, match=r"^cf_checkpoint: .*MF-.*\.pth holds MF weights; ALLMRec reads one of SASRec$"):
         build(tiny_llm_dir, tmp_path, mf_checkpoint)
 
 
 def test_a_run_without_validation_interrupted_in_stage_two_resumes_the_same(tiny_llm_dir, sasrec_checkpoint, tmp_path, monkeypatch):
-    from recbole_collm import run_recbole_collm
-    from recbole_collm.trainer import LLMTrainer
-    from tests.conftest import TINY_YAML
-
     run = {"llm_path": str(tiny_llm_dir), "train_rows_limit": 32, "eval_rows_limit": 24, "show_progress": False, "state": "WARNING",
-           "warmup_steps": 0, "cie_checkpoint": sasrec_checkpoint, "candidate_num": 5, "align_epochs": 2, "epochs": 2,
+           "warmup_steps": 0, "cf_checkpoint": sasrec_checkpoint, "candidate_num": 5, "align_epochs": 2, "epochs": 2,
            "learning_rate": 0.01, "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": None, "mode": "uni5"},
            "topk": [1, 3], "valid_metric": "Hit@1", "metrics": ["Hit", "NDCG"]}  # eval_step: 0, the model's default
-    reference = run_recbole_collm(model="ALLMRec", dataset="tiny", config_file_list=[TINY_YAML],
-                                  config_dict={**run, "checkpoint_dir": str(tmp_path / "ref")})
-    real = LLMTrainer._train_epoch
-    calls = {"n": 0}
-
-    def interrupted(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:  # stage 2's second epoch
-            raise KeyboardInterrupt("simulated kill")
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(LLMTrainer, "_train_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run_recbole_collm(model="ALLMRec", dataset="tiny", config_file_list=[TINY_YAML], config_dict={**run, "checkpoint_dir": str(tmp_path / "run")})
-    after = {"n": 0}
-
-    def counted(self, *args, **kwargs):
-        after["n"] += 1
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(LLMTrainer, "_train_epoch", counted)
-    resumed = run_recbole_collm(model="ALLMRec", dataset="tiny", config_file_list=[TINY_YAML],
-                                config_dict={**run, "checkpoint_dir": str(tmp_path / "run"), "resume": "auto"})
-    assert after["n"] == 1  # only the epoch that was killed: a restart from scratch would run all 4
+    reference, resumed, epochs = interrupt_and_resume(tmp_path, "ALLMRec", run, 4, monkeypatch)  # stage 2's second epoch
+    assert epochs == 1  # only the epoch that was killed: a restart from scratch would run all 4
     assert resumed["test_result"]["ndcg@3"] == pytest.approx(reference["test_result"]["ndcg@3"], abs=1e-6)
     assert resumed["test_result"]["hit@1"] == pytest.approx(reference["test_result"]["hit@1"], abs=1e-6)
 

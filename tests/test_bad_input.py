@@ -9,8 +9,8 @@ import torch
 from recbole_collm import Config, run_recbole_collm
 from recbole_collm.data import CollmDataset
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
-from tests.conftest import ROOT, TINY_DATA_ARG, TINY_YAML
+from recbole_collm.restore import collaborative_source
+from tests.conftest import ROOT, TINY_DATA_ARG, TINY_YAML, tiny_config
 
 RAW = pd.read_csv(ROOT / "tests/data/tiny/tiny.inter", sep="\t")
 ITEM = (ROOT / "tests/data/tiny/tiny.item").read_text()
@@ -74,8 +74,9 @@ def test_checkpoint_of_another_model_type(tmp_path):
     checkpoint["config"]["model"] = "BPR"
     torch.save(checkpoint, tmp_path / "bpr.pth")
     dataset = CollmDataset(checkpoint["config"])
-    with pytest.raises(InputError, match=r"bpr.pth holds a BPR model; expected one of MF, LightGCN, SASRec, DIN"):
-        CheckpointSource.load(str(tmp_path / "bpr.pth"), dataset)
+    config = tiny_config("CoLLM", tmp_path, cf_checkpoint=str(tmp_path / "bpr.pth"))
+    with pytest.raises(InputError, match=r"^cf_checkpoint: .*bpr.pth holds BPR weights; CoLLM reads one of MF, LightGCN, SASRec, DIN$"):
+        collaborative_source(config, dataset)
 
 
 def test_cli_prints_one_line_and_exits_2(tmp_path):

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from recbole_collm import files
+from recbole_collm.errors import InputError
 from recbole_collm.files import atomic_write_dir, read_checkpoint, save_checkpoint
 from recbole_collm.restore import restore
+from recbole_collm.settings import RENAMED, upgrade_settings
 
 
 def test_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -94,11 +96,22 @@ def test_checkpoints_written_before_the_models_moved_still_load(tmp_path, monkey
 
 
 def test_a_config_saved_before_a_rename_gives_its_value_to_the_new_key():
-    from recbole_collm.restore import _rename_settings
     from tests.conftest import tiny_config
 
     config = tiny_config("CoLLM")
-    del config.final_config_dict["share_prefixes"]
-    config.final_config_dict["prefix_cache"] = False  # as an older CoLLM checkpoint holds it
-    _rename_settings(config)
-    assert config["share_prefixes"] is False
+    for old, (new, _) in RENAMED.items():  # as an older CoLLM checkpoint holds them
+        del config.final_config_dict[new]
+        config.final_config_dict[old] = f"saved {old}"
+    upgrade_settings(config)
+    for old, (new, _) in RENAMED.items():
+        assert config[new] == f"saved {old}" and old not in config.final_config_dict
+    given = {"cie_checkpoint": "mf.pth", "cf_model": "MF"}  # an adapter config's settings
+    upgrade_settings(given)
+    assert given == {"cf_checkpoint": "mf.pth", "cf_model": "MF"}
+
+
+def test_a_renamed_key_in_the_users_settings_is_one_error_naming_the_new_key():
+    from recbole_collm import Config
+
+    with pytest.raises(InputError, match=r"^cie_checkpoint: renamed to cf_checkpoint \(A-LLMRec reads it too"):
+        Config(model="CoLLM", dataset="ml-100k", config_dict={"cie_checkpoint": "mf.pth"})

@@ -11,6 +11,7 @@ from recbole_collm.files import read_checkpoint
 from recbole_collm.model.llm_recommender.cllm4rec import CLLM4Rec
 from recbole_collm.quick_start import prepare
 from tests.conftest import ranking_llm_config
+from tests.ranks import hit, ndcg, target_ranks
 
 
 def build(tiny_llm_dir, tmp_path, **overrides):
@@ -100,18 +101,11 @@ def test_run_ranks_through_recboles_evaluator_with_small_checkpoint_and_reload(t
     _, (train, _, test), model, trainer = prepare(config)
     trainer.fit(train, None, saved=True, show_progress=False)
     result = trainer.evaluate(test, load_best_model=True)
-    # the same metrics by hand from the model's own scores
-    ranks = []
-    model.eval()
-    with torch.no_grad():
-        for rows, (masked_row, masked_item), _, targets in test:
-            scores = model.full_sort_predict(rows).view(len(rows), -1)
-            scores[masked_row, masked_item] = -torch.inf  # the items the user already has (the loader's mask)
-            ranks += [(scores[q] > scores[q, t]).sum().item() for q, t in enumerate(targets.tolist())]
-    ranks = np.array(ranks)
-    assert result["recall@10"] == pytest.approx(round((ranks < 10).mean(), 4))
+    # the same metrics by hand from the model's own scores (one relevant item per query: recall = hit)
+    ranks = target_ranks(model, test)
+    assert result["recall@10"] == pytest.approx(round(hit(ranks, 10), 4), abs=1e-4)
     assert np.array_equal(result.first_hit, np.where(ranks < 10, ranks, -1))  # per query, for paired comparisons
-    assert result["ndcg@10"] == pytest.approx(round(np.where(ranks < 10, 1 / np.log2(ranks + 2), 0).mean(), 4), abs=1e-4)
+    assert result["ndcg@10"] == pytest.approx(round(ndcg(ranks, 10), 4), abs=1e-4)
     state = read_checkpoint(trainer.saved_model_file)["state_dict"]
     assert state and all(k.split(".")[0] in ("tokens", "content_tokens") for k in state)  # never the LLM
     _, again, *_ = load_data_and_model(trainer.saved_model_file)
@@ -126,7 +120,7 @@ def test_run_ranks_through_recboles_evaluator_with_small_checkpoint_and_reload(t
 
 
 def test_a_coLLM_stage_is_one_clear_error(tiny_llm_dir, tmp_path):
-    with pytest.raises(InputError, match="not a CLLM4Rec stage"):
+    with pytest.raises(InputError, match=r"^stage: 'cie' is not one of pretrain, finetune, all \(the CLLM4Rec stages\)$"):
         build(tiny_llm_dir, tmp_path, stage="cie")
 
 

@@ -7,7 +7,6 @@ import scipy.sparse as sp
 import torch
 
 
-
 def test_numpy_aliases_restored():
     assert np.float_ is np.float64
     assert np.unicode_ is np.str_

@@ -48,7 +48,7 @@ def test_collm_both_stages_on_two_processes(tiny_llm_dir, tmp_path):
     """Both stages (the DDP wrapper is rebuilt for the CIE stage's parameters), evaluation gathered."""
     settings = {"llm_path": str(tiny_llm_dir), "train_rows_limit": 32, "eval_rows_limit": 24, "epochs": 1,
                 "cie_epochs": 2, "lora_train_rows": None, "train_batch_size": 8, "warmup_steps": 0,
-                "learning_rate": 0.01, "cie_learning_rate": 0.01, "cie_checkpoint": None, "cie_model": "MF",
+                "learning_rate": 0.01, "cie_learning_rate": 0.01, "cf_checkpoint": None, "cf_model": "MF",
                 "state": "WARNING", "show_progress": False, "seed": 5, "share_prefixes": False}
     one = run("CoLLM", "tiny", [TINY_YAML], {**settings, "checkpoint_dir": str(tmp_path / "one")})
     two = run("CoLLM", "tiny", [TINY_YAML], {**settings, "checkpoint_dir": str(tmp_path / "two")}, nproc=2,

@@ -4,32 +4,21 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_collm import Config, get_model, run_recbole_collm
+from recbole_collm import Config, get_model
 from recbole_collm.data import CollmDataset
 from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.llm.prompts import SLOT_PATTERN, PromptBuilder
-from recbole_collm.model.llm_recommender.collm import CoLLM
 from recbole_collm.model.sequential_recommender.din import DIN, Dice
-from tests.conftest import TINY_YAML, llm_config, tiny_config
+from recbole_collm.restore import build_model
+from tests.conftest import llm_config, tiny_config
 
 SOURCES = ["MF", "LightGCN", "SASRec", "DIN"]
 
 
-@pytest.fixture(scope="module")
-def cf_checkpoints(tmp_path_factory) -> dict[str, str]:
-    """One plugin checkpoint per CF model, trained an epoch on the tiny dataset."""
-    out = tmp_path_factory.mktemp("cf")
-    return {
-        name: run_recbole_collm(model=name, dataset="tiny", config_file_list=[TINY_YAML],
-                                config_dict={"epochs": 1, "checkpoint_dir": str(out), "state": "WARNING"})["model_file"]
-        for name in SOURCES
-    }
-
-
 def collm(tiny_llm_dir, tmp_path, checkpoint, **overrides):
-    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cie_checkpoint=checkpoint, stage="cie", **overrides)
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cf_checkpoint=checkpoint, stage="cie", **overrides)
     train = CollmDataset(config).build()[0]
-    return CoLLM(config, train), train
+    return build_model(config, train), train
 
 
 def rows(train, n=16):
@@ -186,11 +175,11 @@ def test_sasrec_source_sees_the_last_25_items_and_the_prompt_the_last_10_titles(
     assert f'"{titles[15]}"' not in text and text.count('"') == 2 * 10 + 4  # 10 titles + "Yes"/"No"
 
 
-def test_din_source_reads_its_own_10_items_and_cie_history_length_caps_sasrec(cf_checkpoints, tiny_llm_dir, tmp_path):
+def test_din_source_reads_its_own_10_items_and_cf_history_length_caps_sasrec(cf_checkpoints, tiny_llm_dir, tmp_path):
     din, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["DIN"])
     seen = seen_history(din, long_history_batch(train))
     assert seen["item_id_list"].shape[1] == 10 and seen["item_id_list"][0].tolist() == list(range(16, 26))
-    sasrec, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["SASRec"], cie_history_length=5)
+    sasrec, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["SASRec"], cf_history_length=5)
     seen = seen_history(sasrec, long_history_batch(train))
     assert seen["item_id_list"].shape[1] == 25  # the model's own width, padded
     assert seen["item_id_list"][0, :6].tolist() == [21, 22, 23, 24, 25, 0] and int(seen["item_length"][0]) == 5

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from benchmarks.gpu_check import plan_transfers
 from tests.conftest import ROOT
@@ -38,4 +39,9 @@ def test_dry_run_trains_both_stages_and_scores_both_paths(tmp_path):
     assert 0 < shape["split_max_abs_diff"] < 0.005  # shared prefix = plain path, in bf16 (tests/test_precision.py)
     full = json.loads((tmp_path / "gpu_check_full.json").read_text())
     assert list(full["models"]) == ["MF", "TALLRec", "CoLLM-MF"]
-    assert all(model["auc"] is not None for model in full["models"].values())
+    for name, model in full["models"].items():  # each AUC from the model's own test rows
+        rows = model["rows"]
+        assert 0 < sum(rows["label"]) < len(rows["label"]), name
+        assert model["auc"] == pytest.approx(roc_auc_score(rows["label"], rows["score"]), abs=1e-4), name
+    assert full["models"]["CoLLM-MF"]["rows"]["user"] == full["models"]["MF"]["rows"]["user"]  # the same rows
+    assert [line.split()[0] for line in full["collm_vs_mf"]] == ["AUC", "UAUC"]

@@ -45,7 +45,7 @@ def test_benchmark_ranks_every_model_on_the_same_queries(tiny_llm_dir, tmp_path)
 
 def test_allmrec_rank_by_ranks_one_models_validation_queries_under_each_score(tiny_llm_dir, sasrec_checkpoint, tmp_path):
     command = [sys.executable, str(ROOT / "benchmarks" / "allmrec_rank_by.py"), "--dataset", "tiny", "--config-files", TINY_YAML,
-               "--valid-rows", "40", "--out", str(tmp_path), "--set", f"llm_path={tiny_llm_dir}", f"cie_checkpoint={sasrec_checkpoint}",
+               "--valid-rows", "40", "--out", str(tmp_path), "--set", f"llm_path={tiny_llm_dir}", f"cf_checkpoint={sasrec_checkpoint}",
                "state=WARNING", "show_progress=False", "train_rows_limit=32", "epochs=1", "align_epochs=1", "candidate_num=6",
                "llm_compute_dtype=float32", "topk=[1, 10]",
                "eval_args={split: {RS: [0.8, 0.1, 0.1]}, order: TO, group_by: null, mode: uni9}"]

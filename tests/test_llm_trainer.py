@@ -8,6 +8,7 @@ from recbole_collm.data import CollmDataset
 from recbole_collm.data.utils import data_preparation
 from recbole_collm.model.llm_recommender.collm import CoLLM
 from recbole_collm.model.llm_recommender.tallrec import TALLRec
+from recbole_collm.restore import build_model
 from recbole_collm.trainer import LLMTrainer
 from tests.conftest import llm_config
 
@@ -16,7 +17,7 @@ def build(model_class, tiny_llm_dir, tmp_path, **settings):
     config = llm_config(model_class.__name__, tiny_llm_dir, tmp_path, **settings)
     train, valid, test = data_preparation(config, CollmDataset(config))
     torch.manual_seed(0)
-    return config, model_class(config, train._dataset), train, valid
+    return config, build_model(config, train._dataset), train, valid
 
 
 @pytest.mark.parametrize("learner,kind", [("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW), ("Adam", torch.optim.Adam)])
@@ -77,7 +78,7 @@ def test_answer_score_with_softcap_and_a_biased_head_matches_the_full_head(tiny_
 
 
 def test_save_adapters_then_load_adapters_gives_the_same_scores(tiny_llm_dir, mf_checkpoint, tmp_path):
-    config, model, train, _ = build(CoLLM, tiny_llm_dir, tmp_path, cie_checkpoint=mf_checkpoint, stage="cie")
+    config, model, train, _ = build(CoLLM, tiny_llm_dir, tmp_path, cf_checkpoint=mf_checkpoint, stage="cie")
     with torch.no_grad():  # trained-looking weights: LoRA B starts at zero
         for name, param in model.named_parameters():
             if "lora_B" in name or name.startswith("cie.mlp"):
@@ -89,7 +90,7 @@ def test_save_adapters_then_load_adapters_gives_the_same_scores(tiny_llm_dir, mf
     assert (tmp_path / "run-adapter" / "adapter_model.safetensors").is_file()
     assert (tmp_path / "run-cie.safetensors").is_file()
     torch.manual_seed(1)
-    other = CoLLM(config, train._dataset).eval()
+    other = build_model(config, train._dataset).eval()
     with torch.no_grad():
         expected = model.logits(batch)
         assert not torch.allclose(other.logits(batch), expected)

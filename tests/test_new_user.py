@@ -116,7 +116,7 @@ def test_an_empty_or_truncated_checkpoint_is_one_line(mf_checkpoint, tmp_path, m
     assert status == 2 and f"checkpoint file '{bad}' cannot be read (truncated, empty or not a .pth" in one_line(err)
     status, err = cli_run(monkeypatch, capsys, *train_args(tmp_path, f"--resume={bad}"))
     assert status == 2 and f"checkpoint file '{bad}' cannot be read" in one_line(err)
-    args = [a.replace("--model=MF", "--model=CoLLM") for a in train_args(tmp_path, f"--cie_checkpoint={bad}")]
+    args = [a.replace("--model=MF", "--model=CoLLM") for a in train_args(tmp_path, f"--cf_checkpoint={bad}")]
     status, err = cli_run(monkeypatch, capsys, *args)  # refused before any LLM is loaded
     assert status == 2 and f"checkpoint file '{bad}' cannot be read" in one_line(err)
 
@@ -305,7 +305,7 @@ def test_results_print_as_plain_numbers_and_collm_is_compared_with_its_source(ti
     with caplog.at_level(logging.INFO):
         result = run_recbole_collm(model="CoLLM", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
             "llm_path": str(tiny_llm_dir), "train_rows_limit": 16, "eval_rows_limit": 40, "epochs": 1, "stage": "cie",
-            "cie_checkpoint": mf_checkpoint, "checkpoint_dir": str(tmp_path), "show_progress": False, "warmup_steps": 0,
+            "cf_checkpoint": mf_checkpoint, "checkpoint_dir": str(tmp_path), "show_progress": False, "warmup_steps": 0,
             "llm_compute_dtype": "float32"})
     assert "np.float64" not in caplog.text
     auc, uauc = result["source_comparison"]

@@ -10,7 +10,6 @@ autocast): bf16 against float32 at most 2.3e-3 (plain and shared-prefix paths), 
 """
 import logging
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,6 +21,7 @@ from recbole_collm.model.llm_recommender.collm import CoLLM
 from recbole_collm.model.llm_recommender.llm import precision
 from recbole_collm.model.llm_recommender.llm.precision import Precision, resolve_compute_dtype
 from recbole_collm.model.llm_recommender.tallrec import TALLRec
+from recbole_collm.restore import build_model
 from recbole_collm.trainer import LLMTrainer
 from tests.conftest import llm_config, tiny_config
 from tests.test_shared_prefix import mixed_batch
@@ -42,12 +42,12 @@ def forced_cpu(monkeypatch):
 
 
 def build(model_cls, tiny_llm_dir, mf_checkpoint, tmp_path, dtype, **overrides):
-    settings = dict(cie_checkpoint=mf_checkpoint, llm_compute_dtype=dtype, prefix_batch_size=2, llm_batch_size=3)
+    settings = dict(cf_checkpoint=mf_checkpoint, llm_compute_dtype=dtype, prefix_batch_size=2, llm_batch_size=3)
     settings.update(overrides)
     config = llm_config(model_cls.__name__, tiny_llm_dir, tmp_path, **settings)
     train, valid, test = data_preparation(config, CollmDataset(config))
     torch.manual_seed(0)
-    model = model_cls(config, train._dataset)
+    model = build_model(config, train._dataset)
     with torch.no_grad():  # LoRA B starts at zero: make the adapter matter for the checks
         for name, param in model.llm.named_parameters():
             if "lora_B" in name:

@@ -3,13 +3,14 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_collm import run_recbole_collm
+from recbole_collm import load_data_and_model, run_recbole_collm
 from recbole_collm.data import CollmDataset
 from recbole_collm.data.dataloader import CandidateEvalDataLoader, RowFullSortEvalDataLoader
 from recbole_collm.data.utils import data_preparation
 from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.tallrec import TALLRec
 from tests.conftest import TINY_YAML, llm_config, tiny_config
+from tests.ranks import hit, mrr, ndcg, target_ranks
 
 RANKING = {"metrics": ["Hit", "NDCG", "MRR"], "topk": [3], "valid_metric": "NDCG@3"}
 
@@ -84,15 +85,21 @@ def test_value_metrics_with_a_ranking_mode_is_one_clear_error():
 
 
 def test_mf_ranks_end_to_end_in_every_mode(tmp_path):
-    results = {}
+    """Every mode's metrics equal the ones recomputed by hand from the saved model's own scores on
+    the same queries (and each query's first hit, kept for paired comparisons)."""
     for mode in ("uni5", "pop5", "full"):
         result = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML],
                                    config_dict={"epochs": 2, "state": "WARNING", "checkpoint_dir": str(tmp_path),
                                                 **ranking_args(mode)})
-        results[mode] = result["test_result"]
-        assert set(results[mode]) == {"hit@3", "ndcg@3", "mrr@3"}
-        assert 0 <= results[mode]["mrr@3"] <= results[mode]["hit@3"] <= 1
-    assert results["full"]["hit@3"] <= results["uni5"]["hit@3"]  # 29 competitors, not 5
+        found = result["test_result"]
+        assert set(found) == {"hit@3", "ndcg@3", "mrr@3"}
+        _, model, _, _, _, test = load_data_and_model(result["model_file"])
+        ranks = target_ranks(model, test)
+        assert len(ranks) == len(test._dataset) and 0 < hit(ranks, 3) < 1  # neither all nor none: the values tell
+        assert found["hit@3"] == pytest.approx(round(hit(ranks, 3), 4), abs=1e-4)
+        assert found["mrr@3"] == pytest.approx(round(mrr(ranks, 3), 4), abs=1e-4)
+        assert found["ndcg@3"] == pytest.approx(round(ndcg(ranks, 3), 4), abs=1e-4)
+        assert np.array_equal(found.first_hit, np.where(ranks < 3, ranks, -1))
 
 
 def test_full_sort_caps_the_catalogue_to_popular_items():

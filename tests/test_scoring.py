@@ -131,7 +131,7 @@ def test_collm_pairs_score_as_in_its_own_test_evaluation(tiny_llm_dir, mf_checkp
     """The LLM path: a CoLLM checkpoint scores the pairs of its test rows as its evaluation did."""
     result = run_recbole_collm(model="CoLLM", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
         "llm_path": str(tiny_llm_dir), "train_rows_limit": 16, "eval_rows_limit": 24, "epochs": 1, "stage": "cie",
-        "cie_checkpoint": mf_checkpoint, "checkpoint_dir": str(tmp_path), "state": "WARNING", "show_progress": False,
+        "cf_checkpoint": mf_checkpoint, "checkpoint_dir": str(tmp_path), "state": "WARNING", "show_progress": False,
         "warmup_steps": 0, "learning_rate": 0.05})
     restored = restore(result["model_file"])
     test = restored.splits[2]

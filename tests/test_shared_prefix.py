@@ -9,6 +9,7 @@ from recbole_collm.data import CollmDataset
 from recbole_collm.model.llm_recommender.collm import CoLLM
 from recbole_collm.model.llm_recommender.llm.batching import split_batch
 from recbole_collm.model.llm_recommender.tallrec import TALLRec
+from recbole_collm.restore import build_model
 from tests.conftest import llm_config
 
 
@@ -35,12 +36,12 @@ def both_paths(model, batch):
 def tiny_collm(tiny_llm_dir, mf_checkpoint, tmp_path):
     def build(stage, model_cls=CoLLM, **overrides):
         # the per-batch engine alone (the prefix store across calls: tests/test_prefix_store.py)
-        settings = dict(cie_checkpoint=mf_checkpoint, stage=stage, prefix_batch_size=2, llm_batch_size=3, prefix_store_mb=0)
+        settings = dict(cf_checkpoint=mf_checkpoint, stage=stage, prefix_batch_size=2, llm_batch_size=3, prefix_store_mb=0)
         settings.update(overrides)
         config = llm_config(model_cls.__name__, tiny_llm_dir, tmp_path, **settings)
         train = CollmDataset(config).build()[0]
         torch.manual_seed(0)
-        model = model_cls(config, train)
+        model = build_model(config, train)
         with torch.no_grad():  # LoRA B starts at zero: make the adapter matter for the checks
             for name, param in model.llm.named_parameters():
                 if "lora_B" in name:

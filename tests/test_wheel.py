@@ -42,7 +42,7 @@ def test_wheel_installs_and_runs_mf_and_collm_outside_the_checkout(tmp_path, smo
     mf = run([cli, "--model=MF", "--dataset=ml-100k", "--epochs=1", "--state=INFO", "--checkpoint_dir=saved"], cwd=work)
     assert "test result" in mf.stdout + mf.stderr
     checkpoint = next((work / "saved").glob("MF-*.pth"))
-    collm = run([cli, "--model=CoLLM", "--dataset=ml-100k", f"--cie_checkpoint={checkpoint}", "--train_rows_limit=16",
+    collm = run([cli, "--model=CoLLM", "--dataset=ml-100k", f"--cf_checkpoint={checkpoint}", "--train_rows_limit=16",
                  "--lora_train_rows=8", "--eval_rows_limit=16", "--cie_epochs=1", "--show_progress=False",
                  "--state=INFO", "--checkpoint_dir=saved"], cwd=work)
     log = collm.stdout + collm.stderr

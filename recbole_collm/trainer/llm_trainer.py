@@ -13,7 +13,7 @@ from recbole.utils import set_color
 from torch.nn.utils.clip_grad import clip_grad_norm_
 from tqdm import tqdm
 
-from recbole_collm.cf_checkpoint import given_settings
+from recbole_collm.run_settings import given_settings
 from recbole_collm.settings import optional_positive
 from recbole_collm.trainer.trainer import PluginTrainerMixin
 

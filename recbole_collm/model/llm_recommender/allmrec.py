@@ -6,20 +6,17 @@ import difflib
 import numpy as np
 import torch
 
-from recbole_collm.cf_checkpoint import AUTO_UNRESOLVED
 from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode, unseen_items, user_item_sets
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_plan
-from recbole_collm.model.llm_recommender.llm.batching import group_rows
 from recbole_collm.model.llm_recommender.llm.alignment import ItemTextAligner, SoftTokenProjector
 from recbole_collm.model.llm_recommender.llm.backbone import load_llm
-from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
+from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
+from recbole_collm.model.llm_recommender.llm.batching import group_rows
+from recbole_collm.model.llm_recommender.llm.cf_source import NOT_HANDED, CheckpointSource
 from recbole_collm.model.llm_recommender.llm.prompts import leading_special_ids
 from recbole_collm.model.llm_recommender.llm.shared_prefix import SharedPrefixEncoder
 from recbole_collm.model.llm_recommender.llm.soft_prompts import SLOT, embed_soft_prompts
 from recbole_collm.model.llm_recommender.llm.title_embeddings import resolve_text_encoder, title_embeddings
-
-STAGES = ("align", "project")
 
 
 def title_scores(token_ll: list[torch.Tensor], context_free: torch.Tensor, rank_by: str) -> torch.Tensor:
@@ -45,7 +42,7 @@ def title_scores(token_ll: list[torch.Tensor], context_free: torch.Tensor, rank_
 class ALLMRec(LLMRecommender):
     """A-LLMRec on the plugin's rows (each positive row is a next-item query with its history).
 
-    - The CF model is a plugin SASRec checkpoint (``cie_checkpoint``; ``auto`` trains one, as for
+    - The CF model is a plugin SASRec checkpoint (``cf_checkpoint``; ``auto`` trains one, as for
       CoLLM), frozen and in eval mode; the LLM is frozen.
     - ``align`` (stage 1): :class:`ItemTextAligner` maps SASRec's item embeddings and the titles'
       text vectors (:func:`title_embeddings`: a local sentence encoder, else the LLM's mean-pooled
@@ -67,14 +64,17 @@ class ALLMRec(LLMRecommender):
     """
 
     uses_lora = False
-    reads_cf_checkpoint = True  # ``cie_checkpoint: auto`` is resolved for it before it is built
+    reads_cf_checkpoint = True  # built with its restored cf_checkpoint (recbole_collm.restore.build_model)
+    cf_models = ("SASRec",)  # it aligns a SASRec's items and reads its user representation
     tunable_modules = ("aligner", "projector")
-    all_stages = STAGES
+    stage_sequence = ("align", "project")
 
-    def __init__(self, config, dataset):
+    def __init__(self, config, dataset, source: CheckpointSource | None = None):
+        """``source``: the restored, aligned SASRec of ``cf_checkpoint`` (the runner's
+        :func:`recbole_collm.restore.build_model` hands it over)."""
         super().__init__()
         self._init_fields(config, dataset)
-        self.stages = stage_plan(config["stage"], STAGES, "ALLMRec")
+        self.stages = self.stage_plan(config["stage"])
         for phase in ("valid", "test"):
             mode = eval_mode(config, phase)
             if not mode.startswith(("uni", "pop")):
@@ -95,7 +95,10 @@ class ALLMRec(LLMRecommender):
         if titles is None:
             raise InputError("title_field: the dataset has no item titles; A-LLMRec's prompts and alignment need them (load_col)")
         # the CF model first: a bad checkpoint is reported before the LLM loads
-        self.source = self._build_source(config, dataset)
+        if source is None:
+            raise InputError(NOT_HANDED.format(model="ALLMRec") if config["cf_checkpoint"] else
+                             "cf_checkpoint: A-LLMRec needs a trained SASRec checkpoint (a saved SASRec-....pth, or auto)")
+        self.source = source
         self.llm, tokenizer = load_llm(config, self.precision.weights_dtype, self.precision.linear_dtype)
         with self.precision.autocast():  # the LLM's linear layers may hold the compute dtype
             text = title_embeddings(titles, self.llm, tokenizer, str(config["llm_path"] or "default"),
@@ -122,17 +125,6 @@ class ALLMRec(LLMRecommender):
         self.titles = [str(t) for t in titles]
         self.stage = None
         self.set_stage(self.stages[0])
-
-    def _build_source(self, config, dataset) -> CheckpointSource:
-        if config["cie_checkpoint"] == "auto":
-            raise InputError(AUTO_UNRESOLVED)
-        if not config["cie_checkpoint"]:
-            raise InputError("cie_checkpoint: A-LLMRec needs a trained SASRec checkpoint (a saved SASRec-....pth, or auto)")
-        source = CheckpointSource.load(config["cie_checkpoint"], dataset, min_overlap=config["cie_min_overlap"], trainable=False,
-                                       history_length=config["cie_history_length"])
-        if source.name != "SASRec":
-            raise InputError(f"cie_checkpoint: {config['cie_checkpoint']} holds a {source.name} model; A-LLMRec aligns a SASRec's items")
-        return source
 
     def _trainable_in(self, stage: str) -> list:
         """``align`` trains the aligner, ``project`` the projectors; the rest is frozen."""

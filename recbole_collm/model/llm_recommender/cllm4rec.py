@@ -7,15 +7,12 @@ import torch.nn.functional as F
 
 from recbole_collm.errors import InputError
 from recbole_collm.model.candidates import CandidateRankingMixin
-from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_plan
 from recbole_collm.model.llm_recommender.llm.backbone import load_llm
+from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
 from recbole_collm.model.llm_recommender.llm.batching import group_rows
 from recbole_collm.model.llm_recommender.llm.projector import IDTokenEmbedding
 from recbole_collm.model.llm_recommender.llm.prompts import leading_special_ids
 from recbole_collm.model.llm_recommender.llm.soft_prompts import SLOT, embed_soft_prompts
-
-STAGES = ("pretrain", "finetune")
-
 
 
 class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
@@ -44,14 +41,14 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
 
     uses_lora = False
     tunable_modules = ("tokens", "content_tokens")
-    all_stages = STAGES
+    stage_sequence = ("pretrain", "finetune")
 
     def __init__(self, config, dataset):
         super().__init__()
         self._init_fields(config, dataset)
         self._init_catalogue(config, dataset)
         self.lambda_v = float(config["lambda_v"])
-        self.stages = stage_plan(config["stage"], STAGES, "CLLM4Rec")
+        self.stages = self.stage_plan(config["stage"])
         titles = getattr(dataset, "item_titles", None)
         if titles is None:
             raise InputError("title_field: the dataset has no item titles; CLLM4Rec's content LM needs them (load_col)")

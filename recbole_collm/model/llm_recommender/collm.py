@@ -5,17 +5,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recbole_collm.cf_checkpoint import AUTO_UNRESOLVED
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.base import LLMRecommender, stage_plan
 from recbole_collm.model.llm_recommender.llm.backbone import add_lora, load_llm
+from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
 from recbole_collm.model.llm_recommender.llm.batching import splice, split_batch
-from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource, ScratchMFSource
+from recbole_collm.model.llm_recommender.llm.cf_source import NOT_HANDED, CheckpointSource, ScratchMFSource
 from recbole_collm.model.llm_recommender.llm.prefix_store import PrefixStore
 from recbole_collm.model.llm_recommender.llm.projector import CollaborativeEncoder
 from recbole_collm.model.llm_recommender.llm.prompts import PromptBuilder
 from recbole_collm.model.llm_recommender.llm.shared_prefix import SharedPrefixEncoder
 from recbole_collm.model.pointwise import PointwiseMixin
+from recbole_collm.settings import CF_SOURCES
 
 __all__ = ["CoLLM", "splice"]
 
@@ -31,10 +31,16 @@ class CoLLM(PointwiseMixin, LLMRecommender):
 
     uses_ids = True  # subclasses without the CIE (TALLRec, ICL) set False
     uses_lora = True
-    reads_cf_checkpoint = True  # ``cie_checkpoint: auto`` is resolved for it before it is built
-    all_stages = ("lora", "cie", "one_step")
+    reads_cf_checkpoint = True  # built with its restored cf_checkpoint (recbole_collm.restore.build_model)
+    cf_models = CF_SOURCES  # the checkpoints its CIE reads
+    # the paper's two steps (LoRA on text prompts, then the CIE with the rest frozen), or both at once
+    stage_sequence = ("lora", "cie")
+    alone_stages = ("one_step",)
 
-    def __init__(self, config, dataset):
+    def __init__(self, config, dataset, source: CheckpointSource | None = None):
+        """``source``: the restored, aligned ``cf_checkpoint`` (the runner's
+        :func:`recbole_collm.restore.build_model` hands it over); without a checkpoint, CoLLM
+        trains an MF table of its own (T2)."""
         super().__init__()
         self._init_fields(config, dataset)
         self._init_pointwise(config, dataset)  # BCE on the label, sigmoid scores, the full-sort catalogue
@@ -46,12 +52,9 @@ class CoLLM(PointwiseMixin, LLMRecommender):
         self.tune_cf_model = bool(config["tune_cf_model"])
         store_mb = config["prefix_store_mb"] or 0
         self.prefix_store = PrefixStore(store_mb, self.precision.store_dtype(config["prefix_store_dtype"])) if store_mb else None
-        # what LLMTrainer trains, in order: the paper's two steps (LoRA on text prompts, then the CIE
-        # with the rest frozen); a model without ID slots (TALLRec, ICL) has only the first
-        self.stages = stage_plan(config["stage"], ("lora", "cie") if self.uses_ids else ("lora",), type(self).__name__,
-                                 alone=("one_step",) if self.uses_ids else ())
+        self.stages = self.stage_plan(config["stage"])  # what LLMTrainer trains, in order
         # the collaborative source first: a bad checkpoint is reported before the LLM loads
-        source = self._build_source(config, dataset) if self.uses_ids else None
+        source = self._build_source(config, dataset, source) if self.uses_ids else None
 
         llm, self.tokenizer = load_llm(config, self.precision.weights_dtype, self.precision.linear_dtype)
         self.llm = add_lora(llm, config) if self.uses_lora else llm
@@ -74,27 +77,20 @@ class CoLLM(PointwiseMixin, LLMRecommender):
         """What fills the two ID slots: the CIE (CF vectors through an MLP)."""
         return CollaborativeEncoder(source, hidden, config["cie_hidden_factor"])
 
-    def _build_source(self, config, dataset) -> nn.Module | None:
-        if config["cie_checkpoint"] == "auto":
-            raise InputError(AUTO_UNRESOLVED)
-        if config["cie_checkpoint"]:
-            return CheckpointSource.load(
-                config["cie_checkpoint"], dataset, min_overlap=config["cie_min_overlap"], trainable=self.tune_cf_model,
-                history_length=config["cie_history_length"],
-            )
-        if config["cie_model"] == "MF":
+    def _build_source(self, config, dataset, handed: CheckpointSource | None) -> nn.Module | None:
+        if handed is not None:
+            handed.set_tuned(self.tune_cf_model)
+            return handed
+        if config["cf_checkpoint"]:
+            raise InputError(NOT_HANDED.format(model=type(self).__name__))
+        if config["cf_model"] == "MF":
             return ScratchMFSource(dataset, config["cie_embedding_size"])
-        raise InputError("cie_checkpoint: not set; give a saved MF/LightGCN/SASRec/DIN checkpoint, auto, or set cie_model: MF")
+        raise InputError("cf_checkpoint: not set; give a saved MF/LightGCN/SASRec/DIN checkpoint, auto, or set cf_model: MF")
 
     # --- stages -------------------------------------------------------------------------------
-    def set_stage(self, stage: str) -> None:
-        """Choose the prompts and which parameters train (everything else is frozen)."""
-        if stage not in self.all_stages:
-            raise InputError(f"stage: '{stage}' is not one of {', '.join(self.all_stages)}")
-        if stage in ("cie", "one_step") and not self.uses_ids:
-            raise InputError(f"stage: '{stage}' needs the CIE; {type(self).__name__} has none")
-        self.stage = stage
-        self.requires_grad_(False)
+    def _unfreeze(self, stage: str) -> None:
+        """``lora`` and ``one_step`` train the LoRA weights, ``cie`` and ``one_step`` the CIE (and
+        the CF model with ``tune_cf_model``); the stage also chooses the prompts (:attr:`prompts`)."""
         if stage in ("lora", "one_step") and self.uses_lora:
             for name, param in self.llm.named_parameters():
                 if "lora_" in name:

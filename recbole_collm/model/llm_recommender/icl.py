@@ -7,4 +7,6 @@ class ICL(CoLLM):
 
     uses_ids = False
     reads_cf_checkpoint = False
+    stage_sequence = ("lora",)  # no ID slots: the first step only
+    alone_stages = ()
     uses_lora = False

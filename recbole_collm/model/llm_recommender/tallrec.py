@@ -7,3 +7,5 @@ class TALLRec(CoLLM):
 
     uses_ids = False
     reads_cf_checkpoint = False
+    stage_sequence = ("lora",)  # no ID slots: the first step only
+    alone_stages = ()

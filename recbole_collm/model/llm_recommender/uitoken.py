@@ -14,7 +14,7 @@ class UIToken(CoLLM):
 
     reads_cf_checkpoint = False
 
-    def _build_source(self, config, dataset) -> None:
+    def _build_source(self, config, dataset, handed: None) -> None:
         return None  # no collaborative model: the slots' rows are learned from the labels
 
     def _build_encoder(self, config, dataset, hidden: int, source: None) -> nn.Module:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 
 import torch
-
 from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.utils import InputType, ModelType
 
@@ -15,23 +14,15 @@ from recbole_collm.model.llm_recommender.llm.adapters import AdaptersMixin
 from recbole_collm.model.llm_recommender.llm.precision import Precision
 
 
-def stage_plan(stage: str, sequence: tuple[str, ...], model: str, alone: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The stages a run trains, in order — the one place a model's ``stage`` is decoded: ``all``
-    = ``sequence`` (each stage starts from the best weights of the one before), or one stage of it
-    or of ``alone`` (stages never part of ``all``: CoLLM's ``one_step``)."""
-    if stage == "all":
-        return sequence
-    if stage not in (*sequence, *alone):
-        raise InputError(f"stage: '{stage}' is not a {model} stage; expected {', '.join((*sequence, *alone))} or all")
-    return (stage,)
-
-
 class LLMRecommender(AdaptersMixin, AbstractRecommender):
     """Labeled (context-type) rows with their per-row history; subclasses call :meth:`_init_fields`
-    first in ``__init__``, set ``stages`` (the run's plan) and enter the first with :meth:`set_stage`;
-    a stage's trainable parts are named by :meth:`_trainable_in` (CoLLM overrides ``set_stage``)."""
+    first in ``__init__``, set ``stages = self.stage_plan(config["stage"])`` (the run's plan) and
+    enter the first with :meth:`set_stage`; a stage's trainable parts are named by
+    :meth:`_trainable_in` (CoLLM overrides :meth:`_unfreeze`). A model declares its stages once,
+    here: the Config checks ``stage`` with :meth:`stage_plan` before anything is built."""
 
-    all_stages: tuple[str, ...] = ()
+    stage_sequence: tuple[str, ...] = ()  # what ``stage: all`` trains, in order
+    alone_stages: tuple[str, ...] = ()  # stages that only run alone, never part of ``all`` (CoLLM's one_step)
     trainer_name = "LLMTrainer"  # runs ``stages`` in order (recbole_collm.utils.get_trainer reads the name)
 
     type = ModelType.CONTEXT
@@ -66,12 +57,28 @@ class LLMRecommender(AdaptersMixin, AbstractRecommender):
         bias = None if getattr(head, "bias", None) is None else head.bias.float()
         return torch.nn.functional.linear(states.float(), head.weight.float(), bias)
 
+    @classmethod
+    def stage_plan(cls, stage: str) -> tuple[str, ...]:
+        """The stages a run trains, in order — the one place ``stage`` is decoded: ``all`` =
+        ``stage_sequence`` (each stage starts from the best weights of the one before), or one
+        stage of it or of ``alone_stages``."""
+        if stage == "all":
+            return cls.stage_sequence
+        if stage not in (*cls.stage_sequence, *cls.alone_stages):
+            expected = ", ".join((*cls.stage_sequence, *cls.alone_stages, "all"))
+            raise InputError(f"stage: '{stage}' is not one of {expected} (the {cls.__name__} stages)")
+        return (stage,)
+
     def set_stage(self, stage: str) -> None:
         """Everything frozen, then what ``stage`` trains unfrozen."""
-        if stage not in self.all_stages:
-            raise InputError(f"stage: '{stage}' is not one of {', '.join(self.all_stages)}")
+        if stage not in (*self.stage_sequence, *self.alone_stages):  # one stage, not "all"
+            self.stage_plan(stage)  # names the stages
+            raise InputError(f"stage: set_stage takes one stage of {type(self).__name__}, not '{stage}'")
         self.stage = stage
         self.requires_grad_(False)
+        self._unfreeze(stage)
+
+    def _unfreeze(self, stage: str) -> None:
         for module in self._trainable_in(stage):
             module.requires_grad_(True)
 

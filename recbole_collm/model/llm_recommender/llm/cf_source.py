@@ -10,11 +10,10 @@ from recbole.data.interaction import Interaction
 from torch import nn
 
 from recbole_collm.errors import InputError
-from recbole_collm.files import read_checkpoint
-from recbole_collm.restore import Restored, restore
-from recbole_collm.settings import CF_SOURCES
 
-SUPPORTED_SOURCES = CF_SOURCES  # the models whose checkpoints can feed the CIE
+NOT_HANDED = ("{model} reads its collaborative model from cf_checkpoint: build it with "
+              "recbole_collm.build_model(config, dataset), which restores and aligns the checkpoint "
+              "(or pass source=CheckpointSource(...))")
 
 
 def token_map(source_tokens: np.ndarray, target_tokens: np.ndarray) -> tuple[torch.Tensor, float]:
@@ -30,29 +29,26 @@ def token_map(source_tokens: np.ndarray, target_tokens: np.ndarray) -> tuple[tor
 
 
 class CheckpointSource(nn.Module):
-    """User/item vectors from a RecBole checkpoint of the plugin's MF, LightGCN, SASRec or DIN,
-    restored by :func:`recbole_collm.restore.restore` (its dataset rebuilt from its own config,
-    so its id maps are its own); ids are aligned to this dataset's by token. Users/items unknown
-    to the checkpoint get the zero vector (documented choice: the MLP then maps them to its bias,
-    the same vector for every unknown id).
+    """User/item vectors from a trained MF, LightGCN, SASRec or DIN (``model``, built on its own
+    dataset ``cf_dataset``, so its id maps are its own); ids are aligned to ``dataset``'s by
+    token. The runner restores the checkpoint and builds the source
+    (:func:`recbole_collm.restore.collaborative_source`); a model is handed it ready. Users/items
+    unknown to the checkpoint get the zero vector (documented choice: the MLP then maps them to
+    its bias, the same vector for every unknown id). Frozen and in eval mode unless
+    :meth:`set_tuned` (CoLLM's ``tune_cf_model``, variant T1).
     """
 
     def __init__(
-        self, restored: Restored, dataset, min_overlap: float = 0.5, trainable: bool = False,
+        self, model: nn.Module, cf_dataset, dataset, origin: str, min_overlap: float = 0.5,
         history_length: int | None = None,
     ):
         super().__init__()
-        path, cf_config = restored.path, restored.config
+        cf_config = cf_dataset.config
         name = cf_config["model"]
-        if name not in SUPPORTED_SOURCES:
-            raise InputError(f"cie_checkpoint: {path} holds a {name} model; expected one of {', '.join(SUPPORTED_SOURCES)}")
-        cf_dataset = restored.dataset
-        self.model = restored.model
-        self.model.requires_grad_(trainable)
-        self.trainable = trainable
-        self.train(self.training)  # a frozen model starts (and stays) in eval mode
+        self.model = model
+        self.set_tuned(False)
         self.name, self.dim = name, self.model.vector_dim
-        # sequence models read the most recent ``history_length`` (cie_history_length) history
+        # sequence models read the most recent ``history_length`` (cf_history_length) history
         # items, at most their own sequence length, in a batch as wide as that length
         self.sequence_width = getattr(self.model, "max_seq_length", None)
         self.history_length = min(self.sequence_width, history_length or self.sequence_width) if self.sequence_width else None
@@ -60,7 +56,7 @@ class CheckpointSource(nn.Module):
         if self.history_length and carried < self.history_length:
             raise InputError(
                 f"MAX_ITEM_LIST_LENGTH: {carried}, but the {name} source reads {self.history_length} history items "
-                f"(cie_history_length); raise MAX_ITEM_LIST_LENGTH or lower cie_history_length"
+                f"(cf_history_length); raise MAX_ITEM_LIST_LENGTH or lower cf_history_length"
             )
         self.cf_uid, self.cf_iid = cf_dataset.uid_field, cf_dataset.iid_field
         maps = {}
@@ -68,14 +64,14 @@ class CheckpointSource(nn.Module):
             maps[field], coverage = token_map(dataset.field2id_token[field], cf_dataset.field2id_token[cf_field])
             _, reverse = token_map(cf_dataset.field2id_token[cf_field], dataset.field2id_token[field])
             getLogger().info(
-                f"cie_checkpoint: {coverage:.1%} of {dataset.dataset_name}'s {field}s found in {path}, "
+                f"cf_checkpoint: {coverage:.1%} of {dataset.dataset_name}'s {field}s found in {origin}, "
                 f"{reverse:.1%} of its {cf_field}s in {dataset.dataset_name}"
             )
             # both directions: numeric ids of unrelated datasets overlap one way easily
             if min(coverage, reverse) < min_overlap:
                 raise InputError(
-                    f"cie_checkpoint: {path} was trained on '{cf_config['dataset']}'; {field} tokens overlap "
-                    f"{coverage:.1%} / {reverse:.1%} with {dataset.dataset_name} (cie_min_overlap: {min_overlap})"
+                    f"cf_checkpoint: {origin} was trained on '{cf_dataset.dataset_name}'; {field} tokens overlap "
+                    f"{coverage:.1%} / {reverse:.1%} with {dataset.dataset_name} (cf_min_overlap: {min_overlap})"
                 )
         self.register_buffer("user_map", maps[dataset.uid_field], persistent=False)
         self.register_buffer("item_map", maps[dataset.iid_field], persistent=False)
@@ -83,15 +79,12 @@ class CheckpointSource(nn.Module):
         self.list_field = dataset.iid_field + cf_config["LIST_SUFFIX"]
         self.length_field = cf_config["ITEM_LIST_LENGTH_FIELD"]
 
-    @classmethod
-    def load(cls, path: str, dataset, **kwargs) -> "CheckpointSource":
-        """The source of the checkpoint file ``path`` (restored, then aligned to ``dataset``); a
-        checkpoint of another model is refused before its dataset is rebuilt."""
-        checkpoint = read_checkpoint(path)
-        name = checkpoint["config"]["model"]
-        if name not in SUPPORTED_SOURCES:
-            raise InputError(f"cie_checkpoint: {path} holds a {name} model; expected one of {', '.join(SUPPORTED_SOURCES)}")
-        return cls(restore(path, checkpoint=checkpoint), dataset, **kwargs)
+    def set_tuned(self, tuned: bool) -> None:
+        """Whether the CF model's own weights train with the model that reads it (frozen by
+        default: the paper's CoLLM and A-LLMRec)."""
+        self.trainable = tuned
+        self.model.requires_grad_(tuned)
+        self.train(self.training)  # a frozen model starts (and stays) in eval mode
 
     @property
     def user_depends_on_target(self) -> bool:

@@ -17,7 +17,6 @@ from recbole_collm.compat import cache_kwargs, output_cache
 from recbole_collm.model.llm_recommender.llm.batching import SplitBatch, splice
 from recbole_collm.model.llm_recommender.llm.prefix_store import PrefixStore
 
-
 # The most suffix tokens packed into one sequence against a prefix: a pack's 4D mask is dense, so
 # every suffix token is scored against the whole pack (masked); a prefix with more rows gets several
 # packs, each reading the prefix's keys/values.

