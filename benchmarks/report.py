@@ -59,6 +59,23 @@ def quality_checks(records: dict, resamples: int = 1000) -> list[str]:
     return lines
 
 
+def llm_train_rows(records: dict) -> str:
+    """The train rows of each LLM run that trains (a CoLLM run trains its CIE stage on them; its
+    LoRA stage is the TALLRec run it starts from; ICL trains nothing), the most common count said
+    once: ``LLM train rows: TALLRec 200, every other LLM run 800 (seeded random sample)``."""
+    llm = {name: r for name, r in records.items() if r.get("group") in ("LLM", "Ablation") and r.get("model") != "ICL"}
+    if not llm:
+        return "no LLM runs"
+    counts = {name: r.get("train_rows_limit") or "all" for name, r in llm.items()}
+    values = list(counts.values())
+    common = max(dict.fromkeys(values), key=values.count)
+    parts = [f"{name} {n}" for name, n in counts.items() if n != common]
+    parts.append(f"{'every other LLM run' if parts else 'every LLM run'} {common}")
+    samples = sorted({r.get("train_rows_sample") or "recent" for r in llm.values()})
+    how = "; ".join("most recent" if s == "recent" else "seeded random sample" for s in samples)
+    return f"LLM train rows: {', '.join(parts)} ({how})"
+
+
 def write_outputs(results: dict, out_dir: str) -> None:
     os.makedirs(out_dir, exist_ok=True)
     md, rows = [], []
@@ -67,13 +84,9 @@ def write_outputs(results: dict, out_dir: str) -> None:
         header = ["group", "run"] + [label for _, label in METRICS] + (["paper AUC", "paper UAUC"] if paper else []) + ["train s", "test s"]
         md += [f"## {dataset}", ""]
         sample = next(iter(records.values()))
-        llm = next((r for r in records.values() if r.get("group") == "LLM"), {})
-        llm_rows, how = llm.get("train_rows_limit"), llm.get("train_rows_sample") or "recent"
-        how = "most recent" if how == "recent" else "seeded random sample"
         warm, cold = (sample["test_result"].get(f"{k}_rows") for k in ("warm", "cold"))
         md += [f"Test rows: {len(sample.get('test_rows', {}).get('label', []))} (warm {int(warm or 0)}, "
-               f"cold {int(cold or 0)}), the same for every run; LLM train rows per stage: "
-               f"{llm_rows or 'all'} ({how}); CF models: all train rows.", ""]
+               f"cold {int(cold or 0)}), the same for every run; {llm_train_rows(records)}; CF models: all train rows.", ""]
         md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for name, record in records.items():
             result = record["test_result"]

@@ -1,6 +1,7 @@
 """Config that layers the plugin's yaml files over RecBole's, the way RecBole-GNN does."""
 from __future__ import annotations
 
+import difflib
 import functools
 import sys
 from pathlib import Path
@@ -8,11 +9,11 @@ from pathlib import Path
 import torch
 import yaml
 from recbole.config.configurator import Config as RecBoleConfig
+from recbole.utils import argument_list
 
 from recbole_collm import compat, settings
 from recbole_collm.errors import InputError, MissingInputError, first_line
 from recbole_collm.utils import get_model
-
 
 
 def _properties_dir() -> Path:
@@ -56,9 +57,6 @@ def known_keys(internal: dict) -> set[str]:
 @functools.lru_cache(maxsize=1)
 def _static_known_keys() -> frozenset[str]:
     """The model-independent part of :func:`known_keys`, read from disk once per process."""
-    import yaml
-    from recbole.utils import argument_list
-
     keys = set(RUNTIME_KEYS)
     for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
         keys |= set(getattr(argument_list, name))
@@ -95,8 +93,6 @@ class Config(RecBoleConfig):
     def _check_unknown_keys(self) -> None:
         """A typo in a setting is an error naming the key and the closest known one, not a
         silently ignored value."""
-        import difflib
-
         known = known_keys(self.internal_config_dict)
         sources = [("command line", self.cmd_config_dict), ("config dict", self.variable_config_dict),
                    ("config file", self.file_config_dict)]

@@ -9,6 +9,8 @@ import time
 from logging import getLogger
 
 import numpy as np
+import torch.distributed
+import torch.multiprocessing as mp
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_collm.config import Config
@@ -111,8 +113,6 @@ def run(
         raise InputError("eval_args.mode: a ranking evaluation (uniN, popN, full) under several processes would average "
                          "each process's metrics, as RecBole does, not compute them once over every query; train with "
                          "several processes on labeled rows, or rank with one process")
-    import torch.multiprocessing as mp
-
     queue = mp.get_context("spawn").SimpleQueue()
     config_dict = {**(config_dict or {}), "world_size": world_size if world_size > 0 else nproc, "ip": ip,
                    "port": str(port), "nproc": nproc, "offset": group_offset}
@@ -124,8 +124,6 @@ def _run_rank(rank: int, model, dataset, config_file_list, config_dict, saved, q
     result = run_recbole_collm(model, dataset, config_file_list, {**config_dict, "local_rank": rank}, saved)
     if rank == 0:
         queue.put(result)
-    import torch.distributed
-
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 

@@ -3,7 +3,7 @@ and, from the train data, the train counts that define warm and cold rows."""
 from __future__ import annotations
 
 import torch
-from recbole.evaluator.collector import Collector
+from recbole.evaluator.collector import Collector, DataStruct
 
 _ID_KEYS = ("data.uid", "data.iid")
 COUNT_KEYS = ("data.train_user_count", "data.train_item_count")
@@ -43,8 +43,6 @@ class CollmCollector(Collector):
 
 def take_rows(struct, mask: torch.Tensor):
     """A copy of a labeled-row DataStruct keeping only ``mask`` rows."""
-    from recbole.evaluator.collector import DataStruct
-
     subset = DataStruct()
     for key in ("rec.score", "data.label", *_ID_KEYS):
         if key in struct:

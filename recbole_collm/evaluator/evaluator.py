@@ -6,6 +6,7 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
+from recbole.evaluator.collector import DataStruct
 from recbole.evaluator.evaluator import Evaluator
 
 from recbole_collm.evaluator.collector import COUNT_KEYS, take_rows
@@ -84,8 +85,6 @@ class CollmEvaluator(Evaluator):
 def gather_rows(struct):
     """Every process's labeled rows (DDP), each dataset row once, in dataset order: the shards are
     gathered by their ``data.row_index`` and the sampler's padding repeats dropped."""
-    from recbole.evaluator.collector import DataStruct
-
     keys = ("rec.score", "data.label", "data.uid", "data.iid")
     mine = {k: struct[k].cpu() for k in (*keys, "data.row_index")}
     shards = [None] * torch.distributed.get_world_size()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
+from torch.nn.parallel import DistributedDataParallel
 
 from recbole_collm.errors import InputError
 from recbole_collm.evaluator import CollmCollector, CollmEvaluator
@@ -75,8 +76,6 @@ class PluginTrainerMixin:
         """The DDP wrapper RecBole's training step runs through; it reduces the gradients of the
         parameters that train when it is built (the LLM trainer rebuilds it per stage). No GPU
         arguments: a module on one device (CPU or one GPU) needs none."""
-        from torch.nn.parallel import DistributedDataParallel
-
         self.distributed_model = DistributedDataParallel(self.model)
 
     # --- checkpoints ----------------------------------------------------------------------------

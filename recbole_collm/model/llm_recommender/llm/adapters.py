@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+from safetensors.torch import load_file, save_file
+
 from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.files import atomic_write, atomic_write_dir, read_checkpoint
 
@@ -26,8 +28,7 @@ class AdaptersMixin:
         format, safetensors, nothing unpickled) or its ``.pth`` checkpoint (fully unpickled: only
         files you trust)."""
         if os.path.isdir(path):
-            from peft import set_peft_model_state_dict
-            from safetensors.torch import load_file
+            from peft import set_peft_model_state_dict  # lazy, as every transformers/peft import (backbone.py)
 
             weights = os.path.join(path, "adapter_model.safetensors")
             if not os.path.isfile(weights):
@@ -54,8 +55,6 @@ class AdaptersMixin:
         without unpickling anything (peft's config beside its weights). Each written atomically."""
         if self.uses_lora:
             atomic_write_dir(f"{stem}-adapter", self.llm.save_pretrained)
-        from safetensors.torch import save_file
-
         for name, module in self._tunable_parts().items():
             weights = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
             atomic_write(f"{stem}-{name}.safetensors", lambda tmp, w=weights: save_file(w, tmp))
@@ -67,8 +66,6 @@ class AdaptersMixin:
         """What :meth:`save_adapters` wrote for ``stem``: the LoRA adapter and each module's weights."""
         if self.uses_lora:
             self.load_lora(f"{stem}-adapter")
-        from safetensors.torch import load_file
-
         for name, module in self._tunable_parts().items():
             path = f"{stem}-{name}.safetensors"
             if not os.path.isfile(path):
