@@ -86,12 +86,15 @@ def paired_bootstrap(uid: np.ndarray, labels: np.ndarray, scores_a: np.ndarray, 
     else:
         per_a, _ = per_user_auc(uid, scores_a, labels)
         per_b, _ = per_user_auc(uid, scores_b, labels)  # the same users: they depend on the labels only
+        if not len(per_a):  # no user with both labels: UAUC is undefined, for either model
+            nan = float("nan")
+            return Comparison(metric, nan, nan, nan, nan, 0, len(uid), level, resamples)
         a, b = float(per_a.mean()), float(per_b.mean())
         draws = rng.integers(0, len(per_a), (resamples, len(per_a)))
         differences = (per_a - per_b)[draws].mean(axis=1)
         counted = len(per_a)
     tail = (1 - level) / 2 * 100
-    low, high = np.nanpercentile(differences, [tail, 100 - tail])
+    low, high = np.nanpercentile(differences, [tail, 100 - tail]) if not np.isnan(differences).all() else (np.nan, np.nan)
     return Comparison(metric, float(a), float(b), float(low), float(high), counted, len(uid), level, resamples)
 
 
