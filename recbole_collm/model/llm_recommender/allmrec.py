@@ -94,7 +94,7 @@ class ALLMRec(LLMRecommender):
         titles = getattr(dataset, "item_titles", None)
         if titles is None:
             raise InputError("title_field: the dataset has no item titles; A-LLMRec's prompts and alignment need them (load_col)")
-        # the CF model first: a bad checkpoint is reported before the LLM loads
+        # a missing SASRec is reported before the LLM loads (build_model restored and checked it)
         if source is None:
             raise InputError(NOT_HANDED.format(model="ALLMRec") if config["cf_checkpoint"] else
                              "cf_checkpoint: A-LLMRec needs a trained SASRec checkpoint (a saved SASRec-....pth, or auto)")

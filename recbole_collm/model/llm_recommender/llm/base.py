@@ -71,9 +71,9 @@ class LLMRecommender(AdaptersMixin, AbstractRecommender):
 
     def set_stage(self, stage: str) -> None:
         """Everything frozen, then what ``stage`` trains unfrozen."""
-        if stage not in (*self.stage_sequence, *self.alone_stages):  # one stage, not "all"
-            self.stage_plan(stage)  # names the stages
-            raise InputError(f"stage: set_stage takes one stage of {type(self).__name__}, not '{stage}'")
+        stages = (*self.stage_sequence, *self.alone_stages)  # one stage, never "all"
+        if stage not in stages:
+            raise InputError(f"stage: set_stage takes one of {', '.join(stages)} (the {type(self).__name__} stages), not '{stage}'")
         self.stage = stage
         self.requires_grad_(False)
         self._unfreeze(stage)
