@@ -1,7 +1,7 @@
-"""Train MF, LightGCN, SASRec and DIN through the plugin on ml-100k and (when present) the CoLLM
+"""Train MF, LightGCNCTR, SASRecCTR and DINCTR (the paper's MF, LightGCN, SASRec, DIN) through the plugin on ml-100k and (when present) the CoLLM
 paper's ML-1M split; print and write a markdown table of test metrics.
 
-    python benchmarks/baselines.py [--datasets ml-100k,ml-1m-collm] [--models MF,DIN] [--out results/baselines.md]
+    python benchmarks/baselines.py [--datasets ml-100k,ml-1m-collm] [--models MF,DINCTR,DeepFM] [--out results/baselines.md]
 """
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import ROOT, available, fmt, parse_args  # noqa: E402
 from recbole_collm import run_recbole_collm  # noqa: E402
 
-PAPER_AUC = {"MF": 0.6482, "LightGCN": 0.5959, "SASRec": 0.7078, "DIN": 0.7166}
+PAPER_AUC = {"MF": 0.6482, "LightGCNCTR": 0.5959, "SASRecCTR": 0.7078, "DINCTR": 0.7166}
 COLUMNS = [("auc", "AUC"), ("uauc", "UAUC"), ("undcg", "NDCG"), ("warm_auc", "warm AUC"), ("cold_auc", "cold AUC")]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="ml-100k,ml-1m-collm")
-    parser.add_argument("--models", default="MF,LightGCN,SASRec,DIN")
+    parser.add_argument("--models", default="MF,LightGCNCTR,SASRecCTR,DINCTR")
     parser.add_argument("--out", default=str(ROOT / "results" / "baselines.md"))
     parser.add_argument("--epochs", type=int, default=None, help="override the yaml's epoch cap")
     args = parse_args(parser)

@@ -40,8 +40,8 @@ FULL = {"mode": "full", "metrics": ["Recall", "NDCG"], "topk": [20, 100], "valid
 SOURCES = {"CoLLM-MF": "MF", "A-LLMRec": "SASRec"}  # the CF run whose checkpoint the LLM model reads (the same weights)
 RUNS = {  # name -> (model, its own settings, protocols it is evaluated under)
     "MF": ("MF", {}, ("candidates", "full")),
-    "LightGCN": ("LightGCN", {}, ("candidates", "full")),
-    "SASRec": ("SASRec", {}, ("candidates", "full")),
+    "LightGCN": ("LightGCNCTR", {}, ("candidates", "full")),
+    "SASRec": ("SASRecCTR", {}, ("candidates", "full")),
     "CoLLM-MF": ("CoLLM", {"eval_step": 0}, ("candidates",)),
     "A-LLMRec": ("ALLMRec", {}, ("candidates",)),
     "CLLM4Rec": ("CLLM4Rec", {}, ("candidates", "full")),

@@ -1,4 +1,4 @@
-"""Quality benchmark: MF, TALLRec, CoLLM-MF, SASRec and CoLLM-SASRec on the same seeded test rows,
+"""Quality benchmark: MF, TALLRec, CoLLM-MF, SASRec, CoLLM-SASRec, DeepFM and DCNV2 on the same seeded test rows,
 AUC / UAUC overall, warm and cold, with wall time per stage.
 
     python benchmarks/quality.py [--config benchmarks/quality.yaml] [--datasets ml-1m-collm] [--only MF TALLRec CoLLM-MF]

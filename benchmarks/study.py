@@ -21,7 +21,10 @@ from benchmarks.report import write_outputs
 from recbole_collm.errors import InputError
 from recbole_collm.files import atomic_write
 
-CF_MODELS = ("MF", "LightGCN", "SASRec", "DIN")
+# the paper's collaborative rows: row name -> the plugin model trained as the paper does (BCE on labels)
+CF_MODELS = {"MF": "MF", "LightGCN": "LightGCNCTR", "SASRec": "SASRecCTR", "DIN": "DINCTR"}
+# RecBole's own CTR models on the same labeled rows: the field's context-aware baselines
+CTR_MODELS = ("DeepFM", "DCNV2")
 
 
 @dataclass
@@ -39,7 +42,8 @@ class Run:
 
 def plan() -> list[Run]:
     """The paper's rows, in an order where every run comes after the runs it needs."""
-    runs = [Run(m, m, "Collaborative", llm=False) for m in CF_MODELS]
+    runs = [Run(name, model, "Collaborative", llm=False) for name, model in CF_MODELS.items()]
+    runs += [Run(m, m, "CTR", llm=False) for m in CTR_MODELS]
     runs += [
         Run("ICL", "ICL", "LLM"),
         Run("TALLRec", "TALLRec", "LLM"),

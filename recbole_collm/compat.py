@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from typing import Any
 
 import numpy as np
+
+from recbole_collm.errors import InputError
 
 # numpy 2 removed these aliases; RecBole's Config.compatibility_settings reads them and
 # RecBole's code uses the old spellings (np.float, np.long, np.bool) elsewhere.
@@ -69,8 +72,6 @@ def patch_exhaustive_search_rng() -> None:
     ``exhaustive_search`` (``HyperTuning``'s default algorithm) hands it a legacy ``RandomState``,
     which fails on the first trial. The module sees a numpy whose ``random.RandomState`` makes a
     ``Generator`` (the same seed, the same grid; RecBole reads nothing else from it)."""
-    import types
-
     import recbole.trainer.hyper_tuning as hyper_tuning
 
     if isinstance(hyper_tuning.np, types.ModuleType) and hyper_tuning.np.__name__ == "recbole_collm.compat.numpy":
@@ -86,7 +87,8 @@ def patch_exhaustive_search_rng() -> None:
 
 def race_free_ensure_dir() -> None:
     """RecBole's ``ensure_dir`` checks, then creates: two DDP processes building their trainers at
-    once both see no folder and the second ``makedirs`` fails (``FileExistsError``)."""
+    once both see no folder and the second ``makedirs`` fails (``FileExistsError``). A folder that
+    cannot be made (read-only disk, a file in the way) is one error naming it."""
     import os
 
     import recbole.trainer.trainer as recbole_trainer
@@ -94,10 +96,84 @@ def race_free_ensure_dir() -> None:
     import recbole.utils.utils as recbole_utils_utils
 
     def ensure_dir(dir_path: str) -> None:
-        os.makedirs(dir_path, exist_ok=True)
+        try:
+            os.makedirs(dir_path, exist_ok=True)
+        except OSError as err:  # one line naming the folder, not a traceback
+            raise InputError(f"{dir_path}: cannot make this folder ({err.strerror})") from None
 
     for module in (recbole_utils_utils, recbole_utils, recbole_trainer):
         module.ensure_dir = ensure_dir
+
+
+class _TrustedTorch(types.ModuleType):
+    """``torch`` as RecBole's checkpoint-reading modules see it: ``torch.load`` unpickles fully
+    (``weights_only=False``), PyTorch's default before 2.6. RecBole's checkpoints pickle its Config,
+    which the weights-only reader refuses; these modules read only files RecBole itself wrote (a
+    run's best model, a resume file, a pretrained model the user names). Everything else is torch."""
+
+    def __getattr__(self, name: str) -> Any:
+        import torch
+
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(f: Any, *args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        kwargs.setdefault("weights_only", False)
+        return torch.serialization.load(f, *args, **kwargs)  # torch.load itself, even while swapped
+
+
+# RecBole's modules that read its own checkpoints with torch.load: the trainer (best model, resume)
+# and the models that start from a pretrained RecBole model
+CHECKPOINT_READERS = (
+    "recbole.trainer.trainer",
+    "recbole.model.general_recommender.convncf",
+    "recbole.model.general_recommender.nais",
+    "recbole.model.general_recommender.neumf",
+    "recbole.model.general_recommender.ract",
+    "recbole.model.context_aware_recommender.kd_dagfm",
+    "recbole.model.sequential_recommender.s3rec",
+)
+
+
+def _trust_module(module: types.ModuleType) -> None:
+    module.torch = _TrustedTorch("torch")
+
+
+def _trust_quick_start(module: types.ModuleType) -> None:
+    """RecBole's ``load_data_and_model`` imports torch inside the function: it runs with a
+    ``torch.load`` that unpickles fully for its own duration (one thread reads a checkpoint)."""
+    original = module.load_data_and_model
+    if getattr(original, "_recbole_collm_trusted", False):
+        return
+
+    @functools.wraps(original)
+    def load_data_and_model(model_file):
+        import torch
+
+        weights_only_load = torch.load
+        torch.load = _TrustedTorch.load
+        try:
+            return original(model_file)
+        finally:
+            torch.load = weights_only_load
+
+    load_data_and_model._recbole_collm_trusted = True
+    module.load_data_and_model = load_data_and_model
+
+
+def trust_recbole_checkpoints() -> None:
+    """RecBole reads its checkpoints with ``torch.load(path)``, which PyTorch >= 2.6 refuses
+    (``weights_only``): RecBole's ``run_recbole`` ends in a traceback after training, and its
+    ``load_data_and_model`` cannot read any checkpoint. Each module that reads them is given
+    :class:`_TrustedTorch` when it is imported (now, if it already is); RecBole's quick start is
+    never imported here (it imports ray)."""
+    import wrapt
+
+    for name in CHECKPOINT_READERS:
+        wrapt.register_post_import_hook(_trust_module, name)
+    wrapt.register_post_import_hook(_trust_quick_start, "recbole.quick_start.quick_start")
 
 
 @functools.lru_cache(maxsize=None)
@@ -125,3 +201,4 @@ def apply() -> None:
     keep_anomaly_detection_off()
     patch_exhaustive_search_rng()
     race_free_ensure_dir()
+    trust_recbole_checkpoints()

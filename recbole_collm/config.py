@@ -11,7 +11,7 @@ import yaml
 from recbole.config.configurator import Config as RecBoleConfig
 from recbole.utils import argument_list
 
-from recbole_collm import compat, settings
+from recbole_collm import compat, protocol, settings
 from recbole_collm.errors import InputError, MissingInputError, first_line
 from recbole_collm.utils import get_model
 
@@ -87,6 +87,7 @@ class Config(RecBoleConfig):
         if self.final_config_dict.get("strict_config", True):
             self._check_unknown_keys()
         settings.validate(self.final_config_dict)
+        protocol.check_runs(self.model, self.model_class, self.final_config_dict)
         if "stage" in self.final_config_dict and hasattr(self.model_class, "stage_plan"):
             self.model_class.stage_plan(self.final_config_dict["stage"])  # each model declares its own stages
 
@@ -154,6 +155,12 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
+        if self.external_config_dict.get("protocol") == "recbole":
+            # RecBole's own settings, untouched by the plugin's yaml: RecBole's protocol
+            self.internal_config_dict["protocol"] = "recbole"
+            if {**self.internal_config_dict, **self.external_config_dict}.get("loss_type") == "CE":
+                self.internal_config_dict["train_neg_sample_args"] = None  # RecBole refuses sampling with CE
+            return
         model_mode = None
         for file in plugin_yaml_files(model, model_class, dataset):
             before = self.internal_config_dict.get("eval_args")
@@ -170,6 +177,7 @@ class Config(RecBoleConfig):
             # evaluation mode over the dataset yaml's, which owns the split
             self.internal_config_dict["eval_args"] = {**self.internal_config_dict["eval_args"], "mode": model_mode}
         self._apply_model_settings(model, model_class)
+        self.internal_config_dict.update(protocol.pairwise_defaults(model_class))
         # a plugin yaml may not change what kind of model this is
         self.internal_config_dict["MODEL_TYPE"] = model_class.type
 

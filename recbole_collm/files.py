@@ -117,11 +117,21 @@ MOVED_MODULES = {
 }
 
 
+# the plugin's pointwise CF models, renamed so that RecBole's LightGCN, SASRec and DIN are RecBole's
+RENAMED_CLASSES = {
+    (f"recbole_collm.model.{package}.{old.lower()}", old): (f"recbole_collm.model.{package}.{old.lower()}ctr", f"{old}CTR")
+    for package, old in (("general_recommender", "LightGCN"), ("sequential_recommender", "SASRec"),
+                         ("sequential_recommender", "DIN"))
+}
+
+
 class _Unpickler(pickle.Unpickler):
-    """Reads checkpoints written before a module moved (their pickled Config names its model class)."""
+    """Reads checkpoints written before a module moved or a model was renamed (their pickled Config
+    names its model class; ``settings.upgrade_settings`` then renames the model setting)."""
 
     def find_class(self, module: str, name: str):
-        return super().find_class(MOVED_MODULES.get(module, module), name)
+        module = MOVED_MODULES.get(module, module)
+        return super().find_class(*RENAMED_CLASSES.get((module, name), (module, name)))
 
 
 _PICKLE = types.SimpleNamespace(Unpickler=_Unpickler, load=pickle.load, __name__="recbole_collm.files")

@@ -229,7 +229,7 @@ def find_resume_file(config) -> str | None:
     resume = config["resume"]  # an existing file, auto or empty (checked when the Config was built)
     if not resume:
         return None
-    if str(resume).lower() != "auto":
+    if resume != "auto":
         return str(resume)
     candidates = glob.glob(os.path.join(config["checkpoint_dir"], f"{config['model']}-*-last.pth"))
     candidates = [c for c in candidates if not run_is_live(c)]  # a live run's files stay its own

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from recbole.utils import init_seed
 
@@ -60,7 +62,7 @@ def collaborative_source(config, dataset) -> CheckpointSource | None:
     path = config["cf_checkpoint"]
     if not path:
         return None
-    if str(path).lower() == "auto":
+    if path == "auto":
         raise InputError(AUTO_UNRESOLVED)
     checkpoint = read_checkpoint(path)
     accepted = get_model(config["model"]).cf_models
@@ -69,21 +71,26 @@ def collaborative_source(config, dataset) -> CheckpointSource | None:
         raise InputError(f"cf_checkpoint: {path} holds {name} weights; {config['model']} reads one of {', '.join(accepted)}")
     restored = restore(path, checkpoint=checkpoint)
     return CheckpointSource(restored.model, restored.dataset, dataset, origin=str(path),
-                            min_overlap=config["cf_min_overlap"], history_length=config["cf_history_length"])
+                            min_overlap=config["cf_min_overlap"], history_length=config["cf_history_length"],
+                            other_dataset=bool(config["cf_other_dataset"]))
 
 
 def _rebuild(config, token_maps: dict | None, loaders: bool) -> tuple:
     """The dataset (ids as when the model was saved: ``token_maps``), its splits and a fresh model,
-    the caller's random state left alone (the weights come from files, so the constructor's random
-    init must not consume it); ``loaders``: the splits as RecBole's loaders, seeded as RecBole's
-    ``load_data_and_model`` seeds them."""
+    seeded as RecBole's ``load_data_and_model`` seeds them — a random split (RecBole's ``order:
+    RO``) is then the one the model was trained on, and with it a graph model's graph — and the
+    caller's random state left alone (the weights come from files); ``loaders``: the splits as
+    RecBole's loaders."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
-        if loaders:
-            init_seed(config["seed"], config["reproducibility"])
+        init_seed(config["seed"], config["reproducibility"])
         dataset = create_dataset(config, token_maps)
         splits = data_preparation(config, dataset) if loaders else tuple(dataset.build())
         train = splits[0]._dataset if loaders else splits[0]
-        return dataset, splits, build_model(config, train)
+        model = build_model(config, train)
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+    return dataset, splits, model
 
 
 def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = "cpu", checkpoint: dict | None = None,
@@ -103,6 +110,9 @@ def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = 
         raise InputError(f"checkpoint file '{path}' is not a RecBole checkpoint (no config / state_dict)")
     config = checkpoint["config"]
     upgrade_settings(config)
+    if not os.path.isdir(config["data_path"]):  # RecBole would try to download it
+        raise MissingInputError(f"checkpoint file '{path}': its dataset folder {config['data_path']} is not there "
+                                f"(the atomic files of '{config['dataset']}' it was trained on)")
     if settings:
         validate(settings)
         for key, value in settings.items():

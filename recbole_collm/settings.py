@@ -17,7 +17,9 @@ RANK_BY = ("sum", "relative", "mean", "generate")
 SCORE_MODES = ("yes_no", "yes_logit")
 STORE_DTYPES = ("auto", "float16", "bfloat16", "float32")
 LLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
-CF_SOURCES = ("MF", "LightGCN", "SASRec", "DIN")
+# the collaborative models whose vectors fill the LLM models' slots: the plugin's (trained on labels, as
+# the paper) and RecBole's own (as run_recbole or the plugin's runner trained them)
+CF_SOURCES = ("MF", "LightGCNCTR", "SASRecCTR", "DINCTR", "BPR", "LightGCN", "SASRec", "DIN")
 LEARNERS = ("adam", "adamw", "sgd", "adagrad", "rmsprop", "sparse_adam")
 
 
@@ -83,6 +85,17 @@ def _file(what: str, auto: bool = False, also: tuple[str, ...] = ()) -> Callable
 POSITIVE_INT = _numeric(int, 0, above=True)
 
 
+def _writable_folder(key: str, value: Any) -> None:
+    """A folder that exists or can be made, and can be written (RecBole makes it when the trainer
+    starts, after the data is read: a traceback then)."""
+    folder = os.path.abspath(str(value))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{key}: '{value}' cannot be written ({existing} is not a writable folder)")
+
+
 def _whole_numbers(key: str, value: Any) -> None:
     """A positive whole number or a non-empty list of them (RecBole's ``topk``)."""
     values = value if isinstance(value, (list, tuple)) else [value]
@@ -107,6 +120,7 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "enable_amp": _boolean,
     "enable_scaler": _boolean,
     # the plugin's data settings
+    "protocol": _choice(("labeled", "recbole")),
     "train_rows_limit": OPTIONAL_POSITIVE_INT,
     "eval_rows_limit": OPTIONAL_POSITIVE_INT,
     "train_rows_sample": _choice(("recent", "random"), optional=True),
@@ -115,13 +129,14 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "cold_threshold": _numeric(int, 0),
     "MAX_ITEM_LIST_LENGTH": POSITIVE_INT,
     "resume": _file("a -last.pth checkpoint, auto or empty", auto=True),
+    "checkpoint_dir": _writable_folder,
     # the LLM models
     "llm_path": _file("a local Hugging Face model folder or a .gguf file (empty: the default SmolLM2)"),
     "llm_dtype": _choice(LLM_DTYPES),
     "llm_compute_dtype": _choice(COMPUTE_DTYPES, optional=True),
     "score_mode": _choice(SCORE_MODES),
     "lora_checkpoint": _file("a TALLRec/CoLLM checkpoint or its -adapter folder"),
-    "cf_checkpoint": _file("a saved MF/LightGCN/SASRec/DIN checkpoint, auto, or empty (T2)", auto=True),
+    "cf_checkpoint": _file(f"a saved checkpoint of {'/'.join(CF_SOURCES)}, auto, or empty (T2)", auto=True),
     "cf_model": _choice(CF_SOURCES),
     "lora_r": POSITIVE_INT,
     "prompt_history_length": POSITIVE_INT,
@@ -130,6 +145,7 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "cie_embedding_size": POSITIVE_INT,
     "cie_hidden_factor": POSITIVE_INT,
     "cf_min_overlap": _numeric(float, 0),
+    "cf_other_dataset": _boolean,
     "cie_learning_rate": OPTIONAL_POSITIVE_FLOAT,
     "cie_epochs": OPTIONAL_POSITIVE_INT,
     "lora_train_rows": OPTIONAL_POSITIVE_INT,
@@ -183,13 +199,25 @@ def upgrade_settings(settings) -> None:
                 value = store.pop(old)
                 if store.get(new) is None:
                     store[new] = value
+    model_class = getattr(settings, "model_class", None)
+    if isinstance(model_class, type) and stores and stores[0].get("model") != model_class.__name__:
+        # a model renamed since it was saved (its class is unpickled under the new name: files.RENAMED_CLASSES)
+        settings.model = stores[0]["model"] = model_class.__name__
+
+
+# keys whose value may be the word auto (any case), kept as "auto" once checked: one spelling to match
+AUTO_KEYS = ("cf_checkpoint", "resume", "text_encoder_path")
 
 
 def validate(config: dict) -> None:
-    """Check every key of ``config`` that has a rule, and that ``valid_metric`` is computed."""
+    """Check every key of ``config`` that has a rule, and that ``valid_metric`` is computed; the
+    word auto is stored in one spelling (``AUTO``, ``Auto`` → ``auto``)."""
     for key, rule in RULES.items():
         if key in config:
             rule(key, config[key])
+    for key in AUTO_KEYS:
+        if isinstance(config.get(key), str) and config[key].lower() == "auto":
+            config[key] = "auto"
     if "llm_compute_dtype" in config and config.get("enable_amp"):
         # one precision setting for the LLM models, applied by the model itself (training,
         # evaluation and the score/recommend commands alike)

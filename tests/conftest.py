@@ -14,15 +14,15 @@ TINY_DATA_ARG = f"--data_path={ROOT / 'tests' / 'data'}"
 SHARED_ML1M = ROOT.parent / "shared" / "data" / "ml-1m-collm"
 
 
-def tiny_config(model: str = "MF", tmp_path: Path | None = None, **overrides):
-    """A real RecBole Config for the tiny test dataset."""
+def tiny_config(model: str = "MF", tmp_path: Path | None = None, dataset: str = "tiny", **overrides):
+    """A real RecBole Config for the tiny test dataset (or a copy of it under another name)."""
     from recbole_collm import Config
 
     config_dict = {"epochs": 1, "show_progress": False, "state": "WARNING", "seed": 2023}
     if tmp_path is not None:
         config_dict["checkpoint_dir"] = str(tmp_path / "saved")
     config_dict.update(overrides)
-    return Config(model=model, dataset="tiny", config_file_list=[TINY_YAML], config_dict=config_dict)
+    return Config(model=model, dataset=dataset, config_file_list=[TINY_YAML], config_dict=config_dict)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -86,7 +86,7 @@ class TrainedCF(dict):
 
 @pytest.fixture(scope="session")
 def cf_checkpoints(tmp_path_factory) -> TrainedCF:
-    """MF, LightGCN, SASRec and DIN checkpoints on the tiny dataset: the CIE's sources (A-LLMRec reads the SASRec)."""
+    """MF, LightGCNCTR, SASRecCTR and DINCTR checkpoints on the tiny dataset: the CIE's sources (A-LLMRec reads the SASRecCTR)."""
     return TrainedCF(tmp_path_factory.mktemp("cf"))
 
 
@@ -107,7 +107,7 @@ def llm_config(model: str, llm_dir: Path, tmp_path: Path, **overrides):
 
 @pytest.fixture(scope="session")
 def sasrec_checkpoint(cf_checkpoints) -> str:
-    return cf_checkpoints["SASRec"]
+    return cf_checkpoints["SASRecCTR"]
 
 
 def ranking_llm_config(model: str, llm_dir: Path, tmp_path: Path, mode: str, **overrides):

@@ -147,7 +147,7 @@ def test_full_sort_or_labeled_evaluation_is_one_clear_error(tiny_llm_dir, sasrec
 
 
 def test_an_mf_checkpoint_is_refused(tiny_llm_dir, mf_checkpoint, tmp_path):
-    with pytest.raises(InputError, match=r"^cf_checkpoint: .*MF-.*\.pth holds MF weights; ALLMRec reads one of SASRec$"):
+    with pytest.raises(InputError, match=r"^cf_checkpoint: .*MF-.*\.pth holds MF weights; ALLMRec reads one of SASRecCTR, SASRec$"):
         build(tiny_llm_dir, tmp_path, mf_checkpoint)
 
 

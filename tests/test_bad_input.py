@@ -71,11 +71,11 @@ def test_checkpoint_of_another_model_type(tmp_path):
     result = run_recbole_collm(model="MF", dataset="tiny", config_file_list=[TINY_YAML],
                                config_dict={"epochs": 1, "checkpoint_dir": str(tmp_path), "state": "WARNING"})
     checkpoint = torch.load(result["model_file"], weights_only=False)
-    checkpoint["config"]["model"] = "BPR"
-    torch.save(checkpoint, tmp_path / "bpr.pth")
+    checkpoint["config"]["model"] = "NeuMF"
+    torch.save(checkpoint, tmp_path / "neumf.pth")
     dataset = CollmDataset(checkpoint["config"])
-    config = tiny_config("CoLLM", tmp_path, cf_checkpoint=str(tmp_path / "bpr.pth"))
-    with pytest.raises(InputError, match=r"^cf_checkpoint: .*bpr.pth holds BPR weights; CoLLM reads one of MF, LightGCN, SASRec, DIN$"):
+    config = tiny_config("CoLLM", tmp_path, cf_checkpoint=str(tmp_path / "neumf.pth"))
+    with pytest.raises(InputError, match=r"^cf_checkpoint: .*neumf.pth holds NeuMF weights; CoLLM reads one of MF, LightGCNCTR, SASRecCTR, DINCTR, BPR, LightGCN, SASRec, DIN$"):
         collaborative_source(config, dataset)
 
 

@@ -7,12 +7,12 @@ from sklearn.metrics import roc_auc_score
 from recbole_collm import load_data_and_model, run_recbole_collm
 from recbole_collm.data import CollmDataset
 from recbole_collm.evaluator.metrics import uauc
-from recbole_collm.model.general_recommender.lightgcn import LightGCN
+from recbole_collm.model.general_recommender.lightgcnctr import LightGCNCTR
 from recbole_collm.trainer import PluginTrainer
 from tests.conftest import TINY_YAML, tiny_config
 
 
-@pytest.mark.parametrize("model", ["MF", "LightGCN", "SASRec", "DIN"])
+@pytest.mark.parametrize("model", ["MF", "LightGCNCTR", "SASRecCTR", "DINCTR"])
 def test_baseline_trains_saves_and_reloads(model, tmp_path):
     result = run_recbole_collm(
         model=model, dataset="tiny", config_file_list=[TINY_YAML],
@@ -25,7 +25,7 @@ def test_baseline_trains_saves_and_reloads(model, tmp_path):
     assert test["warm_rows"] + test["cold_rows"] <= len(rows["label"]) and test["warm_rows"] > 0
 
     config, reloaded, _, _, _, test_data = load_data_and_model(result["model_file"])
-    package = "general_recommender" if model in ("MF", "LightGCN") else "sequential_recommender"
+    package = "general_recommender" if model in ("MF", "LightGCNCTR") else "sequential_recommender"
     assert type(reloaded).__module__ == f"recbole_collm.model.{package}.{model.lower()}"
     trainer = PluginTrainer(config, reloaded)
     again = trainer.evaluate(test_data, load_best_model=False)
@@ -34,9 +34,9 @@ def test_baseline_trains_saves_and_reloads(model, tmp_path):
 
 
 def test_lightgcn_graph_holds_only_train_positives():
-    config = tiny_config("LightGCN")
+    config = tiny_config("LightGCNCTR")
     train = CollmDataset(config).build()[0]
-    model = LightGCN(config, train)
+    model = LightGCNCTR(config, train)
     feat = train.inter_feat
     positive = feat["label"] > 0.5
     pairs = set(zip(feat["user_id"][positive].tolist(), feat["item_id"][positive].tolist()))
@@ -46,7 +46,7 @@ def test_lightgcn_graph_holds_only_train_positives():
 
 
 def test_sasrec_and_din_accept_empty_history():
-    for name in ("SASRec", "DIN"):
+    for name in ("SASRecCTR", "DINCTR"):
         config = tiny_config(name)
         train = CollmDataset(config).build()[0]
         from recbole_collm import get_model

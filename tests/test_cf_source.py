@@ -60,8 +60,8 @@ def test_auto_trains_cf_model_with_its_own_yaml_and_caches_it(tiny_llm_dir, tmp_
 
 def test_auto_with_a_model_that_cannot_feed_the_cie_is_one_error(tiny_llm_dir, tmp_path):
     """Refused when the settings are read, before any data or model is built."""
-    with pytest.raises(InputError, match="^cf_model: 'BPR' is not one of MF, LightGCN, SASRec, DIN$"):
-        llm_config("CoLLM", tiny_llm_dir, tmp_path, cf_model="BPR", cf_checkpoint="auto")
+    with pytest.raises(InputError, match="^cf_model: 'NeuMF' is not one of MF, LightGCNCTR, SASRecCTR, DINCTR, BPR, LightGCN, SASRec, DIN$"):
+        llm_config("CoLLM", tiny_llm_dir, tmp_path, cf_model="NeuMF", cf_checkpoint="auto")
 
 
 def test_auto_cf_model_gets_its_own_settings_not_the_llm_runs_command_line(tiny_llm_dir, tmp_path, monkeypatch):

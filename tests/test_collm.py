@@ -120,7 +120,7 @@ def test_ids_align_by_token_with_a_permuted_checkpoint(tiny_llm_dir, tmp_path):
     (folder / "tinyrev.item").write_text((ROOT / "tests/data/tiny/tiny.item").read_text())
     result = run_recbole_collm(model="MF", dataset="tinyrev", config_file_list=[TINY_YAML], config_dict={
         "epochs": 1, "data_path": str(tmp_path / "data"), "checkpoint_dir": str(tmp_path / "ck"), "state": "WARNING"})
-    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cf_checkpoint=result["model_file"])
+    config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cf_checkpoint=result["model_file"], cf_other_dataset=True)
     dataset = CollmDataset(config)
     source = collaborative_source(config, dataset)
     cf_config, cf_model, cf_dataset, *_ = load_data_and_model(result["model_file"])
@@ -142,7 +142,11 @@ def test_checkpoint_of_unrelated_dataset_is_rejected(tiny_llm_dir, tmp_path):
         "epochs": 1, "checkpoint_dir": str(tmp_path), "state": "WARNING", "eval_subsets": False,
         "metrics": ["AUC"], "train_rows_limit": 2000, "eval_rows_limit": 200})
     config = llm_config("CoLLM", tiny_llm_dir, tmp_path, cf_checkpoint=result["model_file"])
-    with pytest.raises(ValueError, match="cf_checkpoint: .* was trained on 'ml-100k'"):
+    with pytest.raises(ValueError, match="^cf_checkpoint: .* was trained on 'ml-100k', this run is on 'tiny'"):
+        build_model(config, train_split(config))
+    # taken when told, the tokens must still overlap: ml-100k's numeric ids cover tiny's, not the reverse
+    config["cf_other_dataset"] = True
+    with pytest.raises(ValueError, match=r"^cf_checkpoint: .* was trained on 'ml-100k'; user_id tokens overlap 100.0% / 4.2% "):
         build_model(config, train_split(config))
 
 
@@ -235,7 +239,7 @@ def test_adapter_and_cie_weights_are_safetensors(tiny_llm_dir, mf_checkpoint, tm
     assert lora and all(torch.equal(own[k], v) for k, v in lora.items())
 
 
-@pytest.mark.parametrize("source", ["LightGCN", "SASRec", "DIN"])
+@pytest.mark.parametrize("source", ["LightGCNCTR", "SASRecCTR", "DINCTR"])
 def test_every_cf_checkpoint_feeds_the_cie(source, cf_checkpoints, tiny_llm_dir, tmp_path):
     """The slots hold the CF model's own vectors: each row's user and item (and, for the sequence
     models, its last 3 history items: cf_history_length) looked up by token in the checkpoint's
@@ -258,7 +262,7 @@ def test_every_cf_checkpoint_feeds_the_cie(source, cf_checkpoints, tiny_llm_dir,
             return torch.as_tensor(cf_data.token2id(field, train.id2token(field, ids)))
 
         users, items = cf_ids("user_id", batch["user_id"]), cf_ids("item_id", batch["item_id"])
-        if source == "LightGCN":
+        if source == "LightGCNCTR":
             user_all, item_all = cf_model.forward()
             expected = user_all[users], item_all[items]
         else:
@@ -269,7 +273,7 @@ def test_every_cf_checkpoint_feeds_the_cie(source, cf_checkpoints, tiny_llm_dir,
                 last = cf_ids("item_id", seq[:n])[-3:]
                 seqs[r, : len(last)], lengths[r] = last, len(last)
             assert lengths.max() == 3 and lengths.min() < 3  # some rows cut, some shorter
-            if source == "SASRec":
+            if source == "SASRecCTR":
                 expected = cf_model.forward(seqs, lengths.clamp(min=1)), cf_model.item_embedding(items)
             else:
                 rows = Interaction({"user_id": users, "item_id": items, "item_id_list": seqs, "item_length": lengths})

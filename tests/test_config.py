@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from recbole.model.general_recommender.bpr import BPR
+from recbole.model.general_recommender.lightgcn import LightGCN as RecBoleLightGCN
 from recbole.utils import ModelType
 
 from recbole_collm import Config, get_model, get_trainer
@@ -16,7 +17,8 @@ from tests.conftest import ROOT, TINY_DATA_ARG, TINY_YAML, tiny_config
 
 def test_get_model_searches_plugin_then_recbole():
     assert get_model("MF") is MF
-    assert get_model("LightGCN").__module__ == "recbole_collm.model.general_recommender.lightgcn"
+    assert get_model("LightGCNCTR").__module__ == "recbole_collm.model.general_recommender.lightgcnctr"
+    assert get_model("LightGCN") is RecBoleLightGCN  # RecBole's own: no plugin model takes a RecBole name
     assert get_model("BPR") is BPR
     with pytest.raises(ValueError, match="NoSuchModel"):
         get_model("NoSuchModel")

@@ -8,11 +8,11 @@ from recbole_collm import Config, get_model
 from recbole_collm.data import CollmDataset
 from recbole_collm.errors import InputError
 from recbole_collm.model.llm_recommender.llm.prompts import SLOT_PATTERN, PromptBuilder
-from recbole_collm.model.sequential_recommender.din import DIN, Dice
+from recbole_collm.model.sequential_recommender.dinctr import DINCTR, Dice
 from recbole_collm.restore import build_model
 from tests.conftest import llm_config, tiny_config
 
-SOURCES = ["MF", "LightGCN", "SASRec", "DIN"]
+SOURCES = ["MF", "LightGCNCTR", "SASRecCTR", "DINCTR"]
 
 
 def collm(tiny_llm_dir, tmp_path, checkpoint, **overrides):
@@ -42,7 +42,7 @@ def test_frozen_source_gives_the_same_vectors_in_training_and_evaluation(source,
 def test_tuned_source_follows_the_trainer_mode(cf_checkpoints, tiny_llm_dir, tmp_path):
     """T1: a tuned SASRec's dropout is on in training (two calls differ) and off in evaluation;
     the same check on the frozen source above would fail without the pinning."""
-    model, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["SASRec"], tune_cf_model=True)
+    model, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["SASRecCTR"], tune_cf_model=True)
     batch = rows(train)
     model.train()
     assert model.cie.source.model.training
@@ -54,8 +54,8 @@ def test_tuned_source_follows_the_trainer_mode(cf_checkpoints, tiny_llm_dir, tmp
 
 # --- 2. DIN as the paper's CoLLM-DIN ----------------------------------------------------------
 def test_din_defaults_are_the_papers_mlp_with_dice():
-    config = tiny_config("DIN")
-    model = DIN(config, CollmDataset(config).build()[0])
+    config = tiny_config("DINCTR")
+    model = DINCTR(config, CollmDataset(config).build()[0])
     layers = list(model.mlp)
     linears = [m for m in layers if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(192, 200), (200, 80), (80, 1)]
@@ -78,7 +78,7 @@ def test_dice_is_the_papers_activation():
 
 
 def test_din_slots_have_the_official_composition(cf_checkpoints, tiny_llm_dir, tmp_path):
-    model, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["DIN"])
+    model, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["DINCTR"])
     din = model.cie.source.model
     batch = rows(train)
     user, item = model.cie.source(batch)
@@ -102,7 +102,7 @@ def test_din_slots_have_the_official_composition(cf_checkpoints, tiny_llm_dir, t
     assert not torch.allclose(model.cie.source(other)[0], user)
 
 
-@pytest.mark.parametrize("source", ["MF", "LightGCN", "SASRec"])
+@pytest.mark.parametrize("source", ["MF", "LightGCNCTR", "SASRecCTR"])
 def test_other_sources_say_their_user_vector_ignores_the_target(source, cf_checkpoints, tiny_llm_dir, tmp_path):
     model, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints[source])
     batch = rows(train)
@@ -120,7 +120,7 @@ def test_din_rows_of_one_user_keep_their_own_user_slot_on_the_shared_prefix_path
     them so — a DIN that claimed a target-blind user slot gives row 0's slot to every row."""
     from recbole.data.interaction import Interaction
 
-    model, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["DIN"])
+    model, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["DINCTR"])
     model.eval()
     batch = rows(train, 1).repeat_interleave(4)  # one user, one history, four targets
     batch.update(Interaction({"item_id": torch.tensor([3, 7, 11, 19])}))
@@ -161,7 +161,7 @@ def seen_history(model, batch):
 
 
 def test_sasrec_source_sees_the_last_25_items_and_the_prompt_the_last_10_titles(cf_checkpoints, tiny_llm_dir, tmp_path):
-    model, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["SASRec"])
+    model, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["SASRecCTR"])
     assert train.config["MAX_ITEM_LIST_LENGTH"] == 25 and model.cie.source.history_length == 25
     batch = long_history_batch(train)
     seen = seen_history(model, batch)
@@ -176,18 +176,18 @@ def test_sasrec_source_sees_the_last_25_items_and_the_prompt_the_last_10_titles(
 
 
 def test_din_source_reads_its_own_10_items_and_cf_history_length_caps_sasrec(cf_checkpoints, tiny_llm_dir, tmp_path):
-    din, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["DIN"])
+    din, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["DINCTR"])
     seen = seen_history(din, long_history_batch(train))
     assert seen["item_id_list"].shape[1] == 10 and seen["item_id_list"][0].tolist() == list(range(16, 26))
-    sasrec, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["SASRec"], cf_history_length=5)
+    sasrec, train = collm(tiny_llm_dir, tmp_path, cf_checkpoints["SASRecCTR"], cf_history_length=5)
     seen = seen_history(sasrec, long_history_batch(train))
     assert seen["item_id_list"].shape[1] == 25  # the model's own width, padded
     assert seen["item_id_list"][0, :6].tolist() == [21, 22, 23, 24, 25, 0] and int(seen["item_length"][0]) == 5
 
 
 def test_history_field_narrower_than_the_source_needs_is_one_error(cf_checkpoints, tiny_llm_dir, tmp_path):
-    with pytest.raises(InputError, match=r"MAX_ITEM_LIST_LENGTH: 10, but the SASRec source reads 25 history items"):
-        collm(tiny_llm_dir, tmp_path, cf_checkpoints["SASRec"], MAX_ITEM_LIST_LENGTH=10)
+    with pytest.raises(InputError, match=r"MAX_ITEM_LIST_LENGTH: 10, but the SASRecCTR source reads 25 history items"):
+        collm(tiny_llm_dir, tmp_path, cf_checkpoints["SASRecCTR"], MAX_ITEM_LIST_LENGTH=10)
 
 
 # --- 4. BOS -----------------------------------------------------------------------------------
@@ -281,10 +281,10 @@ def test_collm_with_bos_scores_the_same_on_the_plain_and_shared_prefix_paths(lla
 def test_ml1m_collm_properties_hold_the_official_cf_sizes():
     sizes = {name: Config(model=name, dataset="ml-1m-collm", config_dict={"state": "WARNING"}) for name in SOURCES}
     assert sizes["MF"]["embedding_size"] == 256
-    assert sizes["LightGCN"]["embedding_size"] == 64
-    assert sizes["SASRec"]["hidden_size"] == 64 and sizes["SASRec"]["MAX_ITEM_LIST_LENGTH"] == 25
-    assert sizes["DIN"]["embedding_size"] * 3 == 192 and sizes["DIN"]["MAX_ITEM_LIST_LENGTH"] == 10
+    assert sizes["LightGCNCTR"]["embedding_size"] == 64
+    assert sizes["SASRecCTR"]["hidden_size"] == 64 and sizes["SASRecCTR"]["MAX_ITEM_LIST_LENGTH"] == 25
+    assert sizes["DINCTR"]["embedding_size"] * 3 == 192 and sizes["DINCTR"]["MAX_ITEM_LIST_LENGTH"] == 10
     # dataset-specific: ml-100k keeps the model yaml's size; the user's setting still wins
     assert Config(model="MF", dataset="ml-100k")["embedding_size"] == 64
     assert Config(model="MF", dataset="ml-1m-collm", config_dict={"embedding_size": 32})["embedding_size"] == 32
-    assert get_model("DIN") is DIN
+    assert get_model("DINCTR") is DINCTR

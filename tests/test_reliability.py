@@ -55,7 +55,7 @@ def test_killed_collm_run_resumes_to_the_same_result(tiny_llm_dir, tmp_path):
 
 
 def test_same_seed_same_scores(tmp_path):
-    runs = [run_recbole_collm(model="SASRec", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
+    runs = [run_recbole_collm(model="SASRecCTR", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
         "epochs": 2, "state": "WARNING", "checkpoint_dir": str(tmp_path / str(k))}) for k in range(2)]
     assert runs[0]["test_result"] == runs[1]["test_result"]
 

@@ -1,6 +1,7 @@
 """RecBole Dataset for labeled (user, item, label) data with the CoLLM paper's extras."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from logging import getLogger
@@ -8,10 +9,11 @@ from logging import getLogger
 import numpy as np
 import torch
 from recbole.data.dataset import Dataset
-from recbole.utils import FeatureSource, FeatureType
+from recbole.utils import FeatureSource, FeatureType, ModelType
 
 from recbole_collm.data.history import PositiveHistory
 from recbole_collm.errors import InputError, MissingInputError
+from recbole_collm.protocol import implicit
 
 
 def _is_number(value: str, required: bool) -> bool:
@@ -42,6 +44,11 @@ class CollmDataset(Dataset):
     """
 
     def __init__(self, config, token_maps: dict | None = None):
+        model_class = config.model_class if hasattr(config, "model_class") else None
+        # the train rows the model learns from (recbole_collm.protocol): every labeled row, or the
+        # liked ones for an implicit-feedback model; a next-item model's targets need an earlier item
+        self._liked_train_rows = model_class is not None and implicit(model_class)
+        self._sequential = model_class is not None and model_class.type == ModelType.SEQUENTIAL
         self._saved_token_maps = token_maps
         self._file_columns = {}  # atomic file name -> its header's column names (_check_atomic_files)
         super().__init__(config)
@@ -226,6 +233,12 @@ class CollmDataset(Dataset):
         self.set_field_property(length_field, FeatureType.TOKEN, FeatureSource.INTERACTION, 1)
         self.inter_feat[list_field] = list(history)
         self.inter_feat[length_field] = length
+        # their vocabularies, as for any token field: RecBole's context-aware models embed every
+        # token field (the history as a bag of items, its length as a token) and ask each its size
+        self.field2id_token[list_field] = self.field2id_token[self.iid_field]
+        self.field2token_id[list_field] = self.field2token_id[self.iid_field]
+        self.field2id_token[length_field] = np.arange(max_len + 1).astype(str).astype(object)
+        self.field2token_id[length_field] = {token: i for i, token in enumerate(self.field2id_token[length_field])}
 
     def build(self):
         datasets = super().build()
@@ -233,7 +246,7 @@ class CollmDataset(Dataset):
         # each split's (user, item) rows before any row limit: what a full-sort query at a later
         # split masks as items the user already has (RecBole's rule for its full-sort evaluation)
         self.split_pairs = [(d.inter_feat[self.uid_field].numpy(), d.inter_feat[self.iid_field].numpy()) for d in datasets]
-        datasets = self._limit_rows(datasets)
+        datasets = self._limit_rows(self._protocol_rows(datasets))
         for dataset in datasets[1:]:
             # metrics do not depend on row order; a user's rows side by side share their prompt
             # prefix inside one eval batch (the LLM models' prefix cache)
@@ -243,6 +256,24 @@ class CollmDataset(Dataset):
         datasets[0].train_user_count = np.bincount(train[self.uid_field].numpy(), minlength=self.user_num)
         datasets[0].train_item_count = np.bincount(train[self.iid_field].numpy(), minlength=self.item_num)
         return datasets
+
+    def _protocol_rows(self, datasets: list) -> list:
+        """The train rows an implicit-feedback model learns from: the liked ones (a sequential
+        one's need an earlier liked item: RecBole's next-item targets always have one). A
+        RecBole sequential model reads an empty history as the all-padding sequence at position 0
+        (length 1; RecBole's models index the last real position), as the plugin's SASRecCTR does."""
+        out = list(datasets)
+        length_field = self.config["ITEM_LIST_LENGTH_FIELD"]
+        if self._liked_train_rows:
+            feat = out[0].inter_feat
+            keep = feat[self.label_field] > 0.5
+            if self._sequential:
+                keep &= feat[length_field] > 0
+            out[0] = out[0].copy(feat[keep])
+        if self._sequential:
+            for split in out:
+                split.inter_feat[length_field] = split.inter_feat[length_field].clamp(min=1)
+        return out
 
     def _limit_rows(self, datasets: list) -> list:
         """CPU budgets: ``train_rows_limit`` keeps the most recent train rows (by time;
@@ -268,15 +299,28 @@ class CollmDataset(Dataset):
                     out[k] = out[k].copy(out[k].inter_feat[keep])
         return out
 
-    def positive_inter_matrix(self, form: str = "coo"):
-        """User × item matrix of the positive rows only (the paper builds LightGCN's graph so)."""
+    @contextlib.contextmanager
+    def _liked_rows(self):
+        """``inter_feat`` holds the liked rows only while the block runs: what a model reads as
+        interactions (a dislike is a labeled row, not an interaction)."""
         feat = self.inter_feat
         positive = feat[self.label_field] > 0.5
-        if isinstance(positive, torch.Tensor):
-            feat = feat[positive]
-        else:
-            feat = feat[positive.to_numpy()]
-        return self._create_sparse_matrix(feat, self.uid_field, self.iid_field, form, None)
+        self.inter_feat = feat[positive] if isinstance(positive, torch.Tensor) else feat[positive.to_numpy()]
+        try:
+            yield
+        finally:
+            self.inter_feat = feat
+
+    def inter_matrix(self, form: str = "coo", value_field: str | None = None):
+        """RecBole's user × item matrix over the liked rows only (the paper builds LightGCN's graph
+        so; EASE, MultiVAE, ItemKNN and every other matrix reader read the same)."""
+        with self._liked_rows():
+            return super().inter_matrix(form, value_field)
+
+    def _history_matrix(self, row, value_field=None, max_history_len=None):
+        """RecBole's per-user / per-item history over the liked rows only (as :meth:`inter_matrix`)."""
+        with self._liked_rows():
+            return super()._history_matrix(row, value_field, max_history_len)
 
     def __str__(self) -> str:
         text = super().__str__()

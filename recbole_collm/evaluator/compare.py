@@ -56,6 +56,9 @@ class Comparison:
         return "not significant" if not self.significant else ("met" if self.difference > 0 else "missed")
 
     def __str__(self) -> str:
+        if not self.defined:
+            return (f"{self.metric.upper()} undefined (no comparison: {self.users} users with both labels in "
+                    f"{self.rows} rows)")
         verdict = "significant" if self.significant else "not significant"
         return (f"{self.metric.upper()} {self.a:.4f} vs {self.b:.4f}: difference {self.difference:+.4f}, "
                 f"{self.level:.0%} interval [{self.low:+.4f}, {self.high:+.4f}] ({verdict}; paired bootstrap over "

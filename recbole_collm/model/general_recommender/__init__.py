@@ -1,1 +1,1 @@
-"""General recommenders: a user and an item, no sequence (MF, LightGCN), trained on labeled rows."""
+"""General recommenders: a user and an item, no sequence (MF, LightGCNCTR), trained on labeled rows."""

@@ -42,7 +42,7 @@ def title_scores(token_ll: list[torch.Tensor], context_free: torch.Tensor, rank_
 class ALLMRec(LLMRecommender):
     """A-LLMRec on the plugin's rows (each positive row is a next-item query with its history).
 
-    - The CF model is a plugin SASRec checkpoint (``cf_checkpoint``; ``auto`` trains one, as for
+    - The CF model is a SASRecCTR or RecBole SASRec checkpoint (``cf_checkpoint``; ``auto`` trains one, as for
       CoLLM), frozen and in eval mode; the LLM is frozen.
     - ``align`` (stage 1): :class:`ItemTextAligner` maps SASRec's item embeddings and the titles'
       text vectors (:func:`title_embeddings`: a local sentence encoder, else the LLM's mean-pooled
@@ -65,7 +65,7 @@ class ALLMRec(LLMRecommender):
 
     uses_lora = False
     reads_cf_checkpoint = True  # built with its restored cf_checkpoint (recbole_collm.restore.build_model)
-    cf_models = ("SASRec",)  # it aligns a SASRec's items and reads its user representation
+    cf_models = ("SASRecCTR", "SASRec")  # it aligns a SASRec's items and reads its user representation
     tunable_modules = ("aligner", "projector")
     stage_sequence = ("align", "project")
 

@@ -85,7 +85,7 @@ class CoLLM(PointwiseMixin, LLMRecommender):
             raise InputError(NOT_HANDED.format(model=type(self).__name__))
         if config["cf_model"] == "MF":
             return ScratchMFSource(dataset, config["cie_embedding_size"])
-        raise InputError("cf_checkpoint: not set; give a saved MF/LightGCN/SASRec/DIN checkpoint, auto, or set cf_model: MF")
+        raise InputError(f"cf_checkpoint: not set; give a saved checkpoint of {'/'.join(CF_SOURCES)}, auto, or set cf_model: MF")
 
     # --- stages -------------------------------------------------------------------------------
     def _unfreeze(self, stage: str) -> None:

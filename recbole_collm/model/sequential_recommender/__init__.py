@@ -1,1 +1,1 @@
-"""Sequential recommenders: the user's history in order (SASRec, DIN), trained on labeled rows."""
+"""Sequential recommenders: the user's history in order (SASRecCTR, DINCTR), trained on labeled rows."""

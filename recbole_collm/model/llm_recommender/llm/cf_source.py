@@ -1,8 +1,10 @@
-"""Where the collaborative vectors come from: a trained MF / LightGCN / SASRec / DIN checkpoint
-(aligned to this dataset's ids by token), or an MF table trained from scratch inside CoLLM (T2)."""
+"""Where the collaborative vectors come from: a trained checkpoint (the plugin's MF / LightGCNCTR /
+SASRecCTR / DINCTR, or RecBole's own BPR / LightGCN / SASRec / DIN), aligned to this dataset's ids
+by token, or an MF table trained from scratch inside CoLLM (T2)."""
 from __future__ import annotations
 
 from logging import getLogger
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -14,6 +16,104 @@ from recbole_collm.errors import InputError
 NOT_HANDED = ("{model} reads its collaborative model from cf_checkpoint: build it with "
               "recbole_collm.build_model(config, dataset), which restores and aligns the checkpoint "
               "(or pass source=CheckpointSource(...))")
+
+
+class CollaborativeModel(Protocol):
+    """What a trained collaborative model offers the LLM models (:class:`CheckpointSource`). The
+    plugin's MF, LightGCNCTR, SASRecCTR and DINCTR implement it; RecBole's own BPR, LightGCN, SASRec
+    and DIN are read through :class:`RecBoleVectors`. Sequence models also have
+    ``max_seq_length`` (RecBole's), and a model whose user vector depends on the target item says
+    ``user_depends_on_target = True``."""
+
+    vector_dim: int
+
+    def user_item_vectors(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+        """The user's and the item's vectors for each row, as the model computes them to score it."""
+
+    def item_embedding(self, items: torch.Tensor) -> torch.Tensor:
+        """The model's own item embedding (A-LLMRec aligns it with the titles)."""
+
+    def predict(self, interaction) -> torch.Tensor:
+        """The model's score for each row."""
+
+
+def _bpr_vectors(model, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+    return model.user_embedding(interaction[model.USER_ID]), model.item_embedding(interaction[model.ITEM_ID])
+
+
+def _lightgcn_vectors(model, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+    users, items = model.forward()  # the propagated embeddings its scores are dot products of
+    return users[interaction[model.USER_ID]], items[interaction[model.ITEM_ID]]
+
+
+def _sasrec_vectors(model, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+    user = model.forward(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
+    return user, model.item_embedding(interaction[model.ITEM_ID])
+
+
+def _din_vectors(model, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input of DIN's prediction MLP, ``[pooled history, target, pooled · target]`` (it
+    depends on the target), and the target's embedding repeated to that width: the slots the
+    plugin's DINCTR fills, read from RecBole's own forward pass."""
+    seen = []
+    hook = model.dnn_mlp_layers.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        model.forward(interaction[model.USER_ID], interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN],
+                      interaction[model.POS_ITEM_ID])
+    finally:
+        hook.remove()
+    user = seen[0]
+    width = user.shape[-1] // 3
+    return user, user[:, width:2 * width].repeat(1, 3)
+
+
+# RecBole's class name -> (its vectors, their width)
+RECBOLE_READERS: dict[str, tuple[Callable, Callable[[nn.Module], int]]] = {
+    "BPR": (_bpr_vectors, lambda m: m.embedding_size),
+    "LightGCN": (_lightgcn_vectors, lambda m: m.latent_dim),
+    "SASRec": (_sasrec_vectors, lambda m: m.hidden_size),
+    "DIN": (_din_vectors, lambda m: m.dnn_list[0]),
+}
+
+
+class RecBoleVectors(nn.Module):
+    """A model RecBole trained (BPR, LightGCN, SASRec, DIN from ``run_recbole``, or through the
+    plugin's runner), offering :class:`CollaborativeModel`: its vectors read the way it computes
+    its own scores. A sequence model reads an empty history as RecBole's models can, the
+    all-padding sequence at position 0 (length 1)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        name = type(model).__name__
+        if name not in RECBOLE_READERS:
+            raise InputError(f"cf_checkpoint: a RecBole {name} checkpoint; the collaborative slots read one of "
+                             f"{', '.join(RECBOLE_READERS)} (RecBole's) or the plugin's MF, LightGCNCTR, SASRecCTR, DINCTR")
+        self.model = model
+        self._vectors, width = RECBOLE_READERS[name]
+        self.vector_dim = int(width(model))
+        self.max_seq_length = getattr(model, "max_seq_length", None)
+        self.user_depends_on_target = name == "DIN"
+
+    def _readable(self, interaction) -> Interaction:
+        if self.max_seq_length is None:
+            return interaction
+        length = self.model.ITEM_SEQ_LEN
+        return Interaction({**interaction.interaction, length: interaction[length].clamp(min=1)})
+
+    def user_item_vectors(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._vectors(self.model, self._readable(interaction))
+
+    def predict(self, interaction) -> torch.Tensor:
+        return self.model.predict(self._readable(interaction))
+
+    def item_embedding(self, items: torch.Tensor) -> torch.Tensor:
+        return self.model.item_embedding(items)
+
+
+def collaborative_model(model: nn.Module) -> nn.Module:
+    """``model`` as a :class:`CollaborativeModel`: the plugin's models are one; RecBole's are read
+    through :class:`RecBoleVectors`."""
+    return model if hasattr(model, "user_item_vectors") else RecBoleVectors(model)
 
 
 def token_map(source_tokens: np.ndarray, target_tokens: np.ndarray) -> tuple[torch.Tensor, float]:
@@ -40,12 +140,16 @@ class CheckpointSource(nn.Module):
 
     def __init__(
         self, model: nn.Module, cf_dataset, dataset, origin: str, min_overlap: float = 0.5,
-        history_length: int | None = None,
+        history_length: int | None = None, other_dataset: bool = False,
     ):
         super().__init__()
         cf_config = cf_dataset.config
         name = cf_config["model"]
-        self.model = model
+        if cf_dataset.dataset_name != dataset.dataset_name and not other_dataset:
+            # numeric tokens of unrelated datasets collide (ml-100k's users are ml-1m's too)
+            raise InputError(f"cf_checkpoint: {origin} was trained on '{cf_dataset.dataset_name}', this run is on "
+                             f"'{dataset.dataset_name}'; set cf_other_dataset: True to read it all the same")
+        self.model = collaborative_model(model)
         self.set_tuned(False)
         self.name, self.dim = name, self.model.vector_dim
         # sequence models read the most recent ``history_length`` (cf_history_length) history

@@ -56,7 +56,7 @@ def resolve_text_encoder(setting: str | None) -> str | None:
     """``text_encoder_path`` → the encoder folder, or None for the LLM's own title states."""
     if setting in (None, "", "llm"):
         return None
-    if str(setting).lower() != "auto":
+    if setting != "auto":
         return str(setting)
     folder = sbert_wheel_folder()
     if folder is None:

@@ -1,24 +1,22 @@
-"""LightGCN trained pointwise with BCE on a graph of the train positives (CoLLM's protocol)."""
+"""The paper's LightGCN: trained pointwise with BCE on a graph of the liked train rows."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 from recbole.model.general_recommender.lightgcn import LightGCN as RecBoleLightGCN
 
 from recbole_collm.model.pointwise import PointwiseMixin
 
 
-class LightGCN(PointwiseMixin, RecBoleLightGCN):
-    """RecBole's LightGCN propagation; the graph keeps only positive train rows (negatives are
-    not edges), and the loss is BCE on the label plus RecBole's L2 on the ego embeddings."""
+class LightGCNCTR(PointwiseMixin, RecBoleLightGCN):
+    """RecBole's LightGCN propagation on the graph of the liked train rows (the plugin's dataset
+    gives RecBole's ``inter_matrix`` those only: dislikes are not edges), trained with BCE on the
+    label plus RecBole's L2 on the ego embeddings (the paper's LightGCN; RecBole's own
+    ``LightGCN`` is BPR on the liked rows)."""
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self._init_pointwise(config, dataset)
         self.vector_dim = self.latent_dim
-        # RecBole builds the graph from every train row; rebuild it from the positives
-        self.interaction_matrix = dataset.positive_inter_matrix(form="coo").astype(np.float32)
-        self.norm_adj_matrix = self.get_norm_adj_mat().to(self.device)
 
     def user_item_vectors(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
         user_all, item_all = self.forward()

@@ -1,4 +1,5 @@
-"""SASRec over the positive history, scoring the target item pointwise with BCE."""
+"""The paper's SASRec: RecBole's encoder over the liked history, scoring the target item pointwise with
+BCE on the label (RecBole's own ``SASRec`` is the next-item model)."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec as RecBoleSASRec
 from recbole_collm.model.pointwise import PointwiseMixin
 
 
-class SASRec(PointwiseMixin, RecBoleSASRec):
+class SASRecCTR(PointwiseMixin, RecBoleSASRec):
     """RecBole's SASRec encoder on ``item_id_list`` (the last positive items); the logit is the
     sequence representation · the target item's embedding. An empty history is encoded as the
     all-padding sequence read at position 0."""

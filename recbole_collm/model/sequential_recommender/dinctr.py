@@ -1,4 +1,5 @@
-"""DIN as the CoLLM paper runs it (its official ``RecEncoder_DIN``), on the positive history."""
+"""The paper's DIN (its official ``RecEncoder_DIN``) on the liked history (RecBole's own ``DIN`` is
+RecBole's composition)."""
 from __future__ import annotations
 
 import torch
@@ -41,7 +42,7 @@ def dice_mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class DIN(PointwiseMixin, SequentialRecommender):
+class DINCTR(PointwiseMixin, SequentialRecommender):
     """Deep Interest Network with the official CoLLM composition.
 
     Three embedding tables of ``embedding_size`` each: user id, target item, history items (the
