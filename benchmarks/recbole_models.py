@@ -5,7 +5,7 @@ and what ends in a traceback.
     python -m benchmarks.recbole_models [--dataset ml-100k] [--models BPR,DeepFM] [--timeout 900]
 
 Writes ``benchmarks/results/recbole_models/<dataset>.md`` and ``.json``: model, RecBole type,
-outcome (runs / refused / traceback / timeout), test AUC and UAUC after one epoch, seconds
+outcome (runs / refused: its one line / NaN stop: the trainer's one line / traceback / timeout), test AUC and UAUC after one epoch, seconds
 (the whole process: data, one epoch, validation and test). One epoch trains nothing to its best:
 the AUC says the model runs on the protocol and learns something, not how good it is.
 """
@@ -34,6 +34,8 @@ try:
         "epochs": 1, "checkpoint_dir": sys.argv[3], "show_progress": False, "state": "ERROR"}, saved=False)
 except InputError as err:
     print("REFUSED " + str(err).splitlines()[0]); sys.exit(2)
+except FloatingPointError as err:  # the trainer's stop on a NaN loss (the command line prints this one line)
+    print("STOPPED " + str(err).splitlines()[0]); sys.exit(3)
 test = result["test_result"]
 print("RESULT " + json.dumps({"auc": test.get("auc"), "uauc": test.get("uauc"), "seconds": time.perf_counter() - start}))
 """
@@ -72,12 +74,15 @@ def run_one(model: str, dataset: str, timeout: int, folder: Path) -> dict:
     refused = next((line[8:] for line in lines if line.startswith("REFUSED ")), None)
     if done.returncode == 2 and refused:
         return {"outcome": "refused", "why": refused, "seconds": time.perf_counter() - start}
+    stopped = next((line[8:] for line in lines if line.startswith("STOPPED ")), None)
+    if done.returncode == 3 and stopped:
+        return {"outcome": "NaN stop", "why": stopped, "seconds": time.perf_counter() - start}
     last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
     return {"outcome": "traceback", "why": last[0][:200], "seconds": time.perf_counter() - start}
 
 
 def table(dataset: str, rows: dict) -> str:
-    counts = {k: sum(r["outcome"] == k for r in rows.values()) for k in ("runs", "refused", "traceback", "timeout")}
+    counts = {k: sum(r["outcome"] == k for r in rows.values()) for k in ("runs", "refused", "NaN stop", "traceback", "timeout")}
     lines = [f"RecBole's models through `run_recbole_collm.py` on {dataset}, labeled protocol, one epoch each: "
              + ", ".join(f"{v} {k}" for k, v in counts.items()) + f" of {len(rows)}.", "",
              "| model | RecBole type | outcome | AUC | UAUC | seconds | why |", "|---|---|---|---|---|---|---|"]

@@ -9,10 +9,15 @@ as interactions: on this protocol those are the liked rows only — a dislike is
 — and a pairwise one draws RecBole's uniform negative per positive, as RecBole trains it. Its
 predictions are then scored on the same labeled rows as every other model's.
 
-Knowledge-aware models need a knowledge graph and RecBole's knowledge dataset: they run on
-RecBole's own protocol only.
+Refused, with one line before any data is read: knowledge-aware models (a knowledge graph and
+RecBole's knowledge dataset), models that cannot score a labeled row (RecBole's CPR models rank the
+full catalogue only; DIEN needs RecBole's own dataset class) unless ``protocol: recbole``, and
+models whose item features or extra files the dataset lacks.
 """
 from __future__ import annotations
+
+import importlib.util
+import os
 
 from recbole.utils import InputType, ModelType
 
@@ -22,6 +27,14 @@ from recbole_collm.errors import InputError
 # on this protocol they learn from every labeled row, like the context-aware models
 # (tests/test_protocol.py checks this list against RecBole's source)
 LABEL_READERS = frozenset({"NeuMF", "DMF", "FISM", "NAIS", "NNCF", "DIN", "DIEN"})
+# RecBole 1.2.1's models that cannot score the plugin's labeled rows (tests/test_recbole_inside.py
+# checks them against RecBole's source): the CPR models' ``predict`` is disabled (full-sort ranking
+# only), and three train on what a dataset class of their own builds (DIEN: sampled negative
+# histories; GRU4RecKG, KSR: knowledge-graph entity sequences)
+FULL_SORT_ONLY = frozenset({"GRU4RecCPR", "SASRecCPR"})
+OWN_DATASET = frozenset({"DIEN", "GRU4RecKG", "KSR"})
+# packages a RecBole model imports only once it trains (not RecBole's own requirements)
+NEEDS_PACKAGE = {"NCL": ("faiss", "faiss-cpu")}
 # RecBole's own negative sampling for pairwise models (its overall.yaml default)
 RECBOLE_NEGATIVES = {"distribution": "uniform", "sample_num": 1, "alpha": 1.0, "dynamic": False, "candidate_num": 0}
 
@@ -61,6 +74,32 @@ def check_runs(model: str, model_class: type, config) -> None:
             f"model {model}: a knowledge-aware model needs a knowledge graph ({config['dataset']}.kg and .link files) "
             f"and RecBole's knowledge dataset; run it with recbole.quick_start.run_recbole on such a dataset"
         )
-    if model_class.type == ModelType.DECISIONTREE:
-        raise InputError(f"model {model}: RecBole's decision-tree models (lightgbm, xgboost) are not supported by the plugin; "
-                         "run it with recbole.quick_start.run_recbole")
+    if is_labeled(config) and model in FULL_SORT_ONLY:
+        raise InputError(f"model {model}: RecBole's {model} ranks the full catalogue only (its predict is disabled), "
+                         "so it cannot score labeled rows; run it with --protocol=recbole")
+    if is_labeled(config) and model in OWN_DATASET:
+        raise InputError(f"model {model}: RecBole's {model} trains on what its own dataset class builds "
+                         f"(RecBole's {model}Dataset); run it with --protocol=recbole")
+    if model in NEEDS_PACKAGE and importlib.util.find_spec(NEEDS_PACKAGE[model][0]) is None:
+        module, wheel = NEEDS_PACKAGE[model]
+        raise InputError(f"model {model}: needs the package '{module}' (pip install {wheel}), which is not installed")
+    _check_item_features(model, config)
+    for suffix in config.get("additional_feat_suffix") or []:
+        path = os.path.join(config["data_path"], f"{config['dataset']}.{suffix}")
+        if not os.path.isfile(path):
+            raise InputError(f"model {model}: reads {path} (additional_feat_suffix: {suffix}, e.g. pretrained entity "
+                             f"vectors), which is not there")
+
+
+def _check_item_features(model: str, config) -> None:
+    """A model that reads item features (``selected_features``, S3Rec's ``item_attribute``) the
+    dataset's ``load_col.item`` does not load fails after the data is read (a KeyError): say so."""
+    wanted = config.get("selected_features") or []
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    if config.get("item_attribute"):
+        wanted.append(config["item_attribute"])
+    loaded = ((config.get("load_col") or {}).get("item"))
+    missing = [f for f in wanted if loaded is not None and f not in loaded]
+    if missing:
+        raise InputError(f"model {model}: reads the item features {missing} (selected_features / item_attribute), "
+                         f"which load_col.item does not load ({loaded}); add them to load_col.item")

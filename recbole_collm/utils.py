@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
+import recbole.model
 from recbole.utils import get_trainer as get_recbole_trainer
 
 from recbole_collm import trainer as plugin_trainers
 from recbole_collm.errors import InputError
 
 MODEL_PACKAGES = ("general_recommender", "sequential_recommender", "llm_recommender")
+RECBOLE_MODELS = Path(recbole.model.__file__).parent
 
 
 def get_model(model_name: str) -> type:
@@ -32,7 +35,9 @@ def _recbole_model(model_name: str) -> type:
         module_path = f"recbole.model.{package}.{model_name.lower()}"
         try:
             found = importlib.util.find_spec(module_path) is not None
-        except ImportError:
+        except ImportError as err:  # the package itself needs what is missing (exlib: lightgbm, xgboost)
+            if (RECBOLE_MODELS / package / f"{model_name.lower()}.py").is_file():
+                raise InputError(f"model '{model_name}': RecBole's {package} needs a package this machine lacks ({err})") from None
             found = False
         if not found:
             continue

@@ -3,6 +3,7 @@ collaborative slots, RecBole's models on the labeled protocol, and no RecBole na
 from __future__ import annotations
 
 import glob
+import importlib
 import inspect
 import logging
 import os
@@ -25,7 +26,7 @@ from recbole_collm.data.utils import data_preparation
 from recbole_collm.errors import InputError
 from recbole_collm.evaluator.compare import paired_bootstrap
 from recbole_collm.model.sequential_recommender.sasrecctr import SASRecCTR
-from recbole_collm.protocol import LABEL_READERS
+from recbole_collm.protocol import FULL_SORT_ONLY, LABEL_READERS, OWN_DATASET
 from recbole_collm.restore import build_model, restore
 from recbole_collm.utils import MODEL_PACKAGES
 from tests.conftest import ROOT, TINY_YAML, llm_config, ranking_llm_config, tiny_config
@@ -142,7 +143,19 @@ def test_label_readers_are_the_recbole_models_whose_loss_reads_the_label():
     assert found == LABEL_READERS
 
 
-@pytest.mark.parametrize("name", ["DeepFM", "WideDeep", "DCNV2"])
+def test_refused_lists_are_recbole_s_models_that_cannot_score_labeled_rows():
+    """Checked against RecBole's source: the models whose ``predict`` is disabled, and the
+    sequential models RecBole gives a dataset class of their own."""
+    import recbole.data.dataset.customized_dataset as customized
+
+    disabled = {name for name, cls in vars(recbole_sequential).items() if isinstance(cls, type)
+                and hasattr(cls, "predict") and "assert False" in inspect.getsource(cls.predict)}
+    assert disabled == FULL_SORT_ONLY
+    own = {name[:-len("Dataset")] for name in vars(customized) if name.endswith("Dataset")} & set(vars(recbole_sequential))
+    assert own == OWN_DATASET
+
+
+@pytest.mark.parametrize("name", ["DeepFM", "WideDeep", "DCNV2", "KD_DAGFM"])  # KD_DAGFM scores in a column
 def test_context_aware_models_train_on_labeled_rows(name, tmp_path):
     result = run_recbole_collm(model=name, dataset="tiny", config_file_list=[TINY_YAML],
                                config_dict={"epochs": 2, "checkpoint_dir": str(tmp_path), "state": "WARNING", "seed": 2023})
@@ -201,6 +214,26 @@ def test_a_knowledge_aware_model_is_refused_before_data(monkeypatch):
                                          r"recbole.quick_start.run_recbole on such a dataset$"):
         Config(model="KGAT", dataset="tiny", config_file_list=[TINY_YAML])
     assert not built
+
+
+@pytest.mark.parametrize("name, why", [
+    ("SASRecCPR", "RecBole's SASRecCPR ranks the full catalogue only \\(its predict is disabled\\), so it cannot score "
+                  "labeled rows; run it with --protocol=recbole"),
+    ("DIEN", "RecBole's DIEN trains on what its own dataset class builds \\(RecBole's DIENDataset\\); run it with --protocol=recbole"),
+    ("FDSA", "reads the item features \\['class'\\] \\(selected_features / item_attribute\\), which load_col.item does not "
+             "load \\(\\['item_id', 'movie_title'\\]\\); add them to load_col.item"),
+    ("KSR", "reads .*tiny.ent \\(additional_feat_suffix: ent, e.g. pretrained entity vectors\\), which is not there"),
+])
+def test_models_that_cannot_run_here_are_refused_when_the_settings_are_read(name, why):
+    with pytest.raises(InputError, match=f"^model {name}: {why}$"):
+        tiny_config(name, protocol="recbole" if name == "KSR" else "labeled")
+
+
+def test_a_model_needing_a_missing_package_is_one_line():
+    if importlib.util.find_spec("faiss") is not None:
+        pytest.skip("faiss is installed here: RecBole's NCL runs")
+    with pytest.raises(InputError, match=r"^model NCL: needs the package 'faiss' \(pip install faiss-cpu\), which is not installed$"):
+        tiny_config("NCL")
 
 
 # --- no shadowing; old checkpoints --------------------------------------------------------------

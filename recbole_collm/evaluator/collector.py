@@ -28,6 +28,8 @@ class CollmCollector(Collector):
                 self.data_struct.set(key, torch.as_tensor(count))
 
     def eval_batch_collect(self, scores_tensor, interaction, positive_u, positive_i):
+        if scores_tensor.dim() == 2 and scores_tensor.shape[1] == 1 and len(scores_tensor) == len(interaction):
+            scores_tensor = scores_tensor.squeeze(1)  # one score per row in a column (RecBole's KD_DAGFM)
         super().eval_batch_collect(scores_tensor, interaction, positive_u, positive_i)
         if scores_tensor.dim() == 1 and self.uid_field in interaction:
             self.data_struct.update_tensor("data.uid", interaction[self.uid_field].to(self.device))
