@@ -1,11 +1,12 @@
 """CoLLM over RecBole's own LightGCN and SASRec checkpoints beside the plugin-trained LightGCNCTR and
 SASRecCTR: each CoLLM against its source on the same test rows, with the paired bootstrap interval.
 
-    python -m benchmarks.recbole_sources [--dataset ml-100k] [--recbole-epochs 30]
+    python -m benchmarks.recbole_sources [--dataset ml-100k] [--recbole-epochs 30] [--sequence-epochs 5]
 
 RecBole's checkpoints come from RecBole's own ``run_recbole`` on RecBole's protocol (every rated
-row an interaction, RecBole's split; SASRec next-item with its CE loss), as a RecBole user has
-them, capped at ``--recbole-epochs`` epochs (RecBole's early stopping within). The plugin's come
+row an interaction, RecBole's split; SASRec next-item with its CE loss; the interaction columns
+loaded), as a RecBole user has them, capped at ``--recbole-epochs`` epochs (``--sequence-epochs``
+for the SASRec models; RecBole's early stopping within). The plugin's come
 from ``run_recbole_collm.py`` with their yaml (BCE on labels). One LoRA stage (TALLRec on CoLLM's
 own LoRA budget: 200 of its 1,000 seeded train rows) is shared by the four CoLLM runs, which each
 train the CIE stage with CoLLM's defaults. Resumable: every finished run is kept under
@@ -18,6 +19,8 @@ import argparse
 import glob
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,12 +32,21 @@ SOURCES = (("LightGCN", "RecBole's run_recbole"), ("SASRec", "RecBole's run_recb
            ("LightGCNCTR", "the plugin's runner"), ("SASRecCTR", "the plugin's runner"))
 
 
-def cached(name: str, dataset: str, work) -> dict:
-    """``work()``'s record, computed once (``runs/<dataset>/<name>.json``)."""
+def cached(name: str, dataset: str, work, args: argparse.Namespace) -> dict:
+    """``work()``'s record, computed once (``runs/<dataset>/<name>.json``), in a process of its
+    own (``--step``): a RecBole run after an LLM run in one process trained ~15x slower here."""
     path = OUT / "runs" / dataset / f"{name}.json"
-    if path.is_file():
-        print(f"{name}: done earlier ({path})", flush=True)
+    if args.report_only:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    if args.step is None:
+        if not path.is_file():
+            subprocess.run([sys.executable, "-m", "benchmarks.recbole_sources", "--dataset", dataset, "--recbole-epochs",
+                            str(args.recbole_epochs), "--sequence-epochs", str(args.sequence_epochs), "--step", name],
+                           cwd=ROOT, check=True)
+        print(f"{name}: {path}", flush=True)
         return json.loads(path.read_text())
+    if args.step != name:
+        return json.loads(path.read_text()) if path.is_file() else {}
     start = time.perf_counter()
     record = {**work(), "seconds": None}
     record["seconds"] = time.perf_counter() - start
@@ -49,9 +61,13 @@ def recbole_checkpoint(name: str, dataset: str, epochs: int) -> dict:
     from recbole.quick_start import run_recbole
 
     folder = OUT / "saved" / dataset / name
-    settings = {"epochs": epochs, "checkpoint_dir": str(folder), "show_progress": False}
+    # the interaction columns only: RecBole's ml-100k default also loads item features, which its
+    # sequential loader joins for every history position (~2 min an epoch of SASRec on 2 cores)
+    settings = {"epochs": epochs, "checkpoint_dir": str(folder), "show_progress": False,
+                "load_col": {"inter": ["user_id", "item_id", "rating", "timestamp"]}}
     if name == "SASRec":
         settings["train_neg_sample_args"] = None  # RecBole's CE loss samples nothing
+        settings["MAX_ITEM_LIST_LENGTH"] = 25  # what CoLLM reads (cf_history_length); RecBole's 50 costs twice
     result = run_recbole(model=name, dataset=dataset, config_dict=settings)
     path = max(glob.glob(str(folder / f"{name}-*.pth")), key=os.path.getmtime)
     return {"model_file": path, "test_result": dict(result["test_result"])}
@@ -74,27 +90,39 @@ def plugin_run(model: str, dataset: str, settings: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k")
-    parser.add_argument("--recbole-epochs", type=int, default=30)
+    parser.add_argument("--recbole-epochs", type=int, default=30, help="the epoch cap of the four collaborative models")
+    parser.add_argument("--sequence-epochs", type=int, default=5,
+                        help="the SASRec models' cap (an epoch of RecBole's SASRec on ml-100k: ~1 min on 2 cores)")
+    parser.add_argument("--report-only", action="store_true", help="the table from the finished runs, computing nothing")
+    parser.add_argument("--step", default=None, help=argparse.SUPPRESS)  # one record, in its own process
     args = parse_args(parser)
     dataset = args.dataset
-    lora = cached("TALLRec", dataset, lambda: plugin_run("TALLRec", dataset, {"train_rows_limit": 1000, "lora_train_rows": 200}))
+    lora = cached("TALLRec", dataset, lambda: plugin_run("TALLRec", dataset, {"train_rows_limit": 1000, "lora_train_rows": 200}),
+                  args)
     rows = []
     for name, trained_by in SOURCES:
+        epochs = args.sequence_epochs if name.startswith("SASRec") else args.recbole_epochs
         if trained_by.startswith("RecBole"):
-            source = cached(f"recbole-{name}", dataset, lambda: recbole_checkpoint(name, dataset, args.recbole_epochs))
+            source = cached(f"recbole-{name}", dataset, lambda: recbole_checkpoint(name, dataset, epochs), args)
         else:
-            source = cached(name, dataset, lambda: plugin_run(name, dataset, {}))
+            source = cached(name, dataset, lambda: plugin_run(name, dataset, {"epochs": epochs}), args)
         collm = cached(f"CoLLM-{name}", dataset, lambda: plugin_run("CoLLM", dataset, {
-            "stage": "cie", "lora_checkpoint": lora["model_file"], "cf_checkpoint": source["model_file"]}))
+            "stage": "cie", "lora_checkpoint": lora["model_file"], "cf_checkpoint": source["model_file"]}), args)
         rows.append((name, trained_by, source, collm))
+    if args.step is not None:
+        return
         for line in collm["comparison"]:
             print(f"CoLLM-{name} vs its source: {line}", flush=True)
-    lines = [f"`python -m benchmarks.recbole_sources --dataset {dataset} --recbole-epochs {args.recbole_epochs}` "
+    lines = [f"`python -m benchmarks.recbole_sources --dataset {dataset} --recbole-epochs {args.recbole_epochs} "
+             f"--sequence-epochs {args.sequence_epochs}` "
              f"({time.strftime('%Y-%m-%d')}, 2 CPU cores, SmolLM2 bf16; CoLLM's CIE stage from one shared LoRA stage; "
              "the same test rows for CoLLM and its source)", "",
              "| source | trained by | source AUC | CoLLM AUC | CoLLM − source AUC [95% interval] | UAUC difference [95% interval] | CoLLM s |",
              "|---|---|---|---|---|---|---|"]
     for name, trained_by, source, collm in rows:
+        if not collm:
+            lines.append(f"| {name} | {trained_by} | not measured | | | | |")
+            continue
         by = {i["metric"]: i for i in collm["intervals"]}
         cells = []
         for metric in ("auc", "uauc"):
@@ -106,7 +134,7 @@ def main() -> None:
                      f"{fmt(collm['test_result'].get('auc'))} | {cells[0]} | {cells[1]} | {collm['seconds']:.0f} |")
     text = "\n".join(lines) + "\n"
     (OUT / f"{dataset}.md").write_text(text)
-    (OUT / f"{dataset}.json").write_text(json.dumps({name: {"trained_by": by, "collm": c} for name, by, _, c in rows},
+    (OUT / f"{dataset}.json").write_text(json.dumps({name: {"trained_by": by, "collm": c} for name, by, _, c in rows if c},
                                                    indent=1, default=float))
     print(text)
 

@@ -155,7 +155,7 @@ def test_refused_lists_are_recbole_s_models_that_cannot_score_labeled_rows():
     assert own == OWN_DATASET
 
 
-@pytest.mark.parametrize("name", ["DeepFM", "WideDeep", "DCNV2", "KD_DAGFM"])  # KD_DAGFM scores in a column
+@pytest.mark.parametrize("name", ["DeepFM", "KD_DAGFM"])  # KD_DAGFM scores in a column
 def test_context_aware_models_train_on_labeled_rows(name, tmp_path):
     result = run_recbole_collm(model=name, dataset="tiny", config_file_list=[TINY_YAML],
                                config_dict={"epochs": 2, "checkpoint_dir": str(tmp_path), "state": "WARNING", "seed": 2023})
@@ -190,7 +190,7 @@ def test_implicit_models_read_the_liked_rows_only():
 
 
 def test_recbole_models_score_labeled_rows(tmp_path):
-    for name in ("BPR", "EASE", "SASRec", "NeuMF"):
+    for name in ("BPR", "SASRec"):  # pairwise on liked rows; next-item with empty histories read at position 0
         result = run_recbole_collm(model=name, dataset="tiny", config_file_list=[TINY_YAML],
                                    config_dict={"epochs": 1, "checkpoint_dir": str(tmp_path / name), "state": "WARNING"})
         rows = result["test_rows"]
