@@ -21,12 +21,17 @@ from recbole_collm.errors import InputError
 from recbole_collm.protocol import is_labeled, reads_labels
 
 
+def uses_labeled_rows(config) -> bool:
+    """Whether the run's data is the plugin's labeled dataset (:func:`create_dataset`)."""
+    return config["MODEL_TYPE"] == ModelType.CONTEXT or is_labeled(config)
+
+
 def create_dataset(config, token_maps: dict | None = None):
     """``CollmDataset`` for the labeled protocol — every context-type model, and RecBole's general
     and sequential models evaluated on labeled rows (:mod:`recbole_collm.protocol`) — and
     RecBole's own dataset for RecBole's protocol (its ranking evaluation). ``token_maps``: a
     checkpoint's user/item tokens in id order (:class:`CollmDataset`)."""
-    if config["MODEL_TYPE"] == ModelType.CONTEXT or is_labeled(config):
+    if uses_labeled_rows(config):
         return CollmDataset(config, token_maps)
     if token_maps:
         raise InputError(f"token_maps: only the plugin's labeled dataset takes a checkpoint's ids, not {config['model']}'s")
@@ -60,7 +65,7 @@ def data_preparation(config, dataset):
             "use ranking metrics, e.g. metrics: [Hit, NDCG, MRR], valid_metric: NDCG@10"
         )
     train_data, valid_data, test_data = recbole_data_preparation(config, dataset)
-    if config["MODEL_TYPE"] == ModelType.CONTEXT or is_labeled(config):
+    if uses_labeled_rows(config):
         if reads_labels(config.model_class):  # an implicit-feedback model trains on the liked rows alone
             _check_both_labels(config, train_data, "train", "the model learns from both")
         if not is_ranking(config):
