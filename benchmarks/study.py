@@ -42,7 +42,10 @@ class Run:
 
 def plan() -> list[Run]:
     """The paper's rows, in an order where every run comes after the runs it needs."""
-    runs = [Run(name, model, "Collaborative", llm=False) for name, model in CF_MODELS.items()]
+    # what learning means on these rows: popularity (every train row) and each item's positive rate
+    # in the LLM's own train rows (the LLM settings' sample: memorising titles scores this much)
+    runs = [Run("Pop", "Pop", "Reference", llm=False), Run("ItemRate", "ItemRate", "Reference")]
+    runs += [Run(name, model, "Collaborative", llm=False) for name, model in CF_MODELS.items()]
     runs += [Run(m, m, "CTR", llm=False) for m in CTR_MODELS]
     runs += [
         Run("ICL", "ICL", "LLM"),

@@ -10,7 +10,12 @@ compute dtype (``llm_compute_dtype``; float32 against bf16 by default), with the
 - validation pass: --valid-rows valid rows (sorted by user and time, as the plugin evaluates),
   eval_batch_size rows per batch, no autograd, with the store;
 - stage-1 batches: the first --stage1-batches batches of an epoch of the whole train split from
-  the prefix-grouped loader, forward + backward + AdamW step on LoRA.
+  the prefix-grouped loader, forward + backward + AdamW step on LoRA;
+- LoRA-stage epochs (TALLRec, text prompts): --lora-rows seeded train rows for --lora-epochs
+  epochs with LoRA on every layer (``lora_layers`` 0: the paper's, and the engine's shared prefixes)
+  and on the top K layers (--lora-layers; the frozen layers below run once per prompt): rows/s of
+  the first and of the later epochs, and the peak memory above the loaded model.
+  ``--lora-only`` measures this part alone.
 ``--baselines`` also measures what the engine's cross-batch parts are compared with: stage 2 and
 validation without a store, stage 1 from RecBole's shuffled loader.
 Prints rows/s per epoch/pass/loader, the ratios, the store's hit rate and size.
@@ -24,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import build_llm, parse_args  # noqa: E402
+from benchmarks.common import PeakMemory, build_llm, parse_args  # noqa: E402
 
 
 def build(dataset: str, store_mb: int, args, dtype: str):
@@ -88,6 +93,32 @@ def validation(model, rows, batch_size: int) -> float:
     return len(rows) / (time.perf_counter() - start)
 
 
+def lora_epochs(args, dtype: str, layers: int) -> dict:
+    """rows/s per epoch of TALLRec's LoRA training on the same seeded rows, and peak memory."""
+    import torch
+
+    config, model, train, _, _ = build_llm("TALLRec", args.dataset, {"lora_layers": layers or None, "llm_compute_dtype": dtype})
+    rows = train.inter_feat[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: args.lora_rows]]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    with PeakMemory() as memory:
+        speeds = [epoch(model, optimizer, rows, config["train_batch_size"]) for _ in range(args.lora_epochs)]
+    print(f"{dtype} LoRA on {'every layer' if not layers else f'the top {layers} layers'}: epochs "
+          + ", ".join(f"{r:.2f}" for r in speeds) + f" rows/s; peak memory +{memory.mib:.0f} MiB"
+          + (f"; {model.lower.summary()}" if model.lower is not None else ""), flush=True)
+    return {"epochs": speeds, "mib": memory.mib}
+
+
+def lora_table(args, dtype: str) -> None:
+    figures = {layers: lora_epochs(args, dtype, layers) for layers in [0, *args.lora_layers]}
+    today = figures[0]["epochs"][-1]
+    print(f"\n{dtype}, {args.lora_rows} rows × {args.lora_epochs} epochs\n"
+          "| LoRA on | first epoch rows/s | later epochs rows/s | later / every layer's | peak memory MiB |\n|---|---|---|---|---|")
+    for layers, f in figures.items():
+        later = sum(f["epochs"][1:]) / max(1, len(f["epochs"]) - 1)
+        print(f"| {'every layer' if not layers else f'top {layers}'} | {f['epochs'][0]:.2f} | {later:.2f} | "
+              f"{later / today:.2f}x | {f['mib']:.0f} |")
+
+
 def measure(args, dtype: str) -> dict:
     """Every figure in one compute dtype."""
     import torch
@@ -121,7 +152,15 @@ def main() -> None:
     parser.add_argument("--stage1-batches", type=int, default=12)
     parser.add_argument("--compute-dtypes", nargs="+", default=["float32", "bfloat16"])
     parser.add_argument("--baselines", action="store_true", help="also without the store and from RecBole's shuffled loader")
+    parser.add_argument("--lora-rows", type=int, default=200)
+    parser.add_argument("--lora-epochs", type=int, default=3)
+    parser.add_argument("--lora-layers", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--lora-only", action="store_true", help="only the LoRA-stage epochs")
     args = parse_args(parser)
+    for dtype in args.compute_dtypes:
+        lora_table(args, dtype)
+    if args.lora_only:
+        return
     figures = {dtype: measure(args, dtype) for dtype in args.compute_dtypes}
     rows = [("stage-1 batches (grouped loader)", lambda f: f["grouped"]),
             ("stage-2 first epoch (store)", lambda f: f["store"]["epochs"][0]),

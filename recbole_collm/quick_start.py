@@ -56,6 +56,7 @@ def run_recbole_collm(
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
         test_seconds = time.perf_counter() - start
     source_result = evaluate_source(trainer, model_obj, test_data, config)
+    stage_results = trainer.evaluate_stages(test_data) if saved and hasattr(trainer, "evaluate_stages") else {}
 
     environment = get_environment(config)
     logger.info("The running environment of this training is as follows:\n" + environment.draw())
@@ -68,6 +69,13 @@ def run_recbole_collm(
             comparison = compare_rows(test_result.rows, source_result.rows, seed=config["seed"])
             for line in comparison:
                 logger.info(set_color(f"{config['model']} vs its source", "yellow") + f": {line}")
+    stage_comparisons = {}
+    for stage, result in stage_results.items():
+        logger.info(set_color(f"its {stage} stage alone, same test rows", "yellow") + f": {format_result(result)}")
+        if getattr(test_result, "rows", None) is not None and getattr(result, "rows", None) is not None:
+            stage_comparisons[stage] = compare_rows(test_result.rows, result.rows, seed=config["seed"])
+            for line in stage_comparisons[stage]:
+                logger.info(set_color(f"{config['model']} vs its {stage} stage", "yellow") + f": {line}")
     return {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
@@ -79,6 +87,9 @@ def run_recbole_collm(
         "test_rows": _test_rows(data, getattr(test_result, "rows", None)),
         "source_test_result": source_result,
         "source_comparison": comparison,  # paired bootstrap over users (AUC, UAUC), None without a source
+        "stage_test_results": stage_results,  # CoLLM: its LoRA stage's best checkpoint on the same test rows
+        "stage_comparisons": stage_comparisons,  # paired bootstrap over users against each of them
+        "history": getattr(trainer, "history", None),  # LLM models: per epoch, train rows and validation
     }
 
 

@@ -65,6 +65,12 @@ def _choice(options: tuple, optional: bool = False) -> Callable[[str, Any], None
     return check
 
 
+def _fraction(key: str, value: Any) -> None:
+    number = _number(value, float)
+    if number is None or not 0 <= number <= 1:
+        raise InputError(f"{key}: '{value}' must be a number from 0 to 1 (a fraction of the learning rate)")
+
+
 def _boolean(key: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise InputError(f"{key}: '{value}' must be True or False")
@@ -124,6 +130,7 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "train_rows_limit": OPTIONAL_POSITIVE_INT,
     "eval_rows_limit": OPTIONAL_POSITIVE_INT,
     "train_rows_sample": _choice(("recent", "random"), optional=True),
+    "eval_rows_sample": _choice(("rows", "users"), optional=True),
     "full_sort_items": OPTIONAL_POSITIVE_INT,
     "warm_threshold": _numeric(int, 0),
     "cold_threshold": _numeric(int, 0),
@@ -149,6 +156,12 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "cie_learning_rate": OPTIONAL_POSITIVE_FLOAT,
     "cie_epochs": OPTIONAL_POSITIVE_INT,
     "lora_train_rows": OPTIONAL_POSITIVE_INT,
+    "lora_epochs": OPTIONAL_POSITIVE_INT,
+    "lora_learning_rate": OPTIONAL_POSITIVE_FLOAT,
+    "lora_layers": OPTIONAL_POSITIVE_INT,
+    "lower_store_mb": _numeric(float, 0, optional=True, hint="MB; 0 or empty: no store"),
+    "min_lr_ratio": _fraction,
+    "item_rate_prior": _numeric(float, 0),
     # A-LLMRec and CLLM4Rec: their first stage's own budget (the last stage: epochs, learning_rate)
     "align_epochs": OPTIONAL_POSITIVE_INT,
     "align_learning_rate": OPTIONAL_POSITIVE_FLOAT,

@@ -293,11 +293,38 @@ class CollmDataset(Dataset):
             out[0] = out[0].copy(out[0].inter_feat[keep])
         if eval_limit:
             generator = torch.Generator().manual_seed(int(self.config["seed"]))
+            per_user = self.config["eval_rows_sample"] == "users"
             for k in (1, 2):
                 if len(out[k]) > eval_limit:
-                    keep = torch.randperm(len(out[k]), generator=generator)[:eval_limit].sort().values
-                    out[k] = out[k].copy(out[k].inter_feat[keep])
+                    feat = out[k].inter_feat
+                    keep = (self._user_sample(feat, eval_limit, generator) if per_user
+                            else torch.randperm(len(feat), generator=generator)[:eval_limit].sort().values)
+                    out[k] = out[k].copy(feat[keep])
         return out
+
+    def _user_sample(self, feat, limit: int, generator: torch.Generator, per_user: int = 3) -> torch.Tensor:
+        """``eval_rows_sample: users``: seeded users that have both labels in the split, ``per_user``
+        rows each (one liked, one disliked, the rest drawn from their other rows), until ``limit``
+        rows: UAUC then covers ~``limit / per_user`` users, where a random sample of rows leaves
+        most users with one row or one label (300 ml-100k test rows: 21 users with both)."""
+        users, labels = feat[self.uid_field], feat[self.label_field] > 0.5
+        order = torch.randperm(len(feat), generator=generator)  # one seeded shuffle decides every draw
+        rows_of: dict[int, list[int]] = {}
+        for row in order.tolist():
+            rows_of.setdefault(int(users[row]), []).append(row)
+        keep: list[int] = []
+        for user in torch.randperm(int(users.max()) + 1, generator=generator).tolist():
+            rows = rows_of.get(user, [])
+            liked = [r for r in rows if labels[r]]
+            disliked = [r for r in rows if not labels[r]]
+            if not liked or not disliked:
+                continue
+            first = [liked[0], disliked[0]]
+            chosen = first + [r for r in rows if r not in first][: per_user - 2]
+            keep += chosen[: limit - len(keep)]
+            if len(keep) >= limit:
+                break
+        return torch.tensor(sorted(keep), dtype=torch.long)
 
     @contextlib.contextmanager
     def _liked_rows(self):

@@ -30,8 +30,14 @@ class PointwiseMixin(CandidateRankingMixin):
         return 0.0
 
     def calculate_loss(self, interaction) -> torch.Tensor:
-        loss = self.bce(self.logits(interaction), interaction[self.LABEL].float())
-        return loss + self.regularization(interaction)
+        return self.loss_and_logits(interaction)[0]
+
+    def loss_and_logits(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss and the rows' logits it was computed from: the trainer reports the
+        train rows' AUC from them without scoring the rows twice."""
+        logits = self.logits(interaction)
+        loss = self.bce(logits, interaction[self.LABEL].float())
+        return loss + self.regularization(interaction), logits
 
     def predict(self, interaction) -> torch.Tensor:
         return torch.sigmoid(self.logits(interaction))

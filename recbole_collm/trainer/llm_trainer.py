@@ -9,6 +9,7 @@ import os
 import numpy as np
 import torch
 from recbole.trainer import Trainer
+from sklearn.metrics import roc_auc_score
 from recbole.utils import set_color
 from torch.nn.utils.clip_grad import clip_grad_norm_
 from tqdm import tqdm
@@ -43,6 +44,12 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
         self.stage_epochs = {s: optional_positive(config, f"{s}_epochs", int) or int(config["epochs"]) for s in self.stages}
         self.accumulation = max(1, int(config["gradient_accumulation_steps"] or 1))
         self.warmup_steps = int(config["warmup_steps"] or 0)
+        # the cosine schedule ends at this fraction of the stage's learning rate (official CoLLM:
+        # 8e-5 of 1e-3), so the epochs that early stopping lets run still learn
+        self.min_lr_ratio = float(config["min_lr_ratio"] or 0.0)
+        self._stage_best: dict[str, tuple[float, dict | None]] = {}  # each finished stage's best validation
+        # per epoch: stage, epoch, the train rows' AUC, mean loss and label entropy, the validation result
+        self.history: list[dict] = []
         self.train_batch_size = int(config["train_batch_size"])
         self.eval_step_setting = int(config["eval_step"])
         self._stage_at = 0  # index in self.stages of the stage being trained
@@ -96,7 +103,31 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
                 self._enter_stage(at)
             self.saved_model_file = self._stage_file(at)
             result = self._fit_stage(train_data, valid_data, verbose, saved, show_progress, callback_fn, on_validation)
+            self._stage_best[self.stages[at]] = (self.best_valid_score, self.best_valid_result)
+        if saved and valid_data and len(self.stages) > 1:
+            result = self._keep_best_stage() or result
         return result
+
+    def _keep_best_stage(self) -> tuple | None:
+        """Validation decides which stage's weights the run keeps: when an earlier stage validated
+        better than the last one's best epoch (CoLLM's LoRA stage against its CIE stage), its
+        checkpoint becomes the run's, so the run never ends below a stage it went through."""
+        last = self.stages[-1]
+        better = (lambda a, b: a > b) if self.valid_metric_bigger else (lambda a, b: a < b)
+        best = last
+        for stage in self.stages[:-1]:
+            if stage in self._stage_best and better(self._stage_best[stage][0], self._stage_best[best][0]):
+                best = stage
+        scores = ", ".join(f"{s} {self._stage_best[s][0]:.4f}" for s in self.stages if s in self._stage_best)
+        if best == last:
+            self.logger.info(set_color(f"Keeping the {last} stage's weights (best {self.valid_metric} by stage: {scores})", "green"))
+            return None
+        self.logger.info(set_color(f"Keeping the {best} stage's weights: its {self.valid_metric} beats the {last} stage's "
+                                   f"best epoch ({scores})", "yellow"))
+        self._load_model_file(self._stage_file(self.stages.index(best)))  # sets the model to that stage
+        self.best_valid_score, self.best_valid_result = self._stage_best[best]
+        self._save_checkpoint(-1, verbose=False)
+        return self.best_valid_score, self.best_valid_result
 
     def _fit_stage(self, train_data, valid_data, verbose, saved, show_progress, callback_fn, on_validation):
         self.epochs = self.stage_epochs[self.model.stage]
@@ -106,10 +137,13 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
                 self._save_checkpoint(-1, verbose=verbose)
             self.eval_collector.data_collect(train_data)
             return self.best_valid_score, None
-        from transformers import get_cosine_schedule_with_warmup
+        from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
+        # planned over the stage's epochs (early stopping may end it sooner); warmup at most a
+        # tenth of the planned steps, so a short run is not all warmup
         steps = max(1, self.epochs * math.ceil(self._epoch_batches(train_data) / self.accumulation))
-        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, min(self.warmup_steps, steps // 10), steps)
+        self.scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+            self.optimizer, min(self.warmup_steps, steps // 10), steps, min_lr_rate=self.min_lr_ratio)
         if self._pending_scheduler is not None:
             self.scheduler.load_state_dict(self._pending_scheduler)
             # building the scheduler reset the learning rates to step 0's; put back the saved ones
@@ -120,11 +154,12 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
 
     def _resume_state(self) -> dict:
         state = super()._resume_state()
-        state.update(stage=self.model.stage, final_file=self._final_file)
+        state.update(stage=self.model.stage, final_file=self._final_file, stage_best=self._stage_best)
         return state
 
     def _restore_stage(self, checkpoint: dict) -> None:
         self._final_file = checkpoint.get("final_file")
+        self._stage_best = dict(checkpoint.get("stage_best") or {})
         stage = checkpoint.get("stage")
         if stage in self.stages and self.stages.index(stage) > 0:
             self._enter_stage(self.stages.index(stage))
@@ -142,13 +177,14 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
         if self.distributed and train_data.shuffle:
             train_data.sampler.set_epoch(epoch_idx)
         self.optimizer.zero_grad()
+        seen = _TrainRows(self.model)
         for batch_idx, interaction in enumerate(batches):
             interaction = interaction.to(self.device)
             sync = 0
             if self.distributed:  # RecBole's way: every trainable parameter's gradient is averaged
                 self.set_reduce_hook()
                 sync = self.sync_grad_loss()
-            loss = self.model.calculate_loss(interaction) + sync
+            loss = seen.loss(interaction) + sync
             self._check_nan(loss, interaction)
             self.scaler.scale(loss / self.accumulation).backward()
             total_loss += loss.item()
@@ -162,6 +198,9 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
                 self.optimizer.zero_grad()
             if show_progress:
                 batches.set_postfix(loss=f"{loss.item():.4f}")
+        self.history.append({"stage": self.model.stage, "epoch": epoch_idx, **seen.record()})
+        if seen.labels:
+            self.logger.info(f"epoch {epoch_idx} ({self.model.stage}) train rows: {seen.summary()}")
         self._log_prefix_store()
         return total_loss
 
@@ -174,15 +213,39 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
         return len(train_data)
 
     # --- evaluation and checkpoints -------------------------------------------------------------
+    def _valid_epoch(self, valid_data, show_progress=False):
+        valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        if self.history and self.history[-1]["stage"] == self.model.stage and "valid" not in self.history[-1]:
+            self.history[-1]["valid"] = {k: float(v) for k, v in valid_result.items()}
+        return valid_score, valid_result
+
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         result = super().evaluate(eval_data, load_best_model, model_file, show_progress)
         self._log_prefix_store()
         return result
 
+    def evaluate_stages(self, eval_data, show_progress: bool = False) -> dict:
+        """Each earlier stage's best checkpoint scored on ``eval_data`` — the halves a multi-stage
+        run is compared with (CoLLM against its LoRA stage) — for a model that asks for it
+        (``reports_stages``); the run's own checkpoint is loaded back afterwards."""
+        if not getattr(self.model, "reports_stages", False) or self._final_file is None:
+            return {}
+        results = {}
+        kept = self.model.stage  # validation may have kept an earlier stage: the run is that stage then
+        for at, stage in enumerate(self.stages[:-1]):
+            path = self._stage_file(at)
+            if stage != kept and os.path.isfile(path):
+                results[stage] = self.evaluate(eval_data, load_best_model=True, model_file=path, show_progress=show_progress)
+        if results:
+            self._load_model_file(self.saved_model_file)
+        return results
+
     def _log_prefix_store(self) -> None:
-        """The store's hit rate so far (what every pass after the first saves)."""
+        """The stores' hit rates so far (what every pass after the first saves)."""
         if getattr(self.model, "prefix_store", None) is not None:
             self.logger.info(self.model.prefix_store.summary())
+        if getattr(self.model, "lower", None) is not None and self.model.stage == "lora":
+            self.logger.info(self.model.lower.summary())
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         """RecBole's checkpoint, and beside it the model's tunable parts in their own formats
@@ -193,3 +256,40 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
         if self.optimizer is not None and self.main_process:
             run = {"dataset": self.config["dataset"], "settings": given_settings(self.config), "token_maps": self._token_maps}
             self.model.save_adapters(stem, run)
+
+
+class _TrainRows:
+    """The rows an epoch trained on, for its log line: their AUC (each batch scored just before its
+    own optimizer step) and the mean loss beside the label entropy — a loss at the entropy has
+    learned the base rate and nothing more, whatever its distance from ln 2."""
+
+    def __init__(self, model):
+        self.model = model
+        self.pointwise = hasattr(model, "loss_and_logits")
+        self.labels: list[np.ndarray] = []
+        self.scores: list[np.ndarray] = []
+        self.losses: list[float] = []
+
+    def loss(self, interaction) -> torch.Tensor:
+        if not self.pointwise:
+            return self.model.calculate_loss(interaction)
+        loss, logits = self.model.loss_and_logits(interaction)
+        self.labels.append(interaction[self.model.LABEL].detach().cpu().numpy())
+        self.scores.append(logits.detach().float().cpu().numpy())
+        self.losses.append(float(loss.detach()))
+        return loss
+
+    def record(self) -> dict:
+        """``train_auc`` (None with one label), ``train_loss``, ``label_entropy`` (nats), ``rows``."""
+        if not self.labels:
+            return {}
+        labels, scores = np.concatenate(self.labels), np.concatenate(self.scores)
+        p = float(labels.mean())
+        entropy = -(p * math.log(p) + (1 - p) * math.log(1 - p)) if 0 < p < 1 else 0.0
+        return {"train_auc": float(roc_auc_score(labels, scores)) if 0 < p < 1 else None,
+                "train_loss": float(np.mean(self.losses)), "label_entropy": entropy, "rows": len(labels)}
+
+    def summary(self) -> str:
+        r = self.record()
+        auc = "undefined (one label)" if r["train_auc"] is None else f"{r['train_auc']:.4f}"
+        return f"AUC {auc}, mean loss {r['train_loss']:.4f} (label entropy {r['label_entropy']:.4f}), {r['rows']} rows"

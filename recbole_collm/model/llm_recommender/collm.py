@@ -10,6 +10,7 @@ from recbole_collm.model.llm_recommender.llm.backbone import add_lora, load_llm
 from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
 from recbole_collm.model.llm_recommender.llm.batching import splice, split_batch
 from recbole_collm.model.llm_recommender.llm.cf_source import NOT_HANDED, CheckpointSource, ScratchMFSource
+from recbole_collm.model.llm_recommender.llm.lower_layers import LowerLayerCache
 from recbole_collm.model.llm_recommender.llm.prefix_store import PrefixStore
 from recbole_collm.model.llm_recommender.llm.projector import CollaborativeEncoder
 from recbole_collm.model.llm_recommender.llm.prompts import PromptBuilder
@@ -36,6 +37,7 @@ class CoLLM(PointwiseMixin, LLMRecommender):
     # the paper's two steps (LoRA on text prompts, then the CIE with the rest frozen), or both at once
     stage_sequence = ("lora", "cie")
     alone_stages = ("one_step",)
+    reports_stages = True  # a run's test result is compared with its LoRA stage's (LLMTrainer.evaluate_stages)
 
     def __init__(self, config, dataset, source: CheckpointSource | None = None):
         """``source``: the restored, aligned ``cf_checkpoint`` (the runner's
@@ -67,6 +69,7 @@ class CoLLM(PointwiseMixin, LLMRecommender):
         if self.uses_ids:
             self.full_prompts = PromptBuilder(self.tokenizer, config["prompt_template"], titles, domain, with_ids=True, **limits)
             self.cie = self._build_encoder(config, dataset, hidden, source)
+        self.lower = self._build_lower_cache(config) if self.uses_lora else None
         if config["lora_checkpoint"]:
             self.load_lora(config["lora_checkpoint"])
         self.stage = None
@@ -76,6 +79,21 @@ class CoLLM(PointwiseMixin, LLMRecommender):
     def _build_encoder(self, config, dataset, hidden: int, source: nn.Module | None) -> nn.Module:
         """What fills the two ID slots: the CIE (CF vectors through an MLP)."""
         return CollaborativeEncoder(source, hidden, config["cie_hidden_factor"])
+
+    def _build_lower_cache(self, config) -> LowerLayerCache | None:
+        """With LoRA on the top ``lora_layers`` only, the text prompts' lower layers run once per
+        prompt (checked against the whole decoder on one small batch)."""
+        layers = config["lora_layers"]
+        n_layers = self.base_llm.config.num_hidden_layers
+        if not layers or layers >= n_layers:
+            return None
+        cache = LowerLayerCache(self.base_llm.get_decoder(), self.base_llm.get_input_embeddings(), n_layers - layers,
+                                config["lower_store_mb"] or 0, self.precision.dtype)
+        probe = self.text_prompts.batch(torch.tensor([[1, 2], [1, 0]]), torch.tensor([2, 1]), torch.tensor([3, 3]))
+        with self.precision.autocast():
+            cache.check(probe["input_ids"].to(self.device), probe["attention_mask"].to(self.device),
+                        probe["position_ids"].to(self.device))
+        return cache
 
     def _build_source(self, config, dataset, handed: CheckpointSource | None) -> nn.Module | None:
         if handed is not None:
@@ -113,8 +131,22 @@ class CoLLM(PointwiseMixin, LLMRecommender):
         """Per-row score; shared-prefix path unless ``share_prefixes: False`` (the plain reference).
         The LLM runs in the compute dtype, the score in float32."""
         with self.precision.autocast():
-            hidden = self._shared_prefix_hidden(interaction) if self.uses_shared_prefixes else self._plain_hidden(interaction)
+            if self.lower is not None and not self.prompts.with_ids:
+                hidden = self._lower_cached_hidden(interaction)
+            elif self.uses_shared_prefixes:
+                hidden = self._shared_prefix_hidden(interaction)
+            else:
+                hidden = self._plain_hidden(interaction)
         return self._answer_score(hidden)
+
+    def _lower_cached_hidden(self, interaction) -> torch.Tensor:
+        """Text prompts with LoRA on the top layers only: the layers below run once per prompt
+        (:class:`LowerLayerCache`), ``llm_batch_size`` rows per forward."""
+        size = self.llm_batch_size
+        if len(interaction) > size:
+            return torch.cat([self._lower_cached_hidden(interaction[i : i + size]) for i in range(0, len(interaction), size)])
+        batch = self.prompts.batch(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID])
+        return self.lower.hidden(*(batch[k].to(self.device) for k in ("input_ids", "attention_mask", "position_ids")))
 
     def _plain_hidden(self, interaction) -> torch.Tensor:
         """Every row's full prompt, left-padded, ``llm_batch_size`` rows per forward, in order."""

