@@ -31,26 +31,28 @@ from recbole_collm.settings import RANK_BY  # noqa: E402
 
 class Recorder:
     """Scores the validation set once: every ``rank_by`` but ``generate`` combines the same title
-    log-likelihoods, so the model's ``_title_token_ll`` is memoised per batch (the same loader
-    order each pass) and each pass's scores are kept with their titles' lengths, for the
-    score–length correlation — no second scoring of the set."""
+    log-likelihoods (:meth:`ALLMRec.candidate_title_ll`), so they are kept per batch (the same
+    loader order each pass) and each pass's scores are kept with their titles' lengths, for the
+    score–length correlation — no second scoring of the set. It stands in for the model's
+    ``predict`` in the trainer's evaluation, through public methods only."""
 
     def __init__(self, model) -> None:
         self.model, self.memo, self.scored = model, {}, []
-        compute, predict = model._title_token_ll, model.predict
-
-        def title_token_ll(interaction, rows, histories, candidates, group, targets):
-            key = (tuple(interaction[model.USER_ID].tolist()), tuple(targets), tuple(map(tuple, candidates)))
-            if key not in self.memo:
-                self.memo[key] = compute(interaction, rows, histories, candidates, group, targets)
-            return self.memo[key]
+        predict = model.predict
 
         def recorded(interaction):
-            scores = predict(interaction)
+            if model.rank_by == "generate":
+                scores = predict(interaction)
+            else:
+                items = interaction[model.ITEM_ID].tolist()
+                key = (tuple(interaction[model.USER_ID].tolist()), tuple(items))
+                if key not in self.memo:
+                    self.memo[key] = model.candidate_title_ll(interaction)
+                scores = model.rank_scores(self.memo[key], items, model.rank_by)
             self.scored.append((interaction[model.ITEM_ID].tolist(), scores.detach().float().cpu().numpy()))
             return scores
 
-        model._title_token_ll, model.predict = title_token_ll, recorded
+        model.predict = recorded
 
     def length_correlation(self, per_query: int) -> float:
         """Mean over queries of the Pearson correlation between a candidate's score and its

@@ -162,7 +162,7 @@ def full_check(args, work: Path) -> dict:
     budget = {"train_rows_limit": 16, "eval_rows_limit": 16} if args.dry_run else {"train_batch_size": 32, "eval_batch_size": 256}
     budget.update(epochs=1, cie_epochs=1)
     common = {"checkpoint_dir": str(work / "saved"), "state": "INFO", "show_progress": cuda, "data_path": args.data_path,
-              "use_gpu": cuda}
+              "use_gpu": cuda, "eval_rows_sample": "rows"}  # MF and the LLM runs on the same test rows
     llm = {**common, **budget, "llm_path": args.gguf, "load_in_4bit": False, "llm_compute_dtype": "bfloat16",
            "llm_dtype": "bfloat16" if cuda else "float32", "eval_step": 0 if args.dry_run else 1}
     named = [] if args.dry_run else ["gpu.yaml"]

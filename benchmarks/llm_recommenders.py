@@ -76,7 +76,8 @@ def run_one(name: str, dataset: str, test_rows: int, out: Path, files: list[str]
     from recbole_collm.utils import get_trainer
 
     model_name, own, protocols = RUNS[name]
-    common = {"eval_rows_limit": test_rows or None, "checkpoint_dir": str(out / "saved" / dataset), "show_progress": True, **(extra or {})}
+    common = {"eval_rows_limit": test_rows or None, "eval_rows_sample": "rows", "checkpoint_dir": str(out / "saved" / dataset),
+              "show_progress": True, **(extra or {})}
     if model_name not in ("CoLLM", "ALLMRec", "CLLM4Rec"):  # the LLM settings are not the CF models' keys
         common = {k: v for k, v in common.items() if not k.startswith("llm_")}
 

@@ -41,6 +41,9 @@ VARIANTS = {
     "K8": {"lora_layers": 8},
     "K4-r16": {"lora_layers": 4, "lora_r": 16, "lora_alpha": 32},
     "K4-lr3e-4": {"lora_layers": 4, "learning_rate": 3e-4},
+    # every linear module of the top 4 layers (attention and MLP), a larger step
+    "K4-all-lr3e-3": {"lora_layers": 4, "learning_rate": 3e-3,
+                      "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
 }
 REFERENCES = {"ItemRate": "ItemRate", "Pop": "Pop"}
 COLLM = "CoLLM-MF"
@@ -49,6 +52,7 @@ COLLM = "CoLLM-MF"
 def settings(name: str, args: argparse.Namespace) -> tuple[str, dict]:
     """``(model, config_dict)`` of a variant or reference: the same seeded train and eval rows."""
     rows = {"train_rows_limit": args.train_rows, "train_rows_sample": "random", "eval_rows_limit": args.valid_rows,
+            "eval_rows_sample": "rows",
             "show_progress": False, "checkpoint_dir": str(OUT / "saved" / args.dataset / name)}
     if name == "Pop":  # RecBole's Pop counts every train row (a CF model's budget)
         return "Pop", {**rows, "train_rows_limit": None}
@@ -116,13 +120,15 @@ def report(records: dict, args: argparse.Namespace) -> str:
     reference = records.get("ItemRate")
     lines = [f"# TALLRec's learning curve on {args.dataset}", "",
              f"`python -m benchmarks.lora_curve --dataset {args.dataset} --train-rows {args.train_rows} "
-             f"--valid-rows {args.valid_rows} --epochs {args.epochs}` ({min(r['date'] for r in records.values())}, "
+             f"--valid-rows {args.valid_rows} --epochs {args.epochs} --variants {' '.join(args.variants)}"
+             + (f" --collm {args.collm}" if args.collm else "") + f"` ({min(r['date'] for r in records.values())}, "
              f"2 CPU cores, SmolLM2-135M-Instruct, bf16). {args.train_rows} seeded train rows, "
              f"{args.valid_rows} seeded valid rows and as many test rows; every epoch sees every train row.", ""]
     for name, rec in records.items():
         if name in REFERENCES or not rec["history"]:
             continue
-        lines += [f"## {name}: {json.dumps(VARIANTS.get(name, {}))}, {rec['seconds'] / 60:.0f} min", "",
+        what = json.dumps(VARIANTS[name]) if name in VARIANTS else "the CIE stage, per epoch"
+        lines += [f"## {name}: {what}, {rec['seconds'] / 60:.0f} min", "",
                   "| epoch | train rows AUC | mean loss | label entropy | valid AUC |", "|---|---|---|---|---|"]
         for h in rec["history"]:
             lines.append(f"| {h['epoch']} | {fmt(h.get('train_auc'))} | {fmt(h.get('train_loss'))} | "

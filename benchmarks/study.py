@@ -38,13 +38,14 @@ class Run:
     lora_from: str | None = None  # a run whose LoRA weights stage 2 starts from
     cf_from: str | None = None  # a run whose CF checkpoint feeds the CIE
     llm: bool = True
+    llm_rows: bool = False  # not an LLM, but trained on the LLM's train rows (its reference)
 
 
 def plan() -> list[Run]:
     """The paper's rows, in an order where every run comes after the runs it needs."""
     # what learning means on these rows: popularity (every train row) and each item's positive rate
     # in the LLM's own train rows (the LLM settings' sample: memorising titles scores this much)
-    runs = [Run("Pop", "Pop", "Reference", llm=False), Run("ItemRate", "ItemRate", "Reference")]
+    runs = [Run("Pop", "Pop", "Reference", llm=False), Run("ItemRate", "ItemRate", "Reference", llm=False, llm_rows=True)]
     runs += [Run(name, model, "Collaborative", llm=False) for name, model in CF_MODELS.items()]
     runs += [Run(m, m, "CTR", llm=False) for m in CTR_MODELS]
     runs += [
@@ -62,6 +63,19 @@ def plan() -> list[Run]:
 
 
 ENSEMBLES = (("MF + TALLRec", "MF", "TALLRec"), ("MF + CoLLM-MF", "MF", "CoLLM-MF"))
+
+
+ROW_KEYS = ("train_rows_limit", "train_rows_sample")
+
+
+def _llm_settings(run: Run, llm: dict) -> dict:
+    """An LLM row takes every LLM setting; a reference for the LLM (ItemRate) only the LLM's
+    train-row sample; a collaborative or CTR model trains on all train rows."""
+    if run.llm:
+        return llm
+    if run.llm_rows:
+        return {k: llm[k] for k in ROW_KEYS if k in llm}
+    return {"train_rows_limit": None}
 
 
 def slug(name: str) -> str:
@@ -100,10 +114,9 @@ def run_study(
             if report_only:
                 print(f"[{step}/{total}] {dataset} {run.name}: not run yet (left out of the report)", flush=True)
                 continue
-            settings = {**common, **(llm if run.llm else {}), **run.settings, **(per_run or {}).get(run.name, {})}
+            settings = {**common, **_llm_settings(run, llm), **run.settings, **(per_run or {}).get(run.name, {})}
             settings["checkpoint_dir"] = os.path.join(out_dir, "saved", dataset, slug(run.name))
-            if not run.llm:
-                settings["train_rows_limit"] = None  # CF models train on all train rows
+            settings.setdefault("eval_rows_sample", "rows")  # every row on the same test rows, whatever a model's yaml
             if run.lora_from:
                 settings["lora_checkpoint"] = _needs(records, run.lora_from, run.name)["model_file"]
             if run.cf_from:

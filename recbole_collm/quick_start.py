@@ -198,11 +198,12 @@ def prepare(config) -> tuple:
 
 def auto_cf_checkpoint(config) -> str:
     """The cached checkpoint of ``cf_model`` for this dataset and data settings, trained first
-    when there is none (:mod:`recbole_collm.run_settings`). The seed is re-initialised
+    when there is none (:mod:`recbole_collm.run_settings`), with ``cf_model_settings`` above its
+    own (e.g. a RecBole model's ``epochs`` on a CPU budget). The seed is re-initialised
     afterwards, so the caller's run is the same whether the checkpoint was cached or not."""
     name = config["cf_model"]  # one of the CF sources (recbole_collm.settings checked it)
     overrides = {"checkpoint_dir": config["checkpoint_dir"], "show_progress": False, "state": config["state"],
-                 "train_rows_limit": None, "eval_rows_limit": None, **cf_settings(config)}
+                 "train_rows_limit": None, "eval_rows_limit": None, **cf_settings(config), **(config["cf_model_settings"] or {})}
     cf_config = Config(model=name, dataset=config["dataset"], config_dict=overrides, cmd_line=False)
     path = cache_path(cf_config)
     logger = getLogger()

@@ -13,6 +13,7 @@ from recbole_collm.model.llm_recommender.llm.precision import COMPUTE_DTYPES
 
 # A-LLMRec's candidate scores (model/llm_recommender/allmrec.py: title_scores), the default first
 RANK_BY = ("sum", "relative", "mean", "generate")
+ALIGN_INPUTS = ("standardized", "raw")
 
 SCORE_MODES = ("yes_no", "yes_logit")
 STORE_DTYPES = ("auto", "float16", "bfloat16", "float32")
@@ -108,6 +109,12 @@ def _whole_numbers(key: str, value: Any) -> None:
     if not values or any(_number(v, int) is None or _number(v, int) < 1 for v in values):
         raise InputError(f"{key}: '{value}' must be a positive whole number or a list of them, e.g. [10] or [1, 5, 10]")
 
+def _settings_dict(key: str, value: Any) -> None:
+    """Empty, or settings by name (a yaml mapping: ``{epochs: 5}``)."""
+    if value is not None and not (isinstance(value, dict) and all(isinstance(k, str) for k in value)):
+        raise InputError(f"{key}: '{value}' must be settings by name, e.g. {{epochs: 5}} (or empty)")
+
+
 OPTIONAL_POSITIVE_INT = _numeric(int, 0, optional=True, above=True)
 OPTIONAL_POSITIVE_FLOAT = _numeric(float, 0, optional=True, above=True)
 
@@ -153,6 +160,7 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "cie_hidden_factor": POSITIVE_INT,
     "cf_min_overlap": _numeric(float, 0),
     "cf_other_dataset": _boolean,
+    "cf_model_settings": _settings_dict,
     "cie_learning_rate": OPTIONAL_POSITIVE_FLOAT,
     "cie_epochs": OPTIONAL_POSITIVE_INT,
     "lora_train_rows": OPTIONAL_POSITIVE_INT,
@@ -161,6 +169,7 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "lora_layers": OPTIONAL_POSITIVE_INT,
     "lower_store_mb": _numeric(float, 0, optional=True, hint="MB; 0 or empty: no store"),
     "min_lr_ratio": _fraction,
+    "keep_best_stage": _boolean,
     "item_rate_prior": _numeric(float, 0),
     # A-LLMRec and CLLM4Rec: their first stage's own budget (the last stage: epochs, learning_rate)
     "align_epochs": OPTIONAL_POSITIVE_INT,
@@ -170,6 +179,7 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "project_train_rows": OPTIONAL_POSITIVE_INT,
     "candidate_num": _numeric(int, 2),
     "latent_size": POSITIVE_INT,
+    "align_inputs": _choice(ALIGN_INPUTS),
     "text_encoder_path": _file("auto, llm, or a local sentence-encoder (Hugging Face) folder", auto=True, also=("llm",)),
     "rank_by": _choice(RANK_BY),
     "max_new_tokens": POSITIVE_INT,

@@ -62,6 +62,7 @@ def test_each_stage_loss_goes_down_and_the_rest_stays_frozen(tiny_llm_dir, sasre
 
 def test_candidate_scores_through_the_shared_prefix_equal_plain_forwards(tiny_llm_dir, sasrec_checkpoint, tmp_path):
     _, model, _, test = build(tiny_llm_dir, tmp_path, sasrec_checkpoint, llm_batch_size=3)
+    model.set_stage("project")  # the LLM ranks (stage 1 alone ranks by its own score)
     model.eval()
     rows, *_ = next(iter(test))
 
@@ -110,6 +111,7 @@ def test_the_summed_score_ranks_by_what_the_prompt_says_where_mean_and_relative_
 
 def test_generate_then_match_ranks_the_generated_title_first(tiny_llm_dir, sasrec_checkpoint, tmp_path, monkeypatch):
     _, model, _, test = build(tiny_llm_dir, tmp_path, sasrec_checkpoint, rank_by="generate")
+    model.set_stage("project")
     rows, *_ = next(iter(test))
     first, group, _ = model._queries(rows)
     wanted = [int(rows["item_id"][r + 2]) for r in first]  # one non-target candidate per query
@@ -257,3 +259,84 @@ def test_the_sbert_wheel_is_the_default_title_encoder_and_encodes_as_sbert_defin
     assert vectors.shape == (3, 384)
     assert torch.allclose(vectors[1:], torch.nn.functional.normalize(pooled, dim=-1), atol=1e-5)
     assert module.resolve_text_encoder("auto") == folder  # extracted once: the second call finds it
+
+
+def test_stage_one_reads_inputs_standardised_over_the_catalogue_and_ranks_by_its_own_score(tiny_llm_dir, sasrec_checkpoint, tmp_path):
+    _, model, _, test = build(tiny_llm_dir, tmp_path, sasrec_checkpoint)
+    rows, *_ = next(iter(test))
+    catalogue = model.source.item_vectors(torch.arange(1, model.n_items)).detach()
+    mean, std = catalogue.mean(0), catalogue.std(0)
+    assert torch.allclose(model.aligner.item.scale(catalogue).mean(0), torch.zeros(catalogue.shape[1]), atol=1e-5)
+    assert torch.allclose(model.aligner.item.scale(catalogue).std(0), torch.ones(catalogue.shape[1]), atol=1e-4)
+    with torch.no_grad():
+        user = model.source(rows)[0]
+        x = (model.source.item_vectors(rows["item_id"]) - mean) / std
+        decoded = model.aligner.item.decoder(torch.sigmoid(model.aligner.item.encoder(x)))
+        assert model.stage == "align"
+        assert torch.allclose(model.predict(rows), (user * decoded).mean(-1), atol=1e-5)
+    _, raw, _, _ = build(tiny_llm_dir, tmp_path, sasrec_checkpoint, align_inputs="raw")
+    assert isinstance(raw.aligner.item.scale, torch.nn.Identity) and isinstance(raw.aligner.text.scale, torch.nn.Identity)
+
+
+def test_diagnostics_cosine_and_own_title_rank_by_hand(tiny_llm_dir, sasrec_checkpoint, tmp_path):
+    _, model, _, test = build(tiny_llm_dir, tmp_path, sasrec_checkpoint)
+    rows, *_ = next(iter(test))
+    _, _, candidates = model._queries(rows)
+    with torch.no_grad():
+        cosine = model.candidate_token_cosine(rows)
+        for q, c in enumerate(candidates):
+            tokens = [model._item_tokens(torch.tensor([i]))[0].float() for i in c]
+            pairs = [float(torch.nn.functional.cosine_similarity(a, b, dim=0)) for i, a in enumerate(tokens)
+                     for j, b in enumerate(tokens) if i != j]
+            assert float(cosine[q]) == pytest.approx(sum(pairs) / len(pairs), abs=1e-5)
+        ranks = model.own_title_rank()
+        items = range(1, model.n_items)
+        item = [model.item_latents(torch.tensor([i]))[0] for i in items]
+        text = [model.text_latents(torch.tensor([i]))[0] for i in items]
+        for k in range(len(item)):
+            own = float((item[k] - text[k]).norm())
+            assert int(ranks[k]) == sum(float((item[k] - t).norm()) < own for t in text)
+
+
+def test_shuffled_and_absent_soft_tokens_are_the_plain_forwards_of_those_prompts(tiny_llm_dir, sasrec_checkpoint, tmp_path):
+    _, model, _, test = build(tiny_llm_dir, tmp_path, sasrec_checkpoint)
+    model.set_stage("project")
+    model.eval()
+    rows, *_ = next(iter(test))
+    first, group, candidates = model._queries(rows)
+    histories = [model._histories(rows, model.history_length)[r] for r in first]
+
+    def title_logp(seq, title, vectors):
+        embeds, mask, positions = embed_soft_prompts(model.llm.get_input_embeddings(), [seq + title], vectors, model.pad_id)
+        logits = model.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits[0].float()
+        return torch.log_softmax(logits[-len(title) - 1 : -1], -1)[torch.arange(len(title)), torch.tensor(title)]
+
+    with torch.no_grad():
+        shuffled = model.candidate_title_ll(rows, shuffle_tokens=torch.Generator().manual_seed(5))
+        again = model.candidate_title_ll(rows, shuffle_tokens=torch.Generator().manual_seed(5))
+        bare = model.candidate_title_ll(rows, soft_tokens=False)
+        generator = torch.Generator().manual_seed(5)
+        order = [[c[k] for k in torch.randperm(len(c), generator=generator).tolist()] for c in candidates]
+        assert any(o != c for o, c in zip(order, candidates))
+        vectors = model._prompt_vectors(rows, first, histories, candidates, order)
+        for r in range(len(rows)):
+            q, title = group[r], model.quoted[int(rows["item_id"][r])]
+            assert torch.equal(shuffled[r], again[r])
+            expected = title_logp(model._prompt(histories[q], candidates[q]) + model.cue[-1:], title, [vectors[q]])
+            assert torch.allclose(shuffled[r], expected, atol=1e-4)
+            plain = title_logp(model._prompt(histories[q], candidates[q], slots=False) + model.cue[-1:], title, [])
+            assert torch.allclose(bare[r], plain, atol=1e-4)
+
+
+def test_standardised_inputs_keep_the_candidates_soft_tokens_apart(tiny_llm_dir, sasrec_checkpoint, tmp_path):
+    """The mechanism on tiny data: stage 1 trained the same way from raw and from standardised
+    inputs; the candidates' soft tokens (through the same untrained projector) lie closer
+    together after the raw one."""
+    cosines = {}
+    for inputs in ("raw", "standardized"):
+        torch.manual_seed(0)
+        _, model, train, test = build(tiny_llm_dir, tmp_path, sasrec_checkpoint, align_inputs=inputs)
+        steps(model, next(iter(train)), n=200, lr=0.01)
+        rows, *_ = next(iter(test))
+        cosines[inputs] = float(model.candidate_token_cosine(rows).mean())
+    assert cosines["standardized"] < cosines["raw"]

@@ -155,7 +155,9 @@ def test_two_step_run_saves_small_checkpoint_and_reloads_same_scores(tiny_llm_di
     overrides = {k: config_dict[k] for k in ("llm_path", "train_rows_limit", "eval_rows_limit", "checkpoint_dir",
                                              "lora_dropout", "warmup_steps", "cf_checkpoint")}
     result = run_recbole_collm(model="CoLLM", dataset="tiny", config_file_list=[TINY_YAML],
-                               config_dict={**overrides, "state": "WARNING", "epochs": 1, "show_progress": False})
+                               config_dict={**overrides, "state": "WARNING", "epochs": 1, "show_progress": False,
+                                            # the CIE stage validates better (it learns the base rate): it is kept
+                                            "valid_metric": "logloss", "cie_learning_rate": 0.01, "cie_epochs": 3})
     files = sorted(p.name for p in (tmp_path / "saved").iterdir())
     assert any(f.endswith("-lora.pth") for f in files) and any(f.endswith("-adapter") for f in files)
     checkpoint = torch.load(result["model_file"], weights_only=False)
@@ -304,7 +306,7 @@ def test_each_stage_has_its_own_rows_learning_rate_and_epochs(tiny_llm_dir, mf_c
     _, (train, valid, _), model, trainer = prepare(config)
     assert len(train) == 3  # 24 rows in batches of 8
     seen, rows = [], []
-    train_epoch, calculate_loss = trainer._train_epoch, model.calculate_loss
+    train_epoch, loss_and_logits = trainer._train_epoch, model.loss_and_logits
 
     def spy(data, epoch_idx, **kwargs):
         seen.append((model.stage, epoch_idx, trainer.optimizer.param_groups[0]["initial_lr"]))
@@ -313,9 +315,9 @@ def test_each_stage_has_its_own_rows_learning_rate_and_epochs(tiny_llm_dir, mf_c
 
     def count(interaction):
         rows[-1] += len(interaction)
-        return calculate_loss(interaction)
+        return loss_and_logits(interaction)
 
-    trainer._train_epoch, model.calculate_loss = spy, count
+    trainer._train_epoch, model.loss_and_logits = spy, count
     trainer.fit(train, valid, saved=False)
     assert seen == [("lora", 0, 0.01), ("cie", 0, 0.002), ("cie", 1, 0.002)]
     assert rows == [8, 24, 24]

@@ -76,3 +76,22 @@ def test_evaluator_reports_subsets_through_recbole_registry():
     assert result["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-4)
     assert result["warm_auc"] == pytest.approx(roc_auc_score(labels[~cold], scores[~cold]), abs=1e-4)
     assert result["uauc"] == pytest.approx(uauc(uid, scores, labels), abs=1e-4)
+
+
+def test_a_subset_of_one_row_has_no_metric_and_the_others_are_computed():
+    config = tiny_config(metrics=["AUC", "UAUC", "LogLoss"])
+    uid, scores, labels = random_rows(4, n=60, users=6)
+    struct = DataStruct()
+    struct["rec.score"] = torch.tensor(scores, dtype=torch.float)
+    struct["data.label"] = torch.tensor(labels, dtype=torch.float)
+    struct["data.uid"] = torch.tensor(uid)
+    struct["data.iid"] = torch.tensor(np.arange(len(uid)) % 5)
+    user_count = np.full(101, 10)
+    user_count[99] = 0  # user 99 has one row: the cold subset is that row
+    struct["data.train_user_count"] = torch.from_numpy(user_count)
+    struct["data.train_item_count"] = torch.from_numpy(np.full(5, 10))
+    result = CollmEvaluator(config).evaluate(struct)
+    assert result["cold_rows"] == 1
+    assert np.isnan(result["cold_auc"]) and np.isnan(result["cold_logloss"])
+    warm = uid != 99
+    assert result["warm_auc"] == pytest.approx(roc_auc_score(labels[warm], scores[warm]), abs=1e-4)

@@ -26,7 +26,11 @@ def test_nan_loss_stops_with_step_users_and_checkpoint(tmp_path, monkeypatch):
 def test_nan_in_llm_training_names_users(tiny_llm_dir, tmp_path, monkeypatch):
     from recbole_collm.model.llm_recommender.collm import CoLLM
 
-    monkeypatch.setattr(CoLLM, "calculate_loss", lambda self, inter: self.logits(inter).sum() * float("inf") * 0)
+    def nan_loss(self, inter):
+        logits = self.logits(inter)
+        return logits.sum() * float("inf") * 0, logits
+
+    monkeypatch.setattr(CoLLM, "loss_and_logits", nan_loss)
     with pytest.raises(FloatingPointError, match=r"batch user ids \(internal\) \[\d+"):
         run_recbole_collm(model="TALLRec", dataset="tiny", config_file_list=[TINY_YAML], config_dict={
             "llm_path": str(tiny_llm_dir), "train_rows_limit": 16, "eval_rows_limit": 8,

@@ -116,13 +116,6 @@ def test_train_rows_auc_is_the_auc_of_the_scores_each_batch_was_trained_on(tiny_
     assert record["train_auc"] == pytest.approx(roc_auc_score(rows["label"].numpy(), scores), abs=1e-9)
 
 
-def test_the_cie_stage_enters_blank(tiny_llm_dir, tmp_path):
-    _, model, train, _ = build(CoLLM, tiny_llm_dir, tmp_path)
-    rows = train._dataset.inter_feat[torch.arange(6)]
-    user, item = model.cie(rows)
-    assert torch.count_nonzero(user) == 0 and torch.count_nonzero(item) == 0
-
-
 def test_validation_keeps_the_better_stage(tiny_llm_dir, tmp_path):
     config, model, train, valid = build(CoLLM, tiny_llm_dir, tmp_path, stage="all", eval_step=1)
     trainer = LLMTrainer(config, model)

@@ -70,7 +70,9 @@ class CollmEvaluator(Evaluator):
                 continue
             subset = take_rows(dataobject, torch.from_numpy(mask))
             for metric in self.metrics:
-                for key, value in self._safe_metric(metric, subset).items():
+                # one row: RecBole's metrics squeeze it to a scalar and fail; no metric is defined on it
+                values = self._safe_metric(metric, subset) if mask.sum() > 1 else {metric: math.nan}
+                for key, value in values.items():
                     result[f"{name}_{key}"] = value
         return result
 

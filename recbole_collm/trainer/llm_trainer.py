@@ -48,6 +48,8 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
         # 8e-5 of 1e-3), so the epochs that early stopping lets run still learn
         self.min_lr_ratio = float(config["min_lr_ratio"] or 0.0)
         self._stage_best: dict[str, tuple[float, dict | None]] = {}  # each finished stage's best validation
+        # False: a multi-stage run keeps its last stage's weights even when an earlier stage validated better
+        self.keep_best_stage = config["keep_best_stage"] is not False
         # per epoch: stage, epoch, the train rows' AUC, mean loss and label entropy, the validation result
         self.history: list[dict] = []
         self.train_batch_size = int(config["train_batch_size"])
@@ -104,7 +106,7 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
             self.saved_model_file = self._stage_file(at)
             result = self._fit_stage(train_data, valid_data, verbose, saved, show_progress, callback_fn, on_validation)
             self._stage_best[self.stages[at]] = (self.best_valid_score, self.best_valid_result)
-        if saved and valid_data and len(self.stages) > 1:
+        if saved and valid_data and len(self.stages) > 1 and self.keep_best_stage:
             result = self._keep_best_stage() or result
         return result
 

@@ -8,7 +8,7 @@ import torch
 
 from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode, unseen_items, user_item_sets
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.alignment import ItemTextAligner, SoftTokenProjector
+from recbole_collm.model.llm_recommender.llm.alignment import ItemTextAligner, SoftTokenProjector, Standardize
 from recbole_collm.model.llm_recommender.llm.backbone import load_llm
 from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
 from recbole_collm.model.llm_recommender.llm.batching import group_rows
@@ -105,7 +105,13 @@ class ALLMRec(LLMRecommender):
                                     resolve_text_encoder(config["text_encoder_path"]), compute_dtype=self.precision.dtype)
         self.register_buffer("text_vectors", text, persistent=False)  # frozen: recomputed (cached), never saved
         latent, hidden = int(config["latent_size"]), self.llm.config.hidden_size
-        self.aligner = ItemTextAligner(self.source.dim, text.shape[1], latent)
+        if config["align_inputs"] == "standardized":  # over the catalogue (row 0 is padding)
+            catalogue = torch.arange(1, self.n_items)
+            with torch.no_grad():
+                scales = Standardize(self.source.item_vectors(catalogue)), Standardize(text[1:])
+        else:
+            scales = None, None
+        self.aligner = ItemTextAligner(self.source.dim, text.shape[1], latent, *scales)
         # soft tokens at the norm of the LLM's own token embeddings (SmolLM2: ~3.2; the projector's
         # first outputs: 15-17), so the frozen LLM reads them on the scale it was trained on
         embedding_norm = float(self.llm.get_input_embeddings().weight.float().norm(dim=-1).mean())
@@ -133,33 +139,47 @@ class ALLMRec(LLMRecommender):
     # --- pieces ---------------------------------------------------------------------------------
     def _item_tokens(self, items: torch.Tensor) -> torch.Tensor:
         """Item soft tokens: SASRec embedding → joint latent (frozen aligner) → projector."""
-        latent, _ = self.aligner.item(self.source.item_vectors(items))
-        return self.projector.items(latent)
+        return self.projector.items(self.item_latents(items))
 
-    def _prompt(self, history: list[int], candidates: list[int]) -> list[int]:
-        """Token ids with a ``SLOT`` for the user token and after each title; without the cue's last
-        token, which every candidate's suffix starts with (so its first title token is scored)."""
-        ids = self.bos + [SLOT] + self.intro
+    def item_latents(self, items: torch.Tensor) -> torch.Tensor:
+        """The joint latent of ``items`` from their SASRec embeddings (stage 1's item encoder)."""
+        return self.aligner.item(self.source.item_vectors(items))[0]
+
+    def text_latents(self, items: torch.Tensor) -> torch.Tensor:
+        """The joint latent of ``items`` from their titles' text vectors (stage 1's text encoder)."""
+        return self.aligner.text(self.text_vectors[items])[0]
+
+    def _prompt(self, history: list[int], candidates: list[int], slots: bool = True) -> list[int]:
+        """Token ids with a ``SLOT`` for the user token and after each title (none when not
+        ``slots``: the same text with no soft token); without the cue's last token, which every
+        candidate's suffix starts with (so its first title token is scored)."""
+        slot = [SLOT] if slots else []
+        ids = self.bos + slot + self.intro
         for k, item in enumerate(history):
-            ids += (self.comma if k else []) + self.quoted[item] + [SLOT]
+            ids += (self.comma if k else []) + self.quoted[item] + slot
         ids += self.between
         for k, item in enumerate(candidates):
-            ids += (self.comma if k else []) + self.quoted[item] + [SLOT]
+            ids += (self.comma if k else []) + self.quoted[item] + slot
         return ids + self.cue[:-1]
 
-    def _prompt_vectors(self, interaction, rows: list[int], histories: list[list[int]], candidates: list[list[int]]) -> list[torch.Tensor]:
+    def _prompt_vectors(self, interaction, rows: list[int], histories: list[list[int]], candidates: list[list[int]],
+                        token_items: list[list[int]] | None = None) -> list[torch.Tensor]:
+        """The user token, then one item token per listed title (``token_items``: the items whose
+        tokens follow the candidates' titles, when not the candidates themselves)."""
         users = self.projector.users(self.source(interaction[rows])[0])
         device = users.device
+        token_items = candidates if token_items is None else token_items
         return [torch.cat([users[k : k + 1], self._item_tokens(torch.tensor(h + c, dtype=torch.long, device=device))])
-                for k, (h, c) in enumerate(zip(histories, candidates))]
+                for k, (h, c) in enumerate(zip(histories, token_items))]
 
-    def _title_token_ll(self, interaction, rows: list[int], histories, candidates, group: np.ndarray, targets: list[int]) -> list[torch.Tensor]:
+    def _title_token_ll(self, interaction, rows: list[int], histories, candidates, group: np.ndarray, targets: list[int],
+                        token_items: list[list[int]] | None = None, slots: bool = True) -> list[torch.Tensor]:
         """Each target title's token log-likelihoods after its query's prompt (``group``: row → query)."""
         engine = SharedPrefixEncoder(self.llm.get_decoder(), self.llm.get_input_embeddings(), self.pad_id,
                                      self.prefix_batch_size, self.llm_batch_size)
-        seqs = [self._prompt(h, c) for h, c in zip(histories, candidates)]
-        embeds, mask, _ = embed_soft_prompts(self.llm.get_input_embeddings(), seqs,
-                                             self._prompt_vectors(interaction, rows, histories, candidates), self.pad_id, left=False)
+        seqs = [self._prompt(h, c, slots) for h, c in zip(histories, candidates)]
+        vectors = self._prompt_vectors(interaction, rows, histories, candidates, token_items) if slots else []
+        embeds, mask, _ = embed_soft_prompts(self.llm.get_input_embeddings(), seqs, vectors, self.pad_id, left=False)
         suffixes = [self.cue[-1:] + self.quoted[t] for t in targets]
         with self.precision.autocast():
             kv = engine.encode_embeds(embeds, mask)
@@ -237,15 +257,63 @@ class ALLMRec(LLMRecommender):
         return first, group, [cands[r] for r in first]
 
     def predict(self, interaction) -> torch.Tensor:
+        if self.stage == "align":  # stage 1 alone ranks by its own score: no LLM yet
+            return self.align_scores(interaction)
+        if self.rank_by == "generate":
+            first, group, candidates = self._queries(interaction)
+            every = self._histories(interaction, self.history_length)
+            return self._generate_and_match(interaction, first, group, [every[r] for r in first], candidates)
+        return self.rank_scores(self.candidate_title_ll(interaction), interaction[self.ITEM_ID].tolist(), self.rank_by)
+
+    def rank_scores(self, token_ll: list[torch.Tensor], items: list[int], rank_by: str) -> torch.Tensor:
+        """The rows' scores under ``rank_by`` (not ``generate``) from their titles' token
+        log-likelihoods (:meth:`candidate_title_ll`): every score combines the same likelihoods."""
+        context_free = self.context_free(items) if rank_by == "relative" else torch.zeros(len(items))
+        return title_scores(token_ll, context_free, rank_by)
+
+    def candidate_title_ll(self, interaction, shuffle_tokens: torch.Generator | None = None,
+                           soft_tokens: bool = True) -> list[torch.Tensor]:
+        """Each candidate row's title token log-likelihoods after its query's prompt. With
+        ``shuffle_tokens``, each query's candidate soft tokens are permuted among its candidates
+        (the titles stay in place): a model that reads its soft tokens then ranks differently.
+        ``soft_tokens=False``: the same prompt with no soft token at all — the frozen LLM alone
+        on the titles, the reference the soft tokens must improve on."""
         first, group, candidates = self._queries(interaction)
         every = self._histories(interaction, self.history_length)
-        histories = [every[r] for r in first]
-        if self.rank_by == "generate":
-            return self._generate_and_match(interaction, first, group, histories, candidates)
-        items = interaction[self.ITEM_ID].tolist()
-        token_ll = self._title_token_ll(interaction, first, histories, candidates, group, items)
-        context_free = self.context_free(items) if self.rank_by == "relative" else torch.zeros(len(items))
-        return title_scores(token_ll, context_free, self.rank_by)
+        token_items = None
+        if shuffle_tokens is not None:
+            token_items = [[c[k] for k in torch.randperm(len(c), generator=shuffle_tokens).tolist()] for c in candidates]
+        return self._title_token_ll(interaction, first, [every[r] for r in first], candidates, group,
+                                    interaction[self.ITEM_ID].tolist(), token_items, soft_tokens)
+
+    # --- diagnostics: does the LLM get items it can tell apart? ---------------------------------
+    @torch.no_grad()
+    def candidate_token_cosine(self, interaction) -> torch.Tensor:
+        """Per query of the batch, the mean pairwise cosine of its candidates' item soft tokens
+        (a collapsed stage 1 gives ~1: the LLM sees one vector after every title)."""
+        _, _, candidates = self._queries(interaction)
+        values = []
+        for c in candidates:
+            tokens = torch.nn.functional.normalize(self._item_tokens(torch.tensor(c, device=self.text_vectors.device)).float(), dim=-1)
+            similarity = tokens @ tokens.T
+            values.append((similarity.sum() - similarity.diagonal().sum()) / (len(c) * (len(c) - 1)))
+        return torch.stack(values)
+
+    @torch.no_grad()
+    def own_title_rank(self) -> torch.Tensor:
+        """For each catalogue item, how many other titles' text latents lie nearer (Euclidean, the
+        matching loss's metric) to its item latent than its own title's: 0 = its own is nearest."""
+        items = torch.arange(1, self.n_items, device=self.text_vectors.device)
+        distance = torch.cdist(self.item_latents(items).float(), self.text_latents(items).float())
+        return (distance < distance.diagonal().unsqueeze(1)).sum(1)
+
+    @torch.no_grad()
+    def align_scores(self, interaction) -> torch.Tensor:
+        """Stage 1's score of each row (no LLM): SASRec's user representation against the row's
+        decoded item (:meth:`ItemTextAligner.item_scores`). What the collaborative side knows
+        before any of it reaches the LLM; the reference the LLM stage must pass."""
+        user = self.source(interaction)[0]
+        return self.aligner.item_scores(user, self.source.item_vectors(interaction[self.ITEM_ID])).float()
 
     def _generate_and_match(self, interaction, first, group, histories, candidates) -> torch.Tensor:
         """Greedy generation from each query's prompt; a candidate scores the similarity of its

@@ -11,20 +11,15 @@ from recbole_collm.model.llm_recommender.llm.cf_source import ScratchMFSource
 
 class CollaborativeEncoder(nn.Module):
     """source vectors → ``Linear(d, factor·d) → ReLU → Linear(factor·d, llm_hidden)``, shared by
-    the user and the item vector (the paper's CIE).
-
-    The last layer starts at zero (weights and bias), as LoRA's B matrix does: the CIE stage's
-    first step puts the same blank vector in every row's slots, so it starts from the LoRA stage's
-    ranking as closely as the template change allows (the official code starts from a random
-    projection, which adds per-row noise the LoRA stage never saw); the first gradient step moves
-    the last layer, the rest follows."""
+    the user and the item vector (the paper's CIE), initialised as the official code (PyTorch's
+    default): a zero-initialised last layer (one blank vector in every slot at the first step)
+    scored no closer to the LoRA stage and learned slower (docs/models.md, "The text half"); the
+    run keeps the LoRA stage's weights when they validate better (LLMTrainer)."""
 
     def __init__(self, source: nn.Module, llm_hidden: int, factor: int = 10):
         super().__init__()
         self.source = source
         self.mlp = nn.Sequential(nn.Linear(source.dim, factor * source.dim), nn.ReLU(), nn.Linear(factor * source.dim, llm_hidden))
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
 
     @property
     def user_depends_on_target(self) -> bool:
