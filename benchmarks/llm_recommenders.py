@@ -27,28 +27,40 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import ROOT, available, fmt, parse_args  # noqa: E402
+from recbole_collm.data.dataloader import CANDIDATES_FIELD  # noqa: E402
 from recbole_collm.errors import InputError  # noqa: E402
 from recbole_collm.evaluator.compare import Comparison, paired_bootstrap_mean  # noqa: E402
 
 CANDIDATES = {"mode": "uni19", "metrics": ["Hit", "NDCG"], "topk": [1, 10], "valid_metric": "Hit@1"}
 FULL = {"mode": "full", "metrics": ["Recall", "NDCG"], "topk": [20, 100], "valid_metric": "NDCG@100"}
-SOURCES = {"CoLLM-MF": "MF", "A-LLMRec": "SASRec"}  # the CF run whose checkpoint the LLM model reads (the same weights)
+# the CF run whose checkpoint an LLM model reads (the same weights)
+SOURCES = {"CoLLM-MF": "MF", "A-LLMRec": "SASRec", "A-LLMRec stage 1": "SASRec"}
 RUNS = {  # name -> (model, its own settings, protocols it is evaluated under)
+    "Pop": ("Pop", {}, ("candidates", "full")),
     "MF": ("MF", {}, ("candidates", "full")),
     "LightGCN": ("LightGCNCTR", {}, ("candidates", "full")),
-    "SASRec": ("SASRecCTR", {}, ("candidates", "full")),
+    "SASRec": ("SASRec", {"epochs": 5}, ("candidates", "full")),  # RecBole's next-item SASRec (A-LLMRec's source)
     "CoLLM-MF": ("CoLLM", {"eval_step": 0}, ("candidates",)),
-    "A-LLMRec": ("ALLMRec", {}, ("candidates",)),
+    "A-LLMRec stage 1": ("ALLMRec", {"stage": "align"}, ("candidates",)),  # user · decoded item, no LLM
+    "A-LLMRec": ("ALLMRec", {"keep_best_stage": False}, ("candidates",)),  # the LLM stage's own figure
     "CLLM4Rec": ("CLLM4Rec", {}, ("candidates", "full")),
 }
+NO_TOKENS = "A-LLMRec, no soft tokens"  # the trained A-LLMRec ranking with its soft tokens left out
+SHUFFLED_USERS = "CLLM4Rec, users' tokens shuffled"  # the trained CLLM4Rec, each user read through another's token
+ROWS = [*list(RUNS)[:7], NO_TOKENS, "CLLM4Rec", SHUFFLED_USERS]
 # model, its reference, the protocol and metric the paper's claim is about
-COMPARISONS = (("A-LLMRec", "SASRec", "candidates", "hit@1"), ("CLLM4Rec", "MF", "full", "recall@20"),
+COMPARISONS = (("A-LLMRec", "SASRec", "candidates", "hit@1"), ("A-LLMRec", "A-LLMRec stage 1", "candidates", "hit@1"),
+               ("A-LLMRec", NO_TOKENS, "candidates", "hit@1"), ("A-LLMRec", "Pop", "candidates", "hit@1"),
+               ("CLLM4Rec", "MF", "full", "recall@20"), ("CLLM4Rec", "Pop", "full", "recall@20"),
+               ("CLLM4Rec", SHUFFLED_USERS, "full", "recall@20"),
                ("CoLLM-MF", "MF", "candidates", "hit@1"))
+DIAGNOSTIC_QUERIES = 100  # queries the shuffled-token diagnostic re-ranks (one more LLM pass each)
 COLUMNS = (("candidates", "hit@1"), ("candidates", "hit@10"), ("candidates", "ndcg@10"),
            ("full", "recall@20"), ("full", "ndcg@100"))
 
@@ -92,22 +104,70 @@ def run_one(name: str, dataset: str, test_rows: int, out: Path, files: list[str]
     start = time.perf_counter()
     _, (train, valid, _), model, trainer = prepare(config)
     trainer.fit(train, valid, saved=True, show_progress=config["show_progress"])
-    trainer._load_model_file(trainer.saved_model_file)
     record = {"model": model_name, "train_seconds": time.perf_counter() - start, "results": {}, "test_seconds": {},
               "model_file": trainer.saved_model_file}
-    for protocol in protocols:
+    for k, protocol in enumerate(protocols):
         ranked = make({**common, **own, **protocol_settings(protocol, split)})
         _, _, test = data_preparation(ranked, create_dataset(ranked))
         evaluator = get_trainer(ranked["MODEL_TYPE"], model_name)(ranked, model)
-        start = time.perf_counter()
-        result = evaluator.evaluate(test, load_best_model=False, show_progress=config["show_progress"])
-        record["test_seconds"][protocol] = time.perf_counter() - start
-        record["results"][protocol] = {k: float(v) for k, v in result.items()}
-        record["queries"] = record.get("queries") or {}
-        record["queries"][protocol] = int(test.sample_size)
-        record.setdefault("per_query", {})[protocol] = {
-            "user": test._dataset.inter_feat[test._dataset.uid_field].tolist(), "first_hit": result.first_hit.tolist()}
+        # the run's saved (best) weights, loaded by RecBole's evaluate before the first protocol
+        _evaluate(record, protocol, evaluator, test, config["show_progress"], model_file=None if k else trainer.saved_model_file)
+        if name == "A-LLMRec":
+            record["diagnostics"] = soft_token_diagnostics(model, test)
+            model.soft_tokens = False
+            record["derived"] = {NO_TOKENS: {"model": model_name, "train_seconds": 0.0, "results": {}, "test_seconds": {}}}
+            _evaluate(record["derived"][NO_TOKENS], protocol, evaluator, test, config["show_progress"])
+            model.soft_tokens = True
+        if name == "CLLM4Rec":
+            generator = torch.Generator().manual_seed(2024)
+            model.user_token_permutation = torch.cat([torch.zeros(1, dtype=torch.long),
+                                                      1 + torch.randperm(model.tokens.user.num_embeddings - 1, generator=generator)])
+            derived = record.setdefault("derived", {}).setdefault(
+                SHUFFLED_USERS, {"model": model_name, "train_seconds": 0.0, "results": {}, "test_seconds": {}})
+            _evaluate(derived, protocol, evaluator, test, config["show_progress"])
+            model.user_token_permutation = None
     return record
+
+
+def _evaluate(record: dict, protocol: str, evaluator, test, show_progress: bool, model_file: str | None = None) -> None:
+    """RecBole's evaluation of ``test`` into ``record``: the metrics, the seconds, and each query's
+    user and first-hit place (for the paired intervals)."""
+    start = time.perf_counter()
+    result = evaluator.evaluate(test, load_best_model=model_file is not None, model_file=model_file, show_progress=show_progress)
+    record["test_seconds"][protocol] = time.perf_counter() - start
+    record["results"][protocol] = {k: float(v) for k, v in result.items()}
+    record.setdefault("queries", {})[protocol] = int(test.sample_size)
+    record.setdefault("per_query", {})[protocol] = {
+        "user": test._dataset.inter_feat[test._dataset.uid_field].tolist(), "first_hit": result.first_hit.tolist()}
+
+
+@torch.no_grad()
+def soft_token_diagnostics(model, test) -> dict:
+    """Does A-LLMRec's LLM get items it can tell apart, and read them? Over the test queries: the
+    mean pairwise cosine of each query's candidates' soft tokens; over the catalogue: how often an
+    item's own title is the nearest text latent to its item latent; over the first
+    ``DIAGNOSTIC_QUERIES`` queries: how often permuting the candidates' soft tokens among them
+    (titles in place) changes the top-ranked candidate."""
+    model.eval()
+    ranks = model.own_title_rank().cpu().numpy()
+    cosines, changed, queries = [], 0, 0
+    generator = torch.Generator().manual_seed(2024)
+    for batch in test:
+        interaction = batch[0].to(model.device)
+        cosines += model.candidate_token_cosine(interaction).tolist()
+        if queries >= DIAGNOSTIC_QUERIES:
+            continue
+        items = interaction[model.ITEM_ID].tolist()
+        plain = model.rank_scores(model.candidate_title_ll(interaction), items, model.rank_by)
+        shuffled = model.rank_scores(model.candidate_title_ll(interaction, shuffle_tokens=generator), items, model.rank_by)
+        keys = [(u, tuple(c)) for u, c in zip(interaction[model.USER_ID].tolist(), interaction[CANDIDATES_FIELD].tolist())]
+        for key in dict.fromkeys(keys):
+            rows = [r for r, k in enumerate(keys) if k == key]
+            changed += items[rows[int(plain[rows].argmax())]] != items[rows[int(shuffled[rows].argmax())]]
+            queries += 1
+    return {"candidate_token_cosine": float(np.mean(cosines)), "own_title_top1": float((ranks == 0).mean()),
+            "own_title_median_rank": float(np.median(ranks)), "catalogue": int(len(ranks)),
+            "shuffle_changes_top": changed / max(queries, 1), "shuffle_queries": queries}
 
 
 def per_query(record: dict, protocol: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -181,7 +241,8 @@ def main() -> None:
                 record = run_one(name, dataset, args.test_rows, out, args.config_files, settings)
                 path.write_text(json.dumps(record, indent=1) + "\n")
             records[name] = json.loads(path.read_text())
-        records = {name: records[name] for name in RUNS if name in records}
+            records.update(records[name].get("derived", {}))
+        records = {name: records[name] for name in ROWS if name in records}
         summary = {"test_rows": args.test_rows, "negatives": args.negatives, "full_topk": FULL_TOPK, "models": records}
         (out / f"{dataset}.json").write_text(json.dumps(summary, indent=1) + "\n")
         queries = next(iter(records.values())).get("queries", {})
@@ -197,6 +258,13 @@ def main() -> None:
             print("\nEach model against its reference (95% paired bootstrap over users):")
         for name, reference, protocol, comparison in found:
             print(f"- {name} above {reference} ({protocol}): {comparison.verdict} — {comparison}")
+        if "diagnostics" in records.get("A-LLMRec", {}):
+            d = records["A-LLMRec"]["diagnostics"]
+            print(f"\nA-LLMRec's soft tokens: candidates' mean cosine {d['candidate_token_cosine']:.3f}; own title nearest "
+                  f"{d['own_title_top1']:.1%} of {d['catalogue']} items (median rank {d['own_title_median_rank']:.0f}); "
+                  f"shuffling the candidates' tokens changes the top candidate in {d['shuffle_changes_top']:.1%} of "
+                  f"{d['shuffle_queries']} queries")
+            summary["diagnostics"] = d
         summary["comparisons"] = [{"model": name, "reference": reference, "protocol": protocol, "metric": c.metric,
                                    "model_value": c.a, "reference_value": c.b, "difference": c.difference, "low": c.low,
                                    "high": c.high, "verdict": c.verdict, "users": c.users, "queries": c.rows}

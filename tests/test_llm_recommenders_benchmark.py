@@ -22,10 +22,17 @@ def test_benchmark_ranks_every_model_on_the_same_queries(tiny_llm_dir, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "tiny.json").read_text())
     models = summary["models"]
-    assert set(models) == {"MF", "CoLLM-MF", "A-LLMRec", "CLLM4Rec"}
+    assert set(models) == {"MF", "CoLLM-MF", "A-LLMRec", "A-LLMRec, no soft tokens", "CLLM4Rec", "CLLM4Rec, users' tokens shuffled"}
     assert len({m["queries"]["candidates"] for m in models.values()}) == 1  # the same candidate sets for all
     assert models["MF"]["queries"]["full"] == models["CLLM4Rec"]["queries"]["full"]
     assert "full" not in models["A-LLMRec"]["results"] and "full" not in models["CoLLM-MF"]["results"]
+    # the reference without soft tokens ranks the same queries as the trained model, differently
+    bare, trained = (models[n]["per_query"]["candidates"] for n in ("A-LLMRec, no soft tokens", "A-LLMRec"))
+    assert bare["user"] == trained["user"] and bare["first_hit"] != trained["first_hit"]
+    diagnostics = summary["diagnostics"]
+    queries = models["A-LLMRec"]["queries"]["candidates"]
+    assert diagnostics["shuffle_queries"] == min(100, queries) and diagnostics["catalogue"] == 30  # the tiny catalogue
+    assert f"in {diagnostics['shuffle_changes_top']:.1%} of {diagnostics['shuffle_queries']} queries" in done.stdout
     for name, model in models.items():
         hit = model["results"]["candidates"]
         assert hit["hit@1"] <= hit["hit@10"] == 1.0  # 10 candidates per query: every target is in the top 10
@@ -35,7 +42,11 @@ def test_benchmark_ranks_every_model_on_the_same_queries(tiny_llm_dir, tmp_path)
         assert round(float((first == 0).mean()), 4) == pytest.approx(hit["hit@1"])
         assert len(first) == model["queries"]["candidates"] and (first >= 0).all()
     found = {(c["model"], c["reference"]): c for c in summary["comparisons"]}
-    assert set(found) == {("CLLM4Rec", "MF"), ("CoLLM-MF", "MF")}  # A-LLMRec's reference (SASRec) is not in this run
+    # A-LLMRec's SASRec and Pop and the stage-1 row are not in this run; its no-token reference is
+    assert set(found) == {("CLLM4Rec", "MF"), ("CoLLM-MF", "MF"), ("A-LLMRec", "A-LLMRec, no soft tokens"),
+                          ("CLLM4Rec", "CLLM4Rec, users' tokens shuffled")}
+    shuffled, own = (models[n]["per_query"]["full"] for n in ("CLLM4Rec, users' tokens shuffled", "CLLM4Rec"))
+    assert shuffled["user"] == own["user"] and shuffled["first_hit"] != own["first_hit"]
     cllm = found[("CLLM4Rec", "MF")]
     full = np.array(models["CLLM4Rec"]["per_query"]["full"]["first_hit"])
     assert cllm["metric"] == "recall@20" and cllm["model_value"] == pytest.approx(((full >= 0) & (full < 20)).mean())

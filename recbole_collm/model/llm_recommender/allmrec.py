@@ -129,6 +129,9 @@ class ALLMRec(LLMRecommender):
         self.comma = encode(",")
         self.quoted = [encode(f' "{t}"') for t in titles]
         self.titles = [str(t) for t in titles]
+        # False: rank with no soft token in the prompt (the frozen LLM on the titles alone: the
+        # reference the soft tokens must improve on); an evaluation switch, never trained
+        self.soft_tokens = True
         self.stage = None
         self.set_stage(self.stages[0])
 
@@ -263,7 +266,8 @@ class ALLMRec(LLMRecommender):
             first, group, candidates = self._queries(interaction)
             every = self._histories(interaction, self.history_length)
             return self._generate_and_match(interaction, first, group, [every[r] for r in first], candidates)
-        return self.rank_scores(self.candidate_title_ll(interaction), interaction[self.ITEM_ID].tolist(), self.rank_by)
+        token_ll = self.candidate_title_ll(interaction, soft_tokens=self.soft_tokens)
+        return self.rank_scores(token_ll, interaction[self.ITEM_ID].tolist(), self.rank_by)
 
     def rank_scores(self, token_ll: list[torch.Tensor], items: list[int], rank_by: str) -> torch.Tensor:
         """The rows' scores under ``rank_by`` (not ``generate``) from their titles' token

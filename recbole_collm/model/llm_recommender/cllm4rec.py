@@ -65,6 +65,9 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         self.will_interact = encode(", the user will interact with:")
         self.titled = encode(f", a {domain} titled")
         self.title_ids = [encode(f" {t}") for t in titles]
+        # a permutation of the user ids whose tokens stand in for each user's own (an evaluation
+        # switch, never trained): the reference that says how much of the ranking the user token carries
+        self.user_token_permutation: torch.Tensor | None = None
         self.stage = None
         self.set_stage(self.stages[0])
 
@@ -86,7 +89,8 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         users, histories = interaction[self.USER_ID], self._histories(interaction)
         query, rows, _ = group_rows([(u, tuple(h)) for u, h in zip(users.tolist(), histories)])
         seqs = [self.bos + [SLOT] + self.interacted + [SLOT] * len(histories[r]) + self.will_interact for r in rows]
-        vectors = [torch.cat([self.tokens.user(users[r : r + 1]),
+        token_users = users if self.user_token_permutation is None else self.user_token_permutation.to(users.device)[users]
+        vectors = [torch.cat([self.tokens.user(token_users[r : r + 1]),
                               self.tokens.item(torch.tensor(histories[r], dtype=torch.long, device=users.device))]) for r in rows]
         hidden = self._hidden(seqs, vectors)[0][:, -1]
         return hidden[torch.as_tensor(query, device=hidden.device)]
