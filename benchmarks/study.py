@@ -51,6 +51,7 @@ def plan() -> list[Run]:
     runs += [
         Run("ICL", "ICL", "LLM"),
         Run("TALLRec", "TALLRec", "LLM"),
+        Run("Prompt4NR", "Prompt4NR", "LLM"),
     ]
     runs += [Run(f"CoLLM-{m}", "CoLLM", "LLM", {"stage": "cie"}, lora_from="TALLRec", cf_from=m) for m in CF_MODELS]
     runs += [

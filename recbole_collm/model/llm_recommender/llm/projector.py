@@ -1,6 +1,6 @@
 """What fills the two ID slots of a prompt in the LLM's embedding space: the CIE (collaborative
-vectors through an MLP, the paper's projector) or one trainable row per user and item (the
-UI-token ablation)."""
+vectors through an MLP, the paper's projector), one trainable row per user and item (the
+UI-token ablation), or two trainable vectors shared by every row (Prompt4NR's continuous prompt)."""
 from __future__ import annotations
 
 import torch
@@ -59,3 +59,22 @@ class IDTokenEmbedding(nn.Module):
 
     def forward(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user(interaction[self.uid]), self.item(interaction[self.iid])
+
+
+class ContinuousPrompt(nn.Module):
+    """Two trainable vectors, the same for every row: Prompt4NR's continuous prompt tokens in the
+    template's two slots (no user or item identity reaches the LLM through them). Initialised at
+    the scale of the LLM's own token rows, as the ID tokens."""
+
+    user_depends_on_target = False
+
+    def __init__(self, hidden: int, init_std: float):
+        super().__init__()
+        self.tokens = nn.Parameter(torch.randn(2, hidden) * init_std)
+
+    def set_trainable(self, tune_source: bool) -> None:
+        self.requires_grad_(True)
+
+    def forward(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = len(interaction)
+        return self.tokens[0].expand(rows, -1), self.tokens[1].expand(rows, -1)
