@@ -85,7 +85,7 @@ def run_one(name: str, dataset: str, test_rows: int, out: Path, files: list[str]
     from recbole_collm.data import create_dataset
     from recbole_collm.data.utils import data_preparation
     from recbole_collm.quick_start import prepare
-    from recbole_collm.utils import get_trainer
+    from recbole_collm.utils import get_model, get_trainer
 
     model_name, own, protocols = RUNS[name]
     common = {"eval_rows_limit": test_rows or None, "eval_rows_sample": "rows", "checkpoint_dir": str(out / "saved" / dataset),
@@ -108,7 +108,11 @@ def run_one(name: str, dataset: str, test_rows: int, out: Path, files: list[str]
               "model_file": trainer.saved_model_file}
     for k, protocol in enumerate(protocols):
         ranked = make({**common, **own, **protocol_settings(protocol, split)})
-        _, _, test = data_preparation(ranked, create_dataset(ranked))
+        # RecBole's own models (Pop, SASRec) rank the plugin's per-row queries, as every other run:
+        # RecBole's loaders would group a user's rows into one query over every test row
+        queries = ranked if get_model(model_name).__module__.startswith("recbole_collm.") else Config(
+            model="MF", dataset=dataset, config_file_list=files, config_dict={**common, **protocol_settings(protocol, split)})
+        _, _, test = data_preparation(queries, create_dataset(queries))
         evaluator = get_trainer(ranked["MODEL_TYPE"], model_name)(ranked, model)
         # the run's saved (best) weights, loaded by RecBole's evaluate before the first protocol
         _evaluate(record, protocol, evaluator, test, config["show_progress"], model_file=None if k else trainer.saved_model_file)

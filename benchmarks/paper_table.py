@@ -1,4 +1,4 @@
-"""The CoLLM paper's table in one command: CF baselines, RecBole's DeepFM and DCNV2, ICL, TALLRec, Prompt4NR, CoLLM-{MF,LightGCN,SASRec,DIN},
+"""The CoLLM paper's table in one command: CF baselines, RecBole's DeepFM and DCNV2, CTRL (DIN), ICL, TALLRec, Prompt4NR, CoLLM-{MF,LightGCN,SASRec,DIN},
 UI-token and T1/T2/T3 ablations, MF+LLM ensembles, efficiency ratio, warm/cold figures.
 
     python benchmarks/paper_table.py [--config benchmarks/paper_table.yaml] [--out benchmarks/results/paper_table]

@@ -39,7 +39,7 @@ def efficiency(records: dict) -> dict | None:
 # the paper's claims on these rows (each model above its reference), then each LLM model against the
 # memorised-titles reference (ItemRate: what a text model that learns anything passes)
 CLAIMS = (("CoLLM-MF", "TALLRec"), ("CoLLM-MF", "MF"), ("CoLLM-SASRec", "SASRec"), ("CoLLM-SASRec", "TALLRec"),
-          ("CoLLM-MF", "Prompt4NR"), ("TALLRec", "ItemRate"), ("CoLLM-MF", "ItemRate"), ("CoLLM-SASRec", "ItemRate"))
+          ("CoLLM-MF", "Prompt4NR"), ("CoLLM-MF", "CTRL (DIN)"), ("TALLRec", "ItemRate"), ("CoLLM-MF", "ItemRate"), ("CoLLM-SASRec", "ItemRate"))
 
 
 def quality_checks(records: dict, resamples: int = 1000) -> list[str]:

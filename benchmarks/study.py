@@ -48,6 +48,7 @@ def plan() -> list[Run]:
     runs = [Run("Pop", "Pop", "Reference", llm=False), Run("ItemRate", "ItemRate", "Reference", llm=False, llm_rows=True)]
     runs += [Run(name, model, "Collaborative", llm=False) for name, model in CF_MODELS.items()]
     runs += [Run(m, m, "CTR", llm=False) for m in CTR_MODELS]
+    runs += [Run("CTRL (DIN)", "CTRL", "CTR", llm=False)]  # DIN aligned with a sentence encoder, served alone
     runs += [
         Run("ICL", "ICL", "LLM"),
         Run("TALLRec", "TALLRec", "LLM"),

@@ -14,7 +14,7 @@ def test_benchmark_ranks_every_model_on_the_same_queries(tiny_llm_dir, tmp_path)
     llm = [f"{run}:llm_path={tiny_llm_dir}" for run in ("CoLLM-MF", "A-LLMRec", "CLLM4Rec")]
     command = [sys.executable, str(ROOT / "benchmarks" / "llm_recommenders.py"), "--datasets", "tiny", "--negatives", "9",
                "--full-topk", "5", "20", "--config-files", TINY_YAML, "--test-rows", "40", "--out", str(tmp_path),
-               "--only", "MF", "CoLLM-MF", "A-LLMRec", "CLLM4Rec",
+               "--only", "Pop", "MF", "CoLLM-MF", "A-LLMRec", "CLLM4Rec",
                "--set", "state=WARNING", "show_progress=False", "epochs=1", *llm, "CoLLM-MF:train_rows_limit=16",
                "A-LLMRec:train_rows_limit=32", "CLLM4Rec:train_rows_limit=32", "A-LLMRec:align_epochs=1",
                "CLLM4Rec:pretrain_epochs=1", "A-LLMRec:candidate_num=6"]
@@ -22,7 +22,7 @@ def test_benchmark_ranks_every_model_on_the_same_queries(tiny_llm_dir, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "tiny.json").read_text())
     models = summary["models"]
-    assert set(models) == {"MF", "CoLLM-MF", "A-LLMRec", "A-LLMRec, no soft tokens", "CLLM4Rec", "CLLM4Rec, users' tokens shuffled"}
+    assert set(models) == {"Pop", "MF", "CoLLM-MF", "A-LLMRec", "A-LLMRec, no soft tokens", "CLLM4Rec", "CLLM4Rec, users' tokens shuffled"}
     assert len({m["queries"]["candidates"] for m in models.values()}) == 1  # the same candidate sets for all
     assert models["MF"]["queries"]["full"] == models["CLLM4Rec"]["queries"]["full"]
     assert "full" not in models["A-LLMRec"]["results"] and "full" not in models["CoLLM-MF"]["results"]
@@ -42,9 +42,9 @@ def test_benchmark_ranks_every_model_on_the_same_queries(tiny_llm_dir, tmp_path)
         assert round(float((first == 0).mean()), 4) == pytest.approx(hit["hit@1"])
         assert len(first) == model["queries"]["candidates"] and (first >= 0).all()
     found = {(c["model"], c["reference"]): c for c in summary["comparisons"]}
-    # A-LLMRec's SASRec and Pop and the stage-1 row are not in this run; its no-token reference is
+    # A-LLMRec's SASRec and stage-1 rows are not in this run; RecBole's Pop ranks the same per-row queries
     assert set(found) == {("CLLM4Rec", "MF"), ("CoLLM-MF", "MF"), ("A-LLMRec", "A-LLMRec, no soft tokens"),
-                          ("CLLM4Rec", "CLLM4Rec, users' tokens shuffled")}
+                          ("CLLM4Rec", "CLLM4Rec, users' tokens shuffled"), ("A-LLMRec", "Pop"), ("CLLM4Rec", "Pop")}
     shuffled, own = (models[n]["per_query"]["full"] for n in ("CLLM4Rec, users' tokens shuffled", "CLLM4Rec"))
     assert shuffled["user"] == own["user"] and shuffled["first_hit"] != own["first_hit"]
     cllm = found[("CLLM4Rec", "MF")]
