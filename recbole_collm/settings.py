@@ -181,6 +181,7 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "latent_size": POSITIVE_INT,
     "align_inputs": _choice(ALIGN_INPUTS),
     "align_size": POSITIVE_INT,
+    "align_rows": OPTIONAL_POSITIVE_INT,
     "align_sub_representations": POSITIVE_INT,
     "align_temperature": _numeric(float, 0, above=True),
     "text_encoder_path": _file("auto, llm, or a local sentence-encoder (Hugging Face) folder", auto=True, also=("llm",)),

@@ -67,3 +67,19 @@ def test_saved_and_restored_it_scores_the_same(tmp_path):
     again = LLMTrainer(config, model).evaluate(test_data, load_best_model=False)
     np.testing.assert_allclose(again.rows["score"], result["test_rows"]["score"], rtol=1e-5)
     assert again["auc"] == result["test_result"]["auc"]
+
+
+def test_align_rows_contrasts_only_the_sampled_rows(tmp_path):
+    config = tiny_config("CTRL", tmp_path, train_batch_size=32, align_rows=20)
+    _, (train, _, _), model, _ = prepare(config)
+    assert len(model.text_index) <= 20 and len(model.text_vectors) == len(model.text_index)
+    model.eval()
+    rows = next(iter(train))
+    texts = model.row_texts(rows)
+    kept = [r for r, t in enumerate(texts) if t in model.text_index]
+    assert 2 <= len(kept) < len(rows)
+    with torch.no_grad():
+        loss, _ = model.loss_and_logits(rows)
+        text = model.text_vectors[[model.text_index[texts[r]] for r in kept]]
+        expected = model.alignment.loss(model.din.features(rows)[kept], text)
+    assert float(loss) == pytest.approx(float(expected), abs=1e-6)

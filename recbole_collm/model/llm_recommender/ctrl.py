@@ -54,7 +54,8 @@ class CTRL(PointwiseMixin, LLMRecommender):
       alone, so scoring costs what DIN costs.
 
     The language side is a frozen sentence encoder (``text_encoder_path``: SBERT by default), each
-    train row's text encoded once when the model is built and cached: CTRL's paper uses a
+    train row's text (or a seeded ``align_rows`` sample's) encoded once when the model is built and
+    cached; the contrast reads a batch's rows that have one: CTRL's paper uses a
     pretrained language model's pooled text embedding and finds the smaller encoders it tried
     close to the larger; a decoder LLM would cost a forward per distinct row (docs/models.md).
     """
@@ -81,6 +82,10 @@ class CTRL(PointwiseMixin, LLMRecommender):
         self.item_word = config["domain_item"] or "item"
         self.din = DINCTR(config, dataset)
         feat = dataset.inter_feat
+        limit = config["align_rows"]
+        if limit and len(feat) > limit:  # the CPU budget: a seeded sample of the rows is contrasted
+            generator = torch.Generator().manual_seed(int(config["seed"]))
+            feat = feat[torch.randperm(len(feat), generator=generator)[:limit].sort().values]
         texts = list(dict.fromkeys(self.row_texts(feat)))  # distinct, in first-seen order
         vectors = title_embeddings(texts, None, None, "", encoder)
         self.text_index = {t: k for k, t in enumerate(texts)}
@@ -102,13 +107,12 @@ class CTRL(PointwiseMixin, LLMRecommender):
                 f"This is a {self.item_word}, title is {self.titles[t]}."
                 for h, t in zip(histories, interaction[self.ITEM_ID].tolist())]
 
-    def row_text_vectors(self, interaction) -> torch.Tensor:
-        """The cached text vectors of the rows (train rows: the ones the model was built with)."""
-        texts = self.row_texts(interaction)
-        missing = sum(t not in self.text_index for t in texts)
-        if missing:
-            raise InputError(f"CTRL: {missing} row(s) have no cached text (the align stage reads the train rows it was built with)")
-        return self.text_vectors[[self.text_index[t] for t in texts]]
+    def row_text_vectors(self, interaction) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows that have an encoded text (the train rows the model was built with, or the
+        ``align_rows`` sample of them) and their text vectors."""
+        index = [self.text_index.get(t, -1) for t in self.row_texts(interaction)]
+        rows = torch.tensor([r for r, k in enumerate(index) if k >= 0], dtype=torch.long)
+        return rows, self.text_vectors[[k for k in index if k >= 0]]
 
     def logits(self, interaction) -> torch.Tensor:
         return self.din.logits(interaction)
@@ -118,5 +122,9 @@ class CTRL(PointwiseMixin, LLMRecommender):
         ``finetune``: BCE on the labels."""
         if self.stage != "align":
             return super().loss_and_logits(interaction)
-        loss = self.alignment.loss(self.din.features(interaction), self.row_text_vectors(interaction).to(self.din.item_embedding.weight))
-        return loss, self.din.logits(interaction).detach()
+        logits = self.din.logits(interaction).detach()
+        rows, text = self.row_text_vectors(interaction)
+        if len(rows) < 2:  # no in-batch negative: nothing to contrast in this batch
+            return sum(p.sum() for p in self.alignment.parameters()) * 0.0, logits
+        features = self.din.features(interaction)[rows.to(logits.device)]
+        return self.alignment.loss(features, text.to(features)), logits
