@@ -25,6 +25,7 @@ import yaml
 from benchmarks.common import ROOT, fmt, parse_args
 from recbole_collm.data.dataloader import CANDIDATES_FIELD
 from recbole_collm.evaluator.compare import paired_bootstrap_mean
+from recbole_collm.model.llm_recommender.allmrec import mean_pairwise_cosine
 from recbole_collm.settings import ALIGN_INPUTS
 
 
@@ -34,11 +35,7 @@ def latent_cosine(model, loader) -> float:
     for batch in loader:
         interaction = batch[0]
         sets = {tuple(c) for c in interaction[CANDIDATES_FIELD].tolist()}
-        for candidates in sets:
-            latent = torch.nn.functional.normalize(model.item_latents(torch.tensor(candidates)).float(), dim=-1)
-            similarity = latent @ latent.T
-            n = len(candidates)
-            values.append(float((similarity.sum() - similarity.diagonal().sum()) / (n * (n - 1))))
+        values += [float(mean_pairwise_cosine(model.item_latents(torch.tensor(candidates)))) for candidates in sets]
     return float(np.mean(values))
 
 

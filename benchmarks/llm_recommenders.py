@@ -93,8 +93,8 @@ def run_one(name: str, dataset: str, test_rows: int, out: Path, files: list[str]
     if model_name not in ("CoLLM", "ALLMRec", "CLLM4Rec"):  # the LLM settings are not the CF models' keys
         common = {k: v for k, v in common.items() if not k.startswith("llm_")}
 
-    def make(settings: dict):
-        return Config(model=model_name, dataset=dataset, config_file_list=files, config_dict=settings)
+    def make(settings: dict, model: str = model_name):
+        return Config(model=model, dataset=dataset, config_file_list=files, config_dict=settings)
 
     config = make({**common, **own})
     split = {k: v for k, v in config["eval_args"].items() if k != "mode"}
@@ -110,8 +110,8 @@ def run_one(name: str, dataset: str, test_rows: int, out: Path, files: list[str]
         ranked = make({**common, **own, **protocol_settings(protocol, split)})
         # RecBole's own models (Pop, SASRec) rank the plugin's per-row queries, as every other run:
         # RecBole's loaders would group a user's rows into one query over every test row
-        queries = ranked if get_model(model_name).__module__.startswith("recbole_collm.") else Config(
-            model="MF", dataset=dataset, config_file_list=files, config_dict={**common, **protocol_settings(protocol, split)})
+        queries = ranked if get_model(model_name).__module__.startswith("recbole_collm.") else make(
+            {**common, **protocol_settings(protocol, split)}, model="MF")
         _, _, test = data_preparation(queries, create_dataset(queries))
         evaluator = get_trainer(ranked["MODEL_TYPE"], model_name)(ranked, model)
         # the run's saved (best) weights, loaded by RecBole's evaluate before the first protocol
@@ -119,18 +119,21 @@ def run_one(name: str, dataset: str, test_rows: int, out: Path, files: list[str]
         if name == "A-LLMRec":
             record["diagnostics"] = soft_token_diagnostics(model, test)
             model.soft_tokens = False
-            record["derived"] = {NO_TOKENS: {"model": model_name, "train_seconds": 0.0, "results": {}, "test_seconds": {}}}
-            _evaluate(record["derived"][NO_TOKENS], protocol, evaluator, test, config["show_progress"])
+            _evaluate(_derived(record, NO_TOKENS), protocol, evaluator, test, config["show_progress"])
             model.soft_tokens = True
         if name == "CLLM4Rec":
             generator = torch.Generator().manual_seed(2024)
             model.user_token_permutation = torch.cat([torch.zeros(1, dtype=torch.long),
                                                       1 + torch.randperm(model.tokens.user.num_embeddings - 1, generator=generator)])
-            derived = record.setdefault("derived", {}).setdefault(
-                SHUFFLED_USERS, {"model": model_name, "train_seconds": 0.0, "results": {}, "test_seconds": {}})
-            _evaluate(derived, protocol, evaluator, test, config["show_progress"])
+            _evaluate(_derived(record, SHUFFLED_USERS), protocol, evaluator, test, config["show_progress"])
             model.user_token_permutation = None
     return record
+
+
+def _derived(record: dict, row: str) -> dict:
+    """The record of a reference row evaluated from ``record``'s trained model (nothing trained of its own)."""
+    return record.setdefault("derived", {}).setdefault(row, {"model": record["model"], "train_seconds": 0.0, "results": {},
+                                                             "test_seconds": {}})
 
 
 def _evaluate(record: dict, protocol: str, evaluator, test, show_progress: bool, model_file: str | None = None) -> None:

@@ -109,6 +109,7 @@ def _whole_numbers(key: str, value: Any) -> None:
     if not values or any(_number(v, int) is None or _number(v, int) < 1 for v in values):
         raise InputError(f"{key}: '{value}' must be a positive whole number or a list of them, e.g. [10] or [1, 5, 10]")
 
+
 def _settings_dict(key: str, value: Any) -> None:
     """Empty, or settings by name (a yaml mapping: ``{epochs: 5}``)."""
     if value is not None and not (isinstance(value, dict) and all(isinstance(k, str) for k in value)):

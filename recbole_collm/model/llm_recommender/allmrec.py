@@ -39,6 +39,14 @@ def title_scores(token_ll: list[torch.Tensor], context_free: torch.Tensor, rank_
     return summed - context_free.to(summed)
 
 
+def mean_pairwise_cosine(vectors: torch.Tensor) -> torch.Tensor:
+    """The mean cosine over the ordered pairs of distinct rows of ``vectors`` (≥ 2 rows): ~1 when
+    they all point one way, as a collapsed latent's candidates do."""
+    unit = torch.nn.functional.normalize(vectors.float(), dim=-1)
+    similarity = unit @ unit.T
+    return (similarity.sum() - similarity.diagonal().sum()) / (len(unit) * (len(unit) - 1))
+
+
 class ALLMRec(LLMRecommender):
     """A-LLMRec on the plugin's rows (each positive row is a next-item query with its history).
 
@@ -91,9 +99,7 @@ class ALLMRec(LLMRecommender):
         self.max_new_tokens = int(config["max_new_tokens"])
         self.prefix_batch_size = int(config["prefix_batch_size"])
         self.llm_batch_size = int(config["llm_batch_size"])
-        titles = getattr(dataset, "item_titles", None)
-        if titles is None:
-            raise InputError("title_field: the dataset has no item titles; A-LLMRec's prompts and alignment need them (load_col)")
+        titles = self._item_titles(dataset, "A-LLMRec's prompts and alignment need them")
         # a missing SASRec is reported before the LLM loads (build_model restored and checked it)
         if source is None:
             raise InputError(NOT_HANDED.format(model="ALLMRec") if config["cf_checkpoint"] else
@@ -296,12 +302,8 @@ class ALLMRec(LLMRecommender):
         """Per query of the batch, the mean pairwise cosine of its candidates' item soft tokens
         (a collapsed stage 1 gives ~1: the LLM sees one vector after every title)."""
         _, _, candidates = self._queries(interaction)
-        values = []
-        for c in candidates:
-            tokens = torch.nn.functional.normalize(self._item_tokens(torch.tensor(c, device=self.text_vectors.device)).float(), dim=-1)
-            similarity = tokens @ tokens.T
-            values.append((similarity.sum() - similarity.diagonal().sum()) / (len(c) * (len(c) - 1)))
-        return torch.stack(values)
+        device = self.text_vectors.device
+        return torch.stack([mean_pairwise_cosine(self._item_tokens(torch.tensor(c, device=device))) for c in candidates])
 
     @torch.no_grad()
     def own_title_rank(self) -> torch.Tensor:

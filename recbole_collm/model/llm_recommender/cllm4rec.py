@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from recbole_collm.errors import InputError
 from recbole_collm.model.candidates import CandidateRankingMixin
 from recbole_collm.model.llm_recommender.llm.backbone import load_llm
 from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
@@ -49,9 +48,7 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         self._init_catalogue(config, dataset)
         self.lambda_v = float(config["lambda_v"])
         self.stages = self.stage_plan(config["stage"])
-        titles = getattr(dataset, "item_titles", None)
-        if titles is None:
-            raise InputError("title_field: the dataset has no item titles; CLLM4Rec's content LM needs them (load_col)")
+        titles = self._item_titles(dataset, "CLLM4Rec's content LM needs them")
         self.llm, tokenizer = load_llm(config, self.precision.weights_dtype, self.precision.linear_dtype)
         hidden = self.llm.config.hidden_size
         std = float(self.llm.get_input_embeddings().weight.detach().float().std())

