@@ -3,7 +3,7 @@ candidate sets ranked under each ``rank_by``, HR@1 / HR@10 with each score's pai
 interval against the first one (the default, ``sum``), and the mean within-query correlation of score and title length
 (the bias a length-free score must not have).
 
-    python benchmarks/allmrec_rank_by.py [--dataset ml-100k] [--valid-rows 600] [--rank-by sum relative mean]
+    python -m benchmarks.allmrec_rank_by [--dataset ml-100k] [--valid-rows 600] [--rank-by sum relative mean]
                                          [--set llm_path=/models/qwen2 epochs=2]
 
 The model trains once with its yaml's defaults (plus ``--set``); only validation rows are ranked
@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.common import ROOT, fmt, parse_args  # noqa: E402
-from recbole_collm.evaluator.compare import paired_bootstrap_mean  # noqa: E402
-from recbole_collm.settings import RANK_BY  # noqa: E402
-
+from benchmarks.common import ROOT, fmt, parse_args
+from recbole_collm.evaluator.compare import paired_bootstrap_mean
+from recbole_collm.settings import RANK_BY
 
 
 class Recorder:

@@ -1,19 +1,16 @@
 """Train MF, LightGCNCTR, SASRecCTR and DINCTR (the paper's MF, LightGCN, SASRec, DIN) through the plugin on ml-100k and (when present) the CoLLM
 paper's ML-1M split; print and write a markdown table of test metrics.
 
-    python benchmarks/baselines.py [--datasets ml-100k,ml-1m-collm] [--models MF,DINCTR,DeepFM] [--out results/baselines.md]
+    python -m benchmarks.baselines [--datasets ml-100k,ml-1m-collm] [--models MF,DINCTR,DeepFM] [--out results/baselines.md]
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.common import ROOT, available, fmt, parse_args  # noqa: E402
-from recbole_collm import run_recbole_collm  # noqa: E402
+from benchmarks.common import ROOT, available, fmt, parse_args
+from recbole_collm import run_recbole_collm
 
 PAPER_AUC = {"MF": 0.6482, "LightGCNCTR": 0.5959, "SASRecCTR": 0.7078, "DINCTR": 0.7166}
 COLUMNS = [("auc", "AUC"), ("uauc", "UAUC"), ("undcg", "NDCG"), ("warm_auc", "warm AUC"), ("cold_auc", "cold AUC")]

@@ -4,7 +4,7 @@ SmolLM2-135M-Instruct, LoRA r 8 on q/v): float32; bf16 autocast over float32 wei
 layers held in bf16 and the embeddings and norms in float32 (``llm_dtype: auto``, the default);
 bf16 autocast over a whole-bf16 model (``llm_dtype: bfloat16``).
 
-    python benchmarks/compute_dtype.py [--dataset ml-1m-collm] [--batches 3] [--score-rows 128]
+    python -m benchmarks.compute_dtype [--dataset ml-1m-collm] [--batches 3] [--score-rows 128]
 
 - stage-1 step: forward + backward + AdamW on LoRA over prefix-grouped train batches (the first
   batch is a warm-up; the median of --batches after it);
@@ -17,13 +17,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.common import parse_args  # noqa: E402
+from benchmarks.common import parse_args
 
 MECHANISMS = {
     "float32": {"llm_compute_dtype": "float32", "llm_dtype": "float32"},

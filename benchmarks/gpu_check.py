@@ -1,10 +1,10 @@
 """The GPU path in one command: a Vicuna-7B-shaped LLaMA in nf4 with LoRA and the CIE (memory,
 speed, gradients), and SmolLM2 in bf16 on the whole ml-1m-collm split (quality and time).
 
-    python benchmarks/gpu_check.py --part shape [--out DIR]      # random 7B weights: memory and speed
-    python benchmarks/gpu_check.py --part full  [--out DIR]      # real SmolLM2 weights, full data
-    python benchmarks/gpu_check.py --dry-run [--out DIR]         # both parts, tiny, on the CPU (CI)
-    python benchmarks/gpu_check.py --pack DIR                     # what a bare CUDA machine needs
+    python -m benchmarks.gpu_check --part shape [--out DIR]      # random 7B weights: memory and speed
+    python -m benchmarks.gpu_check --part full  [--out DIR]      # real SmolLM2 weights, full data
+    python -m benchmarks.gpu_check --dry-run [--out DIR]         # both parts, tiny, on the CPU (CI)
+    python -m benchmarks.gpu_check --pack DIR                     # what a bare CUDA machine needs
 
 ``shape``: a LLaMA with Vicuna-7B's configuration (hidden 4096, 32 layers, 32 heads, vocabulary
 32,000) and random weights, saved once and loaded through the plugin's own path (nf4, double
@@ -27,9 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.common import ROOT, SHARED_DATA, PeakMemory, fmt, parse_args, timed  # noqa: E402
+from benchmarks.common import ROOT, SHARED_DATA, PeakMemory, fmt, parse_args, timed
 
 VICUNA_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
              "num_key_value_heads": 32, "vocab_size": 32000}
@@ -68,7 +66,7 @@ def llama_style_folder(folder: Path, shape: dict, words: set[str]) -> Path:
 def prompt_words(config, dataset) -> set[str]:
     from tokenizers import pre_tokenizers
 
-    from recbole_collm.model.llm_recommender.llm.prompts import SLOT_PATTERN
+    from recbole_collm.model.llm.prompts import SLOT_PATTERN
 
     words = set()
     for text in [config["prompt_template"], config["text_prompt_template"], *dataset.item_titles]:
@@ -121,7 +119,9 @@ def shape_check(args, work: Path) -> dict:
         grads = [p.grad for p in trainable.values() if p.grad is not None]
         moved = sum(not torch.equal(before[n], p) for n, p in trainable.items())
         still = [p for n, p in model.named_parameters() if tunable(n) and n not in trainable]
-        out[stage] = {"trainable": sum(p.numel() for p in trainable.values()), "nonzero_grads": sum(bool(g.abs().sum() > 0) for g in grads),
+        out[stage] = {"trainable": sum(p.numel() for p in trainable.values()), "tensors": len(trainable),
+                      "lora_b_tensors": sum("lora_B" in n for n in trainable),
+                      "nonzero_grads": sum(bool(g.abs().sum() > 0) for g in grads),
                       "updated_tensors": moved, "frozen_tunable_unchanged": all(torch.equal(a, b) for a, b in zip(other, still)),
                       "train_rows_per_s": len(batch) / seconds, "peak_gib": peak.total_mib / 1024}
         assert out[stage]["nonzero_grads"] > 0 and moved > 0 and out[stage]["frozen_tunable_unchanged"], out[stage]
@@ -222,7 +222,7 @@ def plan_transfers(files: list[Path], limit_mb: float = TRANSFER_MB) -> list[lis
 def pack(folder: Path) -> None:
     """Wheels, the SmolLM2 GGUF and the ml-1m-collm split in ``folder/call<N>/`` parts of at
     most 60 MiB each, and the commands that carry them to a bare machine."""
-    from recbole_collm.model.llm_recommender.llm.backbone import default_gguf_path
+    from recbole_collm.model.llm.backbone import default_gguf_path
 
     wheels = folder / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)

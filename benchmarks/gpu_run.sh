@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On a bare CUDA machine, after the calls of `python benchmarks/gpu_check.py --pack .gpu` copied
+# On a bare CUDA machine, after the calls of `python -m benchmarks.gpu_check --pack .gpu` copied
 # their parts to /tmp/gpu: join the parts, install the wheels, run the check.
 #   bash benchmarks/gpu_run.sh --part shape        (then, in a second command, --part full)
 set -euo pipefail
@@ -15,4 +15,4 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 OUT_DIR=${OUT:-$G/out}
 mkdir -p "$OUT_DIR"
-python3 benchmarks/gpu_check.py --gguf "$G/files/SmolLM2-135M-Instruct.Q4_1.gguf" --data-path "$G/data/" --out "$OUT_DIR" "$@" 2>&1 | tee -a "$OUT_DIR/log.txt"
+python3 -m benchmarks.gpu_check --gguf "$G/files/SmolLM2-135M-Instruct.Q4_1.gguf" --data-path "$G/data/" --out "$OUT_DIR" "$@" 2>&1 | tee -a "$OUT_DIR/log.txt"

@@ -1,7 +1,7 @@
 """Where the time of a stage-1 (LoRA) batch goes, prefix-grouped batches against RecBole's shuffled
 ones, default LLM (SmolLM2-135M-Instruct), in one compute dtype:
 
-    python benchmarks/grouped_batches.py [--dataset ml-1m-collm] [--batches 12] [--compute-dtype auto]
+    python -m benchmarks.grouped_batches [--dataset ml-1m-collm] [--batches 12] [--compute-dtype auto]
 
 For the first --batches batches of one epoch from each loader (the first of each is a warm-up and
 not counted): the distinct prefixes per batch, the tokens the decoder runs (prefix tokens once per
@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.common import parse_args  # noqa: E402
+from benchmarks.common import parse_args
 
 
 def run(dataset: str, grouped: bool, args) -> dict:
@@ -30,7 +26,7 @@ def run(dataset: str, grouped: bool, args) -> dict:
     from recbole_collm import Config
     from recbole_collm.data import CollmDataset
     from recbole_collm.data.utils import data_preparation
-    from recbole_collm.model.llm_recommender.llm.batching import split_batch
+    from recbole_collm.model.llm.batching import split_batch
     from recbole_collm.model.llm_recommender.collm import CoLLM
 
     config = Config(model="CoLLM", dataset=dataset, config_dict={

@@ -3,7 +3,7 @@ by its Yes score), A-LLMRec and CLLM4Rec on the same candidate sets (each positi
 target and 19 seeded unseen items: HR@1, HR@10, NDCG@10), and MF, LightGCN and CLLM4Rec in
 full-sort ranking (Recall@20, NDCG@100), with wall time per run.
 
-    python benchmarks/llm_recommenders.py [--datasets ml-100k] [--only MF CLLM4Rec] [--test-rows 0]
+    python -m benchmarks.llm_recommenders [--datasets ml-100k] [--only MF CLLM4Rec] [--test-rows 0]
                                           [--config-files my.yaml] [--set llm_path=/models/qwen2 CLLM4Rec:epochs=3]
 
 Each model trains once with its own defaults (its yaml: the CPU budgets docs/models.md states) on the
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -30,12 +29,10 @@ import numpy as np
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.common import ROOT, available, fmt, parse_args  # noqa: E402
-from recbole_collm.data.dataloader import CANDIDATES_FIELD  # noqa: E402
-from recbole_collm.errors import InputError  # noqa: E402
-from recbole_collm.evaluator.compare import Comparison, paired_bootstrap_mean  # noqa: E402
+from benchmarks.common import ROOT, available, fmt, parse_args
+from recbole_collm.data.dataloader import CANDIDATES_FIELD
+from recbole_collm.errors import InputError
+from recbole_collm.evaluator.compare import Comparison, paired_bootstrap_mean
 
 CANDIDATES = {"mode": "uni19", "metrics": ["Hit", "NDCG"], "topk": [1, 10], "valid_metric": "Hit@1"}
 FULL = {"mode": "full", "metrics": ["Recall", "NDCG"], "topk": [20, 100], "valid_metric": "NDCG@100"}

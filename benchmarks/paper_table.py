@@ -1,7 +1,7 @@
 """The CoLLM paper's table in one command: CF baselines, RecBole's DeepFM and DCNV2, CTRL (DIN), ICL, TALLRec, Prompt4NR, CoLLM-{MF,LightGCN,SASRec,DIN},
 UI-token and T1/T2/T3 ablations, MF+LLM ensembles, efficiency ratio, warm/cold figures.
 
-    python benchmarks/paper_table.py [--config benchmarks/paper_table.yaml] [--out benchmarks/results/paper_table]
+    python -m benchmarks.paper_table [--config benchmarks/paper_table.yaml] [--out benchmarks/results/paper_table]
                                      [--datasets ml-100k] [--only MF TALLRec CoLLM-MF] [--report-only]
 
 Budget (training rows, epochs, test rows) lives in the yaml. Finished runs are kept under
@@ -11,15 +11,12 @@ Writes <out>/table.md, <out>/table.csv and <out>/warm_cold_<dataset>.png.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.common import ROOT, available, parse_args  # noqa: E402
-from benchmarks.study import plan, run_study  # noqa: E402
+from benchmarks.common import ROOT, available, parse_args
+from benchmarks.study import plan, run_study
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Performance engine: plain full-prompt path vs shared-prefix path, side by side, default LLM, in
 each compute dtype (``llm_compute_dtype``; float32 against bf16 by default).
 
-    python benchmarks/prefix_engine.py [--dataset ml-1m-collm] [--split-rows 768] [--candidates 20 100] [--repeats 5]
+    python -m benchmarks.prefix_engine [--dataset ml-1m-collm] [--split-rows 768] [--candidates 20 100] [--repeats 5]
         [--compute-dtypes float32 bfloat16]
 
 Each figure runs in its own subprocess (clean peak-memory reading): the process loads the model
@@ -25,9 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.common import ROOT, SHARED_DATA, PeakMemory, build_llm, parse_args, timed  # noqa: E402
+from benchmarks.common import ROOT, SHARED_DATA, PeakMemory, build_llm, parse_args, timed
 
 
 def build(model_name: str, dataset: str, share_prefixes: bool, split_rows: int, dtype: str):
@@ -95,7 +93,7 @@ def worker(scenario: str, path: str, dtype: str, args) -> dict:
 
 
 def run_worker(scenario: str, path: str, dtype: str, args) -> dict:
-    command = [sys.executable, __file__, "--worker", scenario, path, dtype, "--dataset", args.dataset,
+    command = [sys.executable, "-m", "benchmarks.prefix_engine", "--worker", scenario, path, dtype, "--dataset", args.dataset,
                "--split-rows", str(args.split_rows), "--repeats", str(args.repeats)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:

@@ -1,7 +1,7 @@
 """Quality benchmark: MF, TALLRec, CoLLM-MF, SASRec, CoLLM-SASRec, DeepFM and DCNV2 on the same seeded test rows,
 AUC / UAUC overall, warm and cold, with wall time per stage.
 
-    python benchmarks/quality.py [--config benchmarks/quality.yaml] [--datasets ml-1m-collm] [--only MF TALLRec CoLLM-MF]
+    python -m benchmarks.quality [--config benchmarks/quality.yaml] [--datasets ml-1m-collm] [--only MF TALLRec CoLLM-MF]
                                  [--report-only]
 
 Budget and settings live in the yaml. Runs through the study runner (resumable: finished runs are
@@ -14,15 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.common import ROOT, available, parse_args  # noqa: E402
-from benchmarks.study import run_study  # noqa: E402
+from benchmarks.common import ROOT, available, parse_args
+from benchmarks.study import run_study
 
 KEYS = ("auc", "uauc", "warm_auc", "warm_uauc", "cold_auc", "cold_uauc")
 

@@ -42,23 +42,48 @@ CLAIMS = (("CoLLM-MF", "TALLRec"), ("CoLLM-MF", "MF"), ("CoLLM-SASRec", "SASRec"
           ("CoLLM-MF", "Prompt4NR"), ("CoLLM-MF", "CTRL (DIN)"), ("TALLRec", "ItemRate"), ("CoLLM-MF", "ItemRate"), ("CoLLM-SASRec", "ItemRate"))
 
 
+# every row of the table is compared with this run on the same test rows
+ANCHOR = "CoLLM-MF"
+
+
+def _compare(records: dict, model: str, reference: str, metric: str, resamples: int):
+    """The paired bootstrap of ``model`` − ``reference`` on their shared test rows, or None when
+    either run is absent; two runs scored on different rows are an error, never a comparison."""
+    mine, theirs = (records.get(run, {}).get("test_rows") for run in (model, reference))
+    if not mine or not theirs:
+        return None
+    if list(zip(mine["user"], mine["item"])) != list(zip(theirs["user"], theirs["item"])):
+        raise ValueError(f"report: {model} and {reference} were tested on different rows")
+    return paired_bootstrap(np.asarray(mine["user"]), np.asarray(mine["label"]), np.asarray(mine["score"]),
+                            np.asarray(theirs["score"]), metric, resamples=resamples)
+
+
 def quality_checks(records: dict, resamples: int = 1000) -> list[str]:
     """The paper's claims (CoLLM above TALLRec and above its collaborative source), each on AUC and
     UAUC as one line: met, missed or not significant by a 95% paired bootstrap over users of the
     two runs' scores of the same test rows, with the interval."""
     lines = []
     for model, reference in CLAIMS:
-        mine, theirs = (records.get(run, {}).get("test_rows") for run in (model, reference))
-        if not mine or not theirs:
-            continue
-        if list(zip(mine["user"], mine["item"])) != list(zip(theirs["user"], theirs["item"])):
-            raise ValueError(f"report: {model} and {reference} were tested on different rows")
         for metric in ("auc", "uauc"):
-            c = paired_bootstrap(np.asarray(mine["user"]), np.asarray(mine["label"]), np.asarray(mine["score"]),
-                                 np.asarray(theirs["score"]), metric, resamples=resamples)
+            c = _compare(records, model, reference, metric, resamples)
+            if c is None:
+                break
             lines.append(f"{model} > {reference} on {metric.upper()}: {c.verdict} ({fmt(c.a)} vs {fmt(c.b)}, "
                          f"{c.difference:+.4f}, 95% interval [{c.low:+.4f}, {c.high:+.4f}], {c.users} users)")
     return lines
+
+
+def versus_anchor(records: dict, name: str, metric: str, resamples: int = 1000) -> str:
+    """The table cell "row − CoLLM-MF [95% interval]" (paired bootstrap over users), with "n.s."
+    where the interval holds zero; empty for the anchor itself or when either run is absent."""
+    if name == ANCHOR:
+        return ""
+    c = _compare(records, name, ANCHOR, metric, resamples)
+    if c is None:
+        return ""
+    if not c.defined:
+        return "undefined"
+    return f"{c.difference:+.4f} [{c.low:+.4f}, {c.high:+.4f}]" + ("" if c.significant else " n.s.")
 
 
 def llm_train_rows(records: dict) -> str:
@@ -83,18 +108,30 @@ def write_outputs(results: dict, out_dir: str) -> None:
     md, rows = [], []
     for dataset, records in results.items():
         paper = dataset == "ml-1m-collm"
-        header = ["group", "run"] + [label for _, label in METRICS] + (["paper AUC", "paper UAUC"] if paper else []) + ["train s", "test s"]
+        versus = [f"{label} − {ANCHOR}" for label in ("AUC", "UAUC")] if ANCHOR in records else []
+        header = (["group", "run"] + [label for _, label in METRICS] + versus + (["paper AUC", "paper UAUC"] if paper else [])
+                  + ["train s", "test s"])
         md += [f"## {dataset}", ""]
         sample = next(iter(records.values()))
         warm, cold = (sample["test_result"].get(f"{k}_rows") for k in ("warm", "cold"))
         md += [f"Test rows: {len(sample.get('test_rows', {}).get('label', []))} (warm {int(warm or 0)}, "
                f"cold {int(cold or 0)}), the same for every run; {llm_train_rows(records)}; CF models: all train rows.", ""]
+        if paper:
+            blank = [name for name in records if records[name].get("group") not in ("Reference", "Ensemble", "Ablation")
+                     and name not in PAPER_ML1M]
+            md += ["Paper AUC / UAUC: the paper's figures on this split with Vicuna-7B, as ../shared/data/README.md "
+                   f"lists them; blank where it lists none ({', '.join(blank)}).", ""]
+        if versus:
+            md += [f"“AUC − {ANCHOR}”, “UAUC − {ANCHOR}”: the row minus {ANCHOR} on the same rows, with the 95% paired "
+                   "bootstrap interval over users; n.s. where it holds zero.", ""]
         md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for name, record in records.items():
             result = record["test_result"]
             values = [fmt(result.get(key)) for key, _ in METRICS]
             extra = [fmt(PAPER_ML1M[name][0]), fmt(PAPER_ML1M[name][1])] if paper and name in PAPER_ML1M else (["", ""] if paper else [])
-            cells = [record.get("group", ""), name] + values + extra + [f"{record['train_seconds']:.0f}", f"{record['test_seconds']:.0f}"]
+            against = [versus_anchor(records, name, metric) for metric in ("auc", "uauc")] if versus else []
+            cells = ([record.get("group", ""), name] + values + against + extra
+                     + [f"{record['train_seconds']:.0f}", f"{record['test_seconds']:.0f}"])
             md.append("| " + " | ".join(cells) + " |")
             rows.append({"dataset": dataset, "group": record.get("group", ""), "run": name,
                          **{label: result.get(key) for key, label in METRICS},

@@ -1,7 +1,7 @@
 """Pairs per second of ``recbole-collm score`` from a saved model, and the process's peak memory.
 
-    python benchmarks/scoring_speed.py --checkpoint saved/MF-....pth [--pairs 100000]
-    python benchmarks/scoring_speed.py --checkpoint saved/CoLLM-....pth --pairs 2000
+    python -m benchmarks.scoring_speed --checkpoint saved/MF-....pth [--pairs 100000]
+    python -m benchmarks.scoring_speed --checkpoint saved/CoLLM-....pth --pairs 2000
 
 The pairs are the checkpoint dataset's test rows (with their timestamps), repeated in a seeded
 random order until there are ``--pairs`` of them, written to a file; then the file is scored as the
@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.common import parse_args  # noqa: E402
+from benchmarks.common import parse_args
 
 
 def main() -> None:

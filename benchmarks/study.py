@@ -202,4 +202,4 @@ def ensemble(first: dict, second: dict, context: tuple) -> dict:
     struct.set("data.train_item_count", torch.from_numpy(train.train_item_count))
     result = CollmEvaluator(config).evaluate(struct)
     return {"run": f"{first['run']} + {second['run']}", "test_result": {k: _plain(v) for k, v in result.items()},
-            "train_seconds": 0.0, "test_seconds": 0.0}
+            "train_seconds": 0.0, "test_seconds": 0.0, "test_rows": {**a, "score": score.tolist()}}

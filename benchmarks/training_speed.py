@@ -1,7 +1,7 @@
 """Training speed of the LLM stages, default LLM (SmolLM2-135M-Instruct), CPU or GPU, in each
 compute dtype (``llm_compute_dtype``; float32 against bf16 by default), with the ratios:
 
-    python benchmarks/training_speed.py [--dataset ml-1m-collm] [--train-rows 96] [--valid-rows 256] [--stage1-batches 12]
+    python -m benchmarks.training_speed [--dataset ml-1m-collm] [--train-rows 96] [--valid-rows 256] [--stage1-batches 12]
         [--compute-dtypes float32 bfloat16] [--baselines]
 
 - stage-2 epoch: the same --train-rows train rows (seeded sample) in train_batch_size batches,
@@ -23,13 +23,9 @@ Prints rows/s per epoch/pass/loader, the ratios, the store's hit rate and size.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.common import PeakMemory, build_llm, parse_args  # noqa: E402
+from benchmarks.common import PeakMemory, build_llm, parse_args
 
 
 def build(dataset: str, store_mb: int, args, dtype: str):

@@ -23,6 +23,7 @@ from recbole.trainer import HyperTuning
 from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.quick_start import format_result, objective_function, run
 from recbole_collm.scoring import check_positive, recommend, score_file
+from recbole_collm.settings import DTYPES
 
 
 def main() -> int:
@@ -38,7 +39,7 @@ def _serve(command: str, argv: list[str]) -> None:
     parser.add_argument("--checkpoint", required=True, help="a .pth checkpoint this plugin saved")
     parser.add_argument("--out", required=True)
     parser.add_argument("--llm_compute_dtype", default=None, help="an LLM model's compute dtype "
-                        "(auto | float32 | bfloat16 | float16); default: the training run's")
+                        f"({' | '.join(DTYPES)}); default: the training run's")
     if command == "score":
         parser.add_argument("--pairs", required=True, help="tab-separated user, item[, timestamp] tokens")
         parser.add_argument("--batch_size", type=int, default=None, help="default: the checkpoint's eval_batch_size")

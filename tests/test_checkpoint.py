@@ -6,10 +6,8 @@ import pytest
 import torch
 
 from recbole_collm import files
-from recbole_collm.errors import InputError
 from recbole_collm.files import atomic_write_dir, read_checkpoint, save_checkpoint
 from recbole_collm.restore import restore
-from recbole_collm.settings import RENAMED, upgrade_settings
 
 
 def test_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -79,39 +77,3 @@ def test_restore_rebuilds_the_saved_model(mf_checkpoint):
     assert restored.model.n_users == train.user_num
 
 
-def test_checkpoints_written_before_the_models_moved_still_load(tmp_path, monkeypatch):
-    """A Config pickled before the models were arranged by type names ``recbole_collm.model.mf``; it reads as the new MF."""
-    import sys
-
-    from recbole_collm.model.general_recommender import mf
-
-    path = tmp_path / "old.pth"
-    with monkeypatch.context() as old_layout:  # write as the old layout did
-        old_layout.setitem(sys.modules, "recbole_collm.model.mf", mf)
-        old_layout.setattr(mf.MF, "__module__", "recbole_collm.model.mf")
-        torch.save({"model_class": mf.MF}, path)
-    assert b"recbole_collm.model.mf" in path.read_bytes()
-    assert "recbole_collm.model.mf" not in sys.modules
-    assert read_checkpoint(path)["model_class"] is mf.MF
-
-
-def test_a_config_saved_before_a_rename_gives_its_value_to_the_new_key():
-    from tests.conftest import tiny_config
-
-    config = tiny_config("CoLLM")
-    for old, (new, _) in RENAMED.items():  # as an older CoLLM checkpoint holds them
-        del config.final_config_dict[new]
-        config.final_config_dict[old] = f"saved {old}"
-    upgrade_settings(config)
-    for old, (new, _) in RENAMED.items():
-        assert config[new] == f"saved {old}" and old not in config.final_config_dict
-    given = {"cie_checkpoint": "mf.pth", "cf_model": "MF"}  # an adapter config's settings
-    upgrade_settings(given)
-    assert given == {"cf_checkpoint": "mf.pth", "cf_model": "MF"}
-
-
-def test_a_renamed_key_in_the_users_settings_is_one_error_naming_the_new_key():
-    from recbole_collm import Config
-
-    with pytest.raises(InputError, match=r"^cie_checkpoint: renamed to cf_checkpoint \(A-LLMRec reads it too"):
-        Config(model="CoLLM", dataset="ml-100k", config_dict={"cie_checkpoint": "mf.pth"})

@@ -4,33 +4,20 @@ import pytest
 import torch
 
 from recbole_collm import load_data_and_model
-from recbole_collm.data import CollmDataset
-from recbole_collm.data.utils import data_preparation
 from recbole_collm.errors import InputError
 from recbole_collm.files import read_checkpoint
 from recbole_collm.model.llm_recommender.cllm4rec import CLLM4Rec
 from recbole_collm.quick_start import prepare
-from tests.conftest import ranking_llm_config
+from tests.conftest import build_ranking_run, ranking_llm_config, train_steps
 from tests.ranks import hit, ndcg, target_ranks
 
 
 def build(tiny_llm_dir, tmp_path, **overrides):
-    config = ranking_llm_config("CLLM4Rec", tiny_llm_dir, tmp_path, "full", **overrides)
-    dataset = CollmDataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    return config, CLLM4Rec(config, train._dataset), train, test
+    return build_ranking_run("CLLM4Rec", tiny_llm_dir, tmp_path, "full", **overrides)
 
 
 def steps(model, batch, n=25, lr=0.05):
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    losses = []
-    for _ in range(n):
-        optimizer.zero_grad()
-        loss = model.calculate_loss(batch)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
+    return train_steps(model, batch, n, lr)
 
 
 @pytest.mark.parametrize("stage", ["pretrain", "finetune"])
@@ -52,13 +39,13 @@ def test_pretraining_lowers_both_language_models(tiny_llm_dir, tmp_path):
     _, model, train, _ = build(tiny_llm_dir, tmp_path, stage="pretrain", lambda_v=0.0)
     batch = next(iter(train))
     pos = (batch["label"] > 0.5).nonzero().view(-1).tolist()
-    histories = model._histories(batch)
+    histories = model.histories(batch)
     docs = [histories[r] + [int(batch["item_id"][r])] for r in pos]
 
     def parts():
         with torch.no_grad():
-            return (model._collaborative_lm(batch["user_id"][pos], docs).item(),
-                    model._content_lm(batch["user_id"], batch["item_id"]).item())
+            return (model.collaborative_lm(batch["user_id"][pos], docs).item(),
+                    model.content_lm(batch["user_id"], batch["item_id"]).item())
 
     before = parts()
     steps(model, batch)
@@ -75,9 +62,9 @@ def test_mutual_regularisation_sums_over_token_occurrences_toward_the_detached_o
         by_hand += sum((float(a) - float(b)) ** 2 for a, b in zip(collaborative.user.weight[u], content.user.weight[u]))
     for i in items.tolist():
         by_hand += sum((float(a) - float(b)) ** 2 for a, b in zip(collaborative.item.weight[i], content.item.weight[i]))
-    value = model._mutual_regularisation(collaborative, users, items)
+    value = model.mutual_regularisation(collaborative, users, items)
     assert value.item() == pytest.approx(0.5 * by_hand, rel=1e-5)
-    assert model._mutual_regularisation(content, users, items).item() == pytest.approx(0.5 * by_hand, rel=1e-5)
+    assert model.mutual_regularisation(content, users, items).item() == pytest.approx(0.5 * by_hand, rel=1e-5)
     value.backward()
     assert content.item.weight.grad is None  # the other branch is held fixed
     expected = 0.5 * 2 * 3 * (collaborative.item.weight[3] - content.item.weight[3]).detach()  # item 3 occurs 3 times
@@ -89,7 +76,7 @@ def test_item_head_is_tied_to_the_item_tokens_and_predict_reads_full_sort(tiny_l
     rows = test._dataset.inter_feat[torch.arange(4)]
     with torch.no_grad():
         full = model.full_sort_predict(rows).view(4, -1)
-        hidden = model._query_hidden(rows)
+        hidden = model.query_hidden(rows)
         assert torch.allclose(full[:, 1:], hidden @ model.tokens.item.weight[1:].T, atol=1e-5)
         assert (full[:, 0] == -torch.inf).all()
         assert torch.allclose(model.predict(rows), full[torch.arange(4), rows["item_id"]])

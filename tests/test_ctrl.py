@@ -46,7 +46,7 @@ def test_stages_train_din_and_heads_then_din_alone_and_rows_read_as_text(tmp_pat
     trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"din", "alignment"}
     rows = next(iter(train))
-    first = model._histories(rows, 10)[0]  # tiny.yaml: domain_item movie
+    first = model.histories(rows, 10)[0]  # tiny.yaml: domain_item movie
     titles = " | ".join(model.titles[i] for i in first) or "nothing yet"
     assert model.row_texts(rows)[0] == f"This is a user, who has recently watched {titles}. This is a movie, title is {model.titles[int(rows['item_id'][0])]}."
     loss, logits = model.loss_and_logits(rows)

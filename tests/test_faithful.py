@@ -7,7 +7,7 @@ import torch
 from recbole_collm import Config, get_model
 from recbole_collm.data import CollmDataset
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.prompts import SLOT_PATTERN, PromptBuilder
+from recbole_collm.model.llm.prompts import SLOT_PATTERN, PromptBuilder
 from recbole_collm.model.sequential_recommender.dinctr import DINCTR, Dice
 from recbole_collm.restore import build_model
 from tests.conftest import llm_config, tiny_config

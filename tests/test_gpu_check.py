@@ -28,13 +28,16 @@ def test_transfers_are_cut_in_order_under_the_limit(tmp_path):
 
 @pytest.mark.slow
 def test_dry_run_trains_both_stages_and_scores_both_paths(tmp_path):
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run", f"--out={tmp_path}"],
+    out = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--dry-run", f"--out={tmp_path}"],
                          capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     shape = json.loads((tmp_path / "gpu_check_shape.json").read_text())
-    for stage in ("lora", "cie"):
-        assert shape[stage]["nonzero_grads"] > 0 and shape[stage]["updated_tensors"] > 0
-        assert shape[stage]["frozen_tunable_unchanged"] is True
+    lora, cie = shape["lora"], shape["cie"]
+    # LoRA's B starts at zero, so the first step's gradient reaches B only; AdamW's decay moves A too
+    assert lora["lora_b_tensors"] * 2 == lora["tensors"] > 0
+    assert (lora["nonzero_grads"], lora["updated_tensors"]) == (lora["lora_b_tensors"], lora["tensors"])
+    assert cie["lora_b_tensors"] == 0 and cie["nonzero_grads"] == cie["updated_tensors"] == cie["tensors"] > 0
+    assert lora["frozen_tunable_unchanged"] is True and cie["frozen_tunable_unchanged"] is True
     assert shape["frozen_llm_weight_unchanged"] is True
     assert 0 < shape["split_max_abs_diff"] < 0.005  # shared prefix = plain path, in bf16 (tests/test_precision.py)
     full = json.loads((tmp_path / "gpu_check_full.json").read_text())

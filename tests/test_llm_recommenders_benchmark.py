@@ -7,12 +7,13 @@ import sys
 import numpy as np
 import pytest
 
+from recbole_collm.evaluator.compare import paired_bootstrap_mean
 from tests.conftest import ROOT, TINY_YAML
 
 
 def test_benchmark_ranks_every_model_on_the_same_queries(tiny_llm_dir, tmp_path):
     llm = [f"{run}:llm_path={tiny_llm_dir}" for run in ("CoLLM-MF", "A-LLMRec", "CLLM4Rec")]
-    command = [sys.executable, str(ROOT / "benchmarks" / "llm_recommenders.py"), "--datasets", "tiny", "--negatives", "9",
+    command = [sys.executable, "-m", "benchmarks.llm_recommenders", "--datasets", "tiny", "--negatives", "9",
                "--full-topk", "5", "20", "--config-files", TINY_YAML, "--test-rows", "40", "--out", str(tmp_path),
                "--only", "Pop", "MF", "CoLLM-MF", "A-LLMRec", "CLLM4Rec",
                "--set", "state=WARNING", "show_progress=False", "epochs=1", *llm, "CoLLM-MF:train_rows_limit=16",
@@ -48,14 +49,17 @@ def test_benchmark_ranks_every_model_on_the_same_queries(tiny_llm_dir, tmp_path)
     shuffled, own = (models[n]["per_query"]["full"] for n in ("CLLM4Rec, users' tokens shuffled", "CLLM4Rec"))
     assert shuffled["user"] == own["user"] and shuffled["first_hit"] != own["first_hit"]
     cllm = found[("CLLM4Rec", "MF")]
-    full = np.array(models["CLLM4Rec"]["per_query"]["full"]["first_hit"])
-    assert cllm["metric"] == "recall@20" and cllm["model_value"] == pytest.approx(((full >= 0) & (full < 20)).mean())
-    assert cllm["low"] <= cllm["difference"] <= cllm["high"]
+    recall = {n: np.array(models[n]["per_query"]["full"]["first_hit"]) for n in ("CLLM4Rec", "MF")}
+    recall = {n: (first >= 0) & (first < 20) for n, first in recall.items()}
+    assert cllm["metric"] == "recall@20" and cllm["model_value"] == pytest.approx(recall["CLLM4Rec"].mean())
+    # the interval is the paired bootstrap over the queries' users of these per-query values
+    c = paired_bootstrap_mean(own["user"], recall["CLLM4Rec"], recall["MF"], "recall@20")
+    assert (cllm["difference"], cllm["low"], cllm["high"]) == pytest.approx((c.difference, c.low, c.high))
     assert f"- CLLM4Rec above MF (full): {cllm['verdict']} — RECALL@20" in done.stdout
 
 
 def test_allmrec_rank_by_ranks_one_models_validation_queries_under_each_score(tiny_llm_dir, sasrec_checkpoint, tmp_path):
-    command = [sys.executable, str(ROOT / "benchmarks" / "allmrec_rank_by.py"), "--dataset", "tiny", "--config-files", TINY_YAML,
+    command = [sys.executable, "-m", "benchmarks.allmrec_rank_by", "--dataset", "tiny", "--config-files", TINY_YAML,
                "--valid-rows", "40", "--out", str(tmp_path), "--set", f"llm_path={tiny_llm_dir}", f"cf_checkpoint={sasrec_checkpoint}",
                "state=WARNING", "show_progress=False", "train_rows_limit=32", "epochs=1", "align_epochs=1", "candidate_num=6",
                "llm_compute_dtype=float32", "topk=[1, 10]",
@@ -64,11 +68,15 @@ def test_allmrec_rank_by_ranks_one_models_validation_queries_under_each_score(ti
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "tiny.json").read_text())["results"]
     assert list(results) == ["sum", "relative", "mean"]  # the default first: the reference
+    users = json.loads((tmp_path / "tiny.json").read_text())["user"]
     for name, figures in results.items():
-        assert figures["hit@10"] == 1.0 and 0 <= figures["hit@1"] <= 1  # 10 candidates: every target in the top 10
+        first = np.array(figures["first_hit"])
+        assert len(first) == len(users) and (first >= 0).all() and (first < 10).all()  # 10 candidates: all in the top 10
+        assert figures["hit@10"] == 1.0 and figures["hit@1"] == pytest.approx(round(float((first == 0).mean()), 4))
         assert f"| {name} | {figures['hit@1']:.4f} | 1.0000 |" in done.stdout
     for name in ("relative", "mean"):
         versus = results[name]["vs_sum"]
         first = {k: np.array(results[k]["first_hit"]) for k in ("sum", name)}
+        c = paired_bootstrap_mean(users, first[name] == 0, first["sum"] == 0, "hit@1")
         assert versus["difference"] == pytest.approx((first[name] == 0).mean() - (first["sum"] == 0).mean())
-        assert versus["low"] <= versus["difference"] <= versus["high"]
+        assert (versus["low"], versus["high"]) == pytest.approx((c.low, c.high))

@@ -4,37 +4,28 @@ and loads its own adapters."""
 import pytest
 import torch
 
-from recbole_collm.data import CollmDataset
-from recbole_collm.data.utils import data_preparation
 from recbole_collm.model.llm_recommender.collm import CoLLM
 from recbole_collm.model.llm_recommender.tallrec import TALLRec
 from recbole_collm.restore import build_model
 from recbole_collm.trainer import LLMTrainer
-from tests.conftest import llm_config
-
-
-def build(model_class, tiny_llm_dir, tmp_path, **settings):
-    config = llm_config(model_class.__name__, tiny_llm_dir, tmp_path, **settings)
-    train, valid, test = data_preparation(config, CollmDataset(config))
-    torch.manual_seed(0)
-    return config, build_model(config, train._dataset), train, valid
+from tests.conftest import build_llm_run
 
 
 @pytest.mark.parametrize("learner,kind", [("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW), ("Adam", torch.optim.Adam)])
 def test_learner_is_recboles_setting_over_the_trainable_parameters(tiny_llm_dir, tmp_path, learner, kind):
-    config, model, _, _ = build(CoLLM, tiny_llm_dir, tmp_path, learner=learner, learning_rate=0.02,
+    config, model, _, _ = build_llm_run(CoLLM, tiny_llm_dir, tmp_path, learner=learner, learning_rate=0.02,
                                 cie_learning_rate=0.005)
     trainer = LLMTrainer(config, model)
     assert type(trainer.optimizer) is kind and trainer.optimizer.param_groups[0]["lr"] == 0.02
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert {id(p) for p in trainer.optimizer.param_groups[0]["params"]} == trainable
-    trainer._enter_stage(1)  # the CIE stage: its own rate, its own parameters
+    trainer.enter_stage(1)  # the CIE stage: its own rate, its own parameters
     assert type(trainer.optimizer) is kind and trainer.optimizer.param_groups[0]["lr"] == 0.005
     assert all(".cie." in n or n.startswith("cie.") for n, p in model.named_parameters() if p.requires_grad)
 
 
 def test_train_loss_and_validation_reach_tensorboard(tiny_llm_dir, tmp_path, monkeypatch):
-    config, model, train, valid = build(TALLRec, tiny_llm_dir, tmp_path, epochs=2, eval_step=1)
+    config, model, train, valid = build_llm_run(TALLRec, tiny_llm_dir, tmp_path, epochs=2, eval_step=1)
     trainer = LLMTrainer(config, model)
     logged = []
     monkeypatch.setattr(trainer.tensorboard, "add_scalar", lambda tag, value, step: logged.append((tag, step)))
@@ -55,12 +46,12 @@ def manual_scores(model, hidden, mode):
 
 @pytest.mark.parametrize("mode", ["yes_no", "yes_logit"])
 def test_answer_score_with_softcap_and_a_biased_head_matches_the_full_head(tiny_llm_dir, tmp_path, mode):
-    config, model, train, _ = build(TALLRec, tiny_llm_dir, tmp_path, score_mode=mode)
+    config, model, train, _ = build_llm_run(TALLRec, tiny_llm_dir, tmp_path, score_mode=mode)
     model.eval()
     batch = train._dataset.inter_feat[torch.arange(6)]
     with torch.no_grad():
-        hidden = model._plain_hidden(batch)
-        plain = model._answer_score(hidden)
+        hidden = model.plain_hidden(batch)
+        plain = model.answer_score(hidden)
         torch.testing.assert_close(plain, manual_scores(model, hidden, mode))
         old = model.base_llm.get_output_embeddings()
         head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
@@ -68,7 +59,7 @@ def test_answer_score_with_softcap_and_a_biased_head_matches_the_full_head(tiny_
         torch.nn.init.normal_(head.bias, std=3.0)
         model.base_llm.set_output_embeddings(head)
         model.base_llm.config.final_logit_softcapping = 1.5
-        capped = model._answer_score(hidden)
+        capped = model.answer_score(hidden)
         torch.testing.assert_close(capped, manual_scores(model, hidden, mode))
         assert capped.abs().max() <= 3.0 + 1e-6 and not torch.allclose(capped, plain)
     if mode == "yes_logit":  # the paper's loss: BCE on the raw Yes logit
@@ -78,7 +69,7 @@ def test_answer_score_with_softcap_and_a_biased_head_matches_the_full_head(tiny_
 
 
 def test_save_adapters_then_load_adapters_gives_the_same_scores(tiny_llm_dir, mf_checkpoint, tmp_path):
-    config, model, train, _ = build(CoLLM, tiny_llm_dir, tmp_path, cf_checkpoint=mf_checkpoint, stage="cie")
+    config, model, train, _ = build_llm_run(CoLLM, tiny_llm_dir, tmp_path, cf_checkpoint=mf_checkpoint, stage="cie")
     with torch.no_grad():  # trained-looking weights: LoRA B starts at zero
         for name, param in model.named_parameters():
             if "lora_B" in name or name.startswith("cie.mlp"):

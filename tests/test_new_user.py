@@ -53,13 +53,18 @@ def read_tsv(path):
 
 
 # --- score and recommend: every option checked ---------------------------------------------------
-@pytest.mark.parametrize("extra,message", [
-    (["--batch_size", "-1"], "--batch_size: -1 must be a whole number ≥ 1"),
-    (["--batch_size", "0"], "--batch_size: 0 must be a whole number ≥ 1"),
+@pytest.mark.parametrize("command,extra,message", [
+    ("score", ["--batch_size", "-1"], "--batch_size: -1 must be a whole number ≥ 1"),
+    ("score", ["--batch_size", "0"], "--batch_size: 0 must be a whole number ≥ 1"),
+    ("recommend", ["--topk", "-1"], "--topk: -1 must be a whole number ≥ 1"),
+    ("recommend", ["--topk", "0"], "--topk: 0 must be a whole number ≥ 1"),
+    ("recommend", ["--candidates", "pop0"], "--candidates: 'pop0' holds no items; popN needs N ≥ 1"),
 ])
-def test_score_refuses_a_batch_size_below_one(mf_checkpoint, tmp_path, monkeypatch, capsys, extra, message):
-    (tmp_path / "pairs.tsv").write_text("1\t1\n")
-    status, err = serve(monkeypatch, capsys, "score", mf_checkpoint, tmp_path / "out.tsv", f"--pairs={tmp_path / 'pairs.tsv'}", *extra)
+def test_score_and_recommend_refuse_empty_requests(mf_checkpoint, tmp_path, monkeypatch, capsys, command, extra, message):
+    given = tmp_path / "input.tsv"
+    given.write_text("1\t1\n" if command == "score" else "1\n")
+    option = "--pairs" if command == "score" else "--users"
+    status, err = serve(monkeypatch, capsys, command, mf_checkpoint, tmp_path / "out.tsv", f"{option}={given}", *extra)
     assert status == 2 and one_line(err) == f"recbole-collm: error: {message}"
     assert not (tmp_path / "out.tsv").exists()
 
@@ -85,17 +90,6 @@ def test_out_equal_to_pairs_is_refused_and_the_input_kept(mf_checkpoint, tmp_pat
     assert pairs.read_text() == "1\t1\t1000001402\n"
     status, err = serve(monkeypatch, capsys, "score", mf_checkpoint, tmp_path / "no" / "such" / "out.tsv", f"--pairs={pairs}")
     assert status == 2 and one_line(err).endswith(f"--out: folder '{tmp_path / 'no' / 'such'}' does not exist")
-
-
-@pytest.mark.parametrize("extra,message", [
-    (["--topk", "-1"], "--topk: -1 must be a whole number ≥ 1"),
-    (["--topk", "0"], "--topk: 0 must be a whole number ≥ 1"),
-    (["--candidates", "pop0"], "--candidates: 'pop0' holds no items; popN needs N ≥ 1"),
-])
-def test_recommend_refuses_empty_requests(mf_checkpoint, tmp_path, monkeypatch, capsys, extra, message):
-    (tmp_path / "users.txt").write_text("1\n")
-    status, err = serve(monkeypatch, capsys, "recommend", mf_checkpoint, tmp_path / "out.tsv", f"--users={tmp_path / 'users.txt'}", *extra)
-    assert status == 2 and one_line(err) == f"recbole-collm: error: {message}"
 
 
 def test_recommend_refuses_an_empty_users_file(mf_checkpoint, tmp_path, monkeypatch, capsys):

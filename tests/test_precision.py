@@ -17,14 +17,14 @@ import torch.nn.functional as F
 from recbole_collm.data import CollmDataset
 from recbole_collm.data.utils import data_preparation
 from recbole_collm.errors import InputError
+from recbole_collm.model.llm import precision
+from recbole_collm.model.llm.precision import Precision, resolve_compute_dtype
 from recbole_collm.model.llm_recommender.collm import CoLLM
-from recbole_collm.model.llm_recommender.llm import precision
-from recbole_collm.model.llm_recommender.llm.precision import Precision, resolve_compute_dtype
 from recbole_collm.model.llm_recommender.tallrec import TALLRec
 from recbole_collm.restore import build_model
 from recbole_collm.trainer import LLMTrainer
 from tests.conftest import llm_config, tiny_config
-from tests.test_shared_prefix import mixed_batch
+from tests.conftest import mixed_batch
 
 SCORE_TOL = 0.005
 
@@ -241,7 +241,7 @@ def test_cpu_attention_equals_transformers_sdpa_and_runs_float32_under_autograd(
 
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from recbole_collm.model.llm_recommender.llm.backbone import _cpu_attention
+    from recbole_collm.model.llm.backbone import _cpu_attention
 
     torch.manual_seed(0)
     module = SimpleNamespace(num_key_value_groups=3, is_causal=True, training=False)

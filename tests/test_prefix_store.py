@@ -5,9 +5,7 @@ import pytest
 import torch
 
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.prefix_store import PrefixStore
-from tests.test_shared_prefix import mixed_batch  # noqa: F401  (fixture helpers)
-from tests.test_shared_prefix import tiny_collm  # noqa: F401
+from recbole_collm.model.llm.prefix_store import PrefixStore
 
 
 def scores(model, batch):
@@ -96,7 +94,7 @@ def test_store_is_bounded_and_evicts_least_recently_used():
 def test_bad_store_settings_are_one_error(tiny_collm):
     with pytest.raises(InputError, match=r"^prefix_store_mb: '-1' must be a number ≥ 0 \(MB; 0 or empty: no store\)$"):
         tiny_collm("cie", prefix_store_mb=-1)
-    with pytest.raises(InputError, match="^prefix_store_dtype: 'int8' is not one of auto, float16, bfloat16, float32$"):
+    with pytest.raises(InputError, match="^prefix_store_dtype: 'int8' is not one of auto, float32, bfloat16, float16$"):
         tiny_collm("cie", prefix_store_dtype="int8")
 
 

@@ -34,7 +34,7 @@ def test_continuous_tokens_sit_in_the_template_slots_and_train_with_lora(tiny_ll
     with torch.no_grad():
         hidden = model.base_llm.get_decoder()(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
                                               position_ids=batch["position_ids"]).last_hidden_state[:, -1]
-        assert torch.allclose(model.logits(rows), model._answer_score(hidden), atol=1e-5)
+        assert torch.allclose(model.logits(rows), model.answer_score(hidden), atol=1e-5)
     model.calculate_loss(rows).backward()
     assert model.cie.tokens.grad is not None and bool((model.cie.tokens.grad.abs().sum(-1) > 0).all())
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from recbole_collm.model.llm_recommender.llm.prompts import PromptBuilder, answer_token_ids
+from recbole_collm.model.llm.prompts import PromptBuilder, answer_token_ids
 from tests.conftest import tiny_config
 
 TITLES = np.array(["", "Heat (1995)", "Amélie (2001)", 'Say "Hi"', "Big"], dtype=object)

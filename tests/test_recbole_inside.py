@@ -7,8 +7,6 @@ import importlib
 import inspect
 import logging
 import os
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -252,33 +250,6 @@ def test_no_plugin_model_takes_a_recbole_name():
     assert get_model("SASRec") is RecBoleSASRec and get_model("SASRecCTR") is SASRecCTR
 
 
-def test_checkpoint_of_the_plugin_sasrec_saved_under_its_old_name_restores(tmp_path, monkeypatch):
-    """A checkpoint written when the plugin's pointwise SASRec was called SASRec (its Config
-    pickles the class under the old module and name) restores as SASRecCTR with the same scores."""
-    result = run_recbole_collm(model="SASRecCTR", dataset="tiny", config_file_list=[TINY_YAML],
-                               config_dict={"epochs": 1, "checkpoint_dir": str(tmp_path), "state": "WARNING"})
-    checkpoint = torch.load(result["model_file"], weights_only=False)
-    checkpoint["config"]["model"] = "SASRec"
-    old = types.ModuleType("recbole_collm.model.sequential_recommender.sasrec")
-    old.SASRec = SASRecCTR
-    monkeypatch.setitem(sys.modules, old.__name__, old)
-    SASRecCTR.__module__, SASRecCTR.__qualname__ = old.__name__, "SASRec"  # pickled as the class was named
-    try:
-        torch.save(checkpoint, tmp_path / "old.pth")
-    finally:
-        SASRecCTR.__module__, SASRecCTR.__qualname__ = "recbole_collm.model.sequential_recommender.sasrecctr", "SASRecCTR"
-    monkeypatch.undo()
-    written = (tmp_path / "old.pth").read_bytes()
-    assert b"sequential_recommender.sasrec\n" in written and b"sasrecctr" not in written
-    restored = restore(tmp_path / "old.pth")
-    assert type(restored.model) is SASRecCTR and restored.config["model"] == "SASRecCTR"
-    test = restored.splits[2]
-    with torch.no_grad():
-        scores = restored.model.eval().predict(test.inter_feat)
-    np.testing.assert_allclose(np.sort(scores.numpy()), np.sort(np.asarray(result["test_rows"]["score"])), rtol=1e-5)
-
-
-# --- decided once; nothing silent on the way in ------------------------------------------------
 def test_cf_checkpoint_auto_in_any_case_is_resolved(tiny_llm_dir, tmp_path):
     from recbole_collm.quick_start import prepare
 

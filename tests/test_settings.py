@@ -11,8 +11,8 @@ from tests.conftest import ROOT, TINY_YAML, tiny_config
 def run_cli(monkeypatch, capsys, *args) -> tuple[int, str]:
     """The command line in this process, with building data or a model forbidden."""
     import recbole_collm.data.utils as data_utils
+    import recbole_collm.model.llm.backbone as backbone
     import recbole_collm.model.llm_recommender  # noqa: F401  (imported first: the models keep the real load_llm)
-    import recbole_collm.model.llm_recommender.llm.backbone as backbone
 
     def forbidden(*a, **k):
         raise AssertionError("data or a model was built before the settings were checked")
@@ -33,7 +33,6 @@ def run_cli(monkeypatch, capsys, *args) -> tuple[int, str]:
     (["--model=NoSuchModel"], "model 'NoSuchModel': no such model in recbole_collm.model"),
     (["--model=CoLLM", "--cf_checkpoint=missing.pth"], "cf_checkpoint: 'missing.pth' not found; expected a saved"),
     (["--model=CoLLM", "--stage=two"], "stage: 'two' is not one of lora, cie, one_step, all (the CoLLM stages)"),
-    (["--model=CoLLM", "--prefix_cache=False"], "prefix_cache: renamed to share_prefixes"),
     (["--model=MF", "--learner=adamm"], "learner: 'adamm' is not one of adam, adamw, sgd"),
     (["--model=MF", "--config_files=nope.yaml"],
      "config_files: 'nope.yaml' not found (a yaml path, or a named setting: gpu.yaml, split/global_time.yaml)"),

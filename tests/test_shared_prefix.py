@@ -2,26 +2,11 @@
 relative), with left padding, empty histories, groups of one row and shared prefixes."""
 import pytest
 import torch
-from recbole.data.interaction import cat_interactions
 
 from recbole_collm.compat import cache_kwargs
-from recbole_collm.data import CollmDataset
+from recbole_collm.model.llm.batching import split_batch
 from recbole_collm.model.llm_recommender.collm import CoLLM
-from recbole_collm.model.llm_recommender.llm.batching import split_batch
 from recbole_collm.model.llm_recommender.tallrec import TALLRec
-from recbole_collm.restore import build_model
-from tests.conftest import llm_config
-
-
-def mixed_batch(train):
-    """Rows with histories of length 0..10 (left padding differs), two users with an empty
-    history, a prefix shared by 4 rows with different targets, and rows alone in their group."""
-    rows = train.inter_feat[torch.arange(6)]
-    rows["item_length"] = torch.tensor([0, 0, 3, 10, 2, 5])
-    shared = train.inter_feat[torch.tensor([3, 3, 3])]
-    shared["item_length"] = rows["item_length"][[3, 3, 3]]
-    shared["item_id"] = torch.tensor([1, 2, 5])  # same user and history, other targets
-    return cat_interactions([rows, shared])
 
 
 def both_paths(model, batch):
@@ -30,25 +15,6 @@ def both_paths(model, batch):
     model.share_prefixes = True
     cached = model.logits(batch)
     return plain, cached
-
-
-@pytest.fixture
-def tiny_collm(tiny_llm_dir, mf_checkpoint, tmp_path):
-    def build(stage, model_cls=CoLLM, **overrides):
-        # the per-batch engine alone (the prefix store across calls: tests/test_prefix_store.py)
-        settings = dict(cf_checkpoint=mf_checkpoint, stage=stage, prefix_batch_size=2, llm_batch_size=3, prefix_store_mb=0)
-        settings.update(overrides)
-        config = llm_config(model_cls.__name__, tiny_llm_dir, tmp_path, **settings)
-        train = CollmDataset(config).build()[0]
-        torch.manual_seed(0)
-        model = build_model(config, train)
-        with torch.no_grad():  # LoRA B starts at zero: make the adapter matter for the checks
-            for name, param in model.llm.named_parameters():
-                if "lora_B" in name:
-                    param.normal_(0, 0.05)
-        return model, mixed_batch(train)
-
-    return build
 
 
 def test_split_rows_rebuild_the_full_prompt_and_share_prefixes(tiny_collm):
@@ -140,18 +106,18 @@ def test_cie_stage_runs_prefixes_without_autograd(tiny_collm):
 def test_a_prefix_with_more_suffix_tokens_than_a_pack_holds_gets_several_packs(tiny_collm, monkeypatch, pack_tokens):
     """Rows of one prefix beyond ``PACK_TOKENS`` suffix tokens go into further packs, each reading
     the prefix's keys/values: the same scores and gradients as one pack per prefix."""
-    from recbole_collm.model.llm_recommender.llm import shared_prefix
+    from recbole_collm.model.llm import shared_prefix
 
     model, batch = tiny_collm("lora")
     model.eval()
     packs = []
-    real_cache = shared_prefix._cache
+    real_cache = shared_prefix.kv_cache
 
     def counted(layers):
         packs.append(layers[0][0].shape[0])  # sequences in this suffix forward
         return real_cache(layers)
 
-    monkeypatch.setattr(shared_prefix, "_cache", counted)
+    monkeypatch.setattr(shared_prefix, "kv_cache", counted)
 
     def run():
         packs.clear()

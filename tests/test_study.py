@@ -62,6 +62,7 @@ def test_ensemble_averages_probabilities_of_the_same_rows(tiny_study):
     average = [(s + t) / 2 for s, t in zip(mf["score"], llm["score"])]
     expected = roc_auc_score(mf["label"], average)
     assert records["MF + CoLLM-MF"]["test_result"]["auc"] == pytest.approx(expected, abs=1e-4)  # RecBole rounds to 4 places
+    assert records["MF + CoLLM-MF"]["test_rows"]["score"] == pytest.approx(average)  # what the report compares
     # not one run's result under another name: with scores whose average ranks the rows unlike
     # either run (the tiny runs' own scores are too close to 0.5 to show it), the ensemble's AUC
     # is the average's

@@ -15,7 +15,7 @@ from recbole_collm.model.llm_recommender.collm import CoLLM
 from recbole_collm.model.llm_recommender.tallrec import TALLRec
 from recbole_collm.trainer import LLMTrainer
 from tests.conftest import tiny_config
-from tests.test_llm_trainer import build
+from tests.conftest import build_llm_run
 
 
 def _perturb_lora(model, seed: int = 1) -> None:
@@ -28,14 +28,14 @@ def _perturb_lora(model, seed: int = 1) -> None:
 
 
 def test_lora_on_the_top_layers_only(tiny_llm_dir, tmp_path):
-    _, model, _, _ = build(TALLRec, tiny_llm_dir, tmp_path, lora_layers=1)
+    _, model, _, _ = build_llm_run(TALLRec, tiny_llm_dir, tmp_path, lora_layers=1)
     lora = [n for n, p in model.named_parameters() if p.requires_grad]
     assert lora and all(".layers.1." in n for n in lora)  # the tiny LLaMA has layers 0 and 1
     assert model.lower.cut == 1
 
 
 def test_lower_layer_cache_gives_the_whole_decoders_scores_and_gradients(tiny_llm_dir, tmp_path):
-    _, model, train, _ = build(TALLRec, tiny_llm_dir, tmp_path, lora_layers=1)
+    _, model, train, _ = build_llm_run(TALLRec, tiny_llm_dir, tmp_path, lora_layers=1)
     _perturb_lora(model)
     rows = train._dataset.inter_feat[torch.arange(12)]
     params = [p for p in model.parameters() if p.requires_grad]
@@ -61,7 +61,7 @@ def test_lower_layer_cache_gives_the_whole_decoders_scores_and_gradients(tiny_ll
 
 
 def test_an_optimizer_step_on_lora_keeps_the_lower_states(tiny_llm_dir, tmp_path):
-    _, model, train, _ = build(TALLRec, tiny_llm_dir, tmp_path, lora_layers=1)
+    _, model, train, _ = build_llm_run(TALLRec, tiny_llm_dir, tmp_path, lora_layers=1)
     rows = train._dataset.inter_feat[torch.arange(8)]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
     model.calculate_loss(rows).backward()
@@ -75,7 +75,7 @@ def test_an_optimizer_step_on_lora_keeps_the_lower_states(tiny_llm_dir, tmp_path
 
 
 def test_lora_layers_covering_the_llm_is_lora_on_every_layer(tiny_llm_dir, tmp_path):
-    _, model, _, _ = build(TALLRec, tiny_llm_dir, tmp_path, lora_layers=3)
+    _, model, _, _ = build_llm_run(TALLRec, tiny_llm_dir, tmp_path, lora_layers=3)
     lora = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any(".layers.0." in n for n in lora) and any(".layers.1." in n for n in lora)
     assert model.lower is None
@@ -88,7 +88,7 @@ def test_min_lr_ratio_outside_0_1_is_one_clear_error(value):
 
 
 def test_learning_rate_ends_at_its_floor_and_each_epoch_reports_its_train_rows(tiny_llm_dir, tmp_path):
-    config, model, train, valid = build(TALLRec, tiny_llm_dir, tmp_path, epochs=3, eval_step=1, learning_rate=0.01,
+    config, model, train, valid = build_llm_run(TALLRec, tiny_llm_dir, tmp_path, epochs=3, eval_step=1, learning_rate=0.01,
                                         min_lr_ratio=0.25, lora_layers=1, stopping_step=10)
     trainer = LLMTrainer(config, model)
     trainer.fit(train, valid, saved=False)
@@ -105,7 +105,7 @@ def test_learning_rate_ends_at_its_floor_and_each_epoch_reports_its_train_rows(t
 
 def test_train_rows_auc_is_the_auc_of_the_scores_each_batch_was_trained_on(tiny_llm_dir, tmp_path):
     # one batch of all 48 rows: the epoch's scores are the untrained model's
-    config, model, train, valid = build(TALLRec, tiny_llm_dir, tmp_path, train_batch_size=48, gradient_accumulation_steps=1)
+    config, model, train, valid = build_llm_run(TALLRec, tiny_llm_dir, tmp_path, train_batch_size=48, gradient_accumulation_steps=1)
     _perturb_lora(model)
     rows = train._dataset.inter_feat
     with torch.no_grad():
@@ -117,17 +117,17 @@ def test_train_rows_auc_is_the_auc_of_the_scores_each_batch_was_trained_on(tiny_
 
 
 def test_validation_keeps_the_better_stage(tiny_llm_dir, tmp_path):
-    config, model, train, valid = build(CoLLM, tiny_llm_dir, tmp_path, stage="all", eval_step=1)
+    config, model, train, valid = build_llm_run(CoLLM, tiny_llm_dir, tmp_path, stage="all", eval_step=1)
     trainer = LLMTrainer(config, model)
     trainer.fit(train, valid)
-    lora_file = trainer._stage_file(0)
+    lora_file = trainer.stage_file(0)
     final = read_checkpoint(trainer.saved_model_file)
-    scores = {stage: best for stage, (best, _) in trainer._stage_best.items()}
+    scores = {stage: best for stage, (best, _) in trainer.stage_best.items()}
     better = max(scores, key=lambda s: (scores[s], s == "cie"))  # a tie keeps the last stage
     assert final["other_parameter"]["stage"] == better
     # the other branch, whatever this run's numbers: the LoRA stage validated better
-    trainer._stage_best["lora"] = (scores["cie"] + 0.1, trainer._stage_best["lora"][1])
-    trainer._keep_best_stage()
+    trainer.stage_best["lora"] = (scores["cie"] + 0.1, trainer.stage_best["lora"][1])
+    trainer.restore_best_stage()
     final, lora = read_checkpoint(trainer.saved_model_file), read_checkpoint(lora_file)
     assert final["other_parameter"]["stage"] == "lora" and model.stage == "lora"
     assert trainer.best_valid_score == scores["cie"] + 0.1
@@ -158,8 +158,8 @@ def test_eval_rows_sample_users_takes_users_with_both_labels_three_rows_each(tmp
     from recbole_collm.data import CollmDataset
 
     config = tiny_config("MF", tmp_path, eval_rows_limit=30, eval_rows_sample="users")
-    full = CollmDataset(tiny_config("MF", tmp_path)).build()
-    _, valid, test = CollmDataset(config).build()
+    full = CollmDataset(tiny_config("MF", tmp_path)).build_llm_run()
+    _, valid, test = CollmDataset(config).build_llm_run()
     for sampled, whole in ((valid, full[1]), (test, full[2])):
         users, labels = sampled.inter_feat["user_id"].numpy(), sampled.inter_feat["label"].numpy()
         assert len(users) == 30

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_collm.data.dataloader import capped_items
+from recbole_collm.data.sampling import capped_items
 
 
 class CandidateRankingMixin:

@@ -9,13 +9,12 @@ import os
 import numpy as np
 import torch
 from recbole.trainer import Trainer
-from sklearn.metrics import roc_auc_score
 from recbole.utils import set_color
+from sklearn.metrics import roc_auc_score
 from torch.nn.utils.clip_grad import clip_grad_norm_
 from tqdm import tqdm
 
-from recbole_collm.run_settings import given_settings
-from recbole_collm.settings import optional_positive
+from recbole_collm.settings import given_settings, optional_positive
 from recbole_collm.trainer.trainer import PluginTrainerMixin
 
 
@@ -47,7 +46,7 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
         # the cosine schedule ends at this fraction of the stage's learning rate (official CoLLM:
         # 8e-5 of 1e-3), so the epochs that early stopping lets run still learn
         self.min_lr_ratio = float(config["min_lr_ratio"] or 0.0)
-        self._stage_best: dict[str, tuple[float, dict | None]] = {}  # each finished stage's best validation
+        self.stage_best: dict[str, tuple[float, dict | None]] = {}  # each finished stage's best validation
         # False: a multi-stage run keeps its last stage's weights even when an earlier stage validated better
         self.keep_best_stage = config["keep_best_stage"] is not False
         # per epoch: stage, epoch, the train rows' AUC, mean loss and label entropy, the validation result
@@ -72,14 +71,14 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
         return super()._build_optimizer(params=params, learning_rate=lr, **kwargs)
 
     # --- stages ---------------------------------------------------------------------------------
-    def _stage_file(self, at: int) -> str:
+    def stage_file(self, at: int) -> str:
         """The last stage writes the run's checkpoint; an earlier one ``<stem>-<stage>.pth``."""
         if at == len(self.stages) - 1:
             return self._final_file
         stem, ext = os.path.splitext(self._final_file)
         return f"{stem}-{self.stages[at]}{ext}"
 
-    def _enter_stage(self, at: int) -> None:
+    def enter_stage(self, at: int) -> None:
         """Switch the model to stage ``at`` with a fresh optimizer and early-stopping state."""
         self._stage_at = at
         self.logger.info(set_color(f"Stage {at + 1} of {len(self.stages)}: {self.stages[at]}", "green"))
@@ -102,15 +101,15 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
             if at > self._stage_at:
                 if saved:
                     self._load_model_file(self.saved_model_file)
-                self._enter_stage(at)
-            self.saved_model_file = self._stage_file(at)
+                self.enter_stage(at)
+            self.saved_model_file = self.stage_file(at)
             result = self._fit_stage(train_data, valid_data, verbose, saved, show_progress, callback_fn, on_validation)
-            self._stage_best[self.stages[at]] = (self.best_valid_score, self.best_valid_result)
+            self.stage_best[self.stages[at]] = (self.best_valid_score, self.best_valid_result)
         if saved and valid_data and len(self.stages) > 1 and self.keep_best_stage:
-            result = self._keep_best_stage() or result
+            result = self.restore_best_stage() or result
         return result
 
-    def _keep_best_stage(self) -> tuple | None:
+    def restore_best_stage(self) -> tuple | None:
         """Validation decides which stage's weights the run keeps: when an earlier stage validated
         better than the last one's best epoch (CoLLM's LoRA stage against its CIE stage), its
         checkpoint becomes the run's, so the run never ends below a stage it went through."""
@@ -118,16 +117,16 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
         better = (lambda a, b: a > b) if self.valid_metric_bigger else (lambda a, b: a < b)
         best = last
         for stage in self.stages[:-1]:
-            if stage in self._stage_best and better(self._stage_best[stage][0], self._stage_best[best][0]):
+            if stage in self.stage_best and better(self.stage_best[stage][0], self.stage_best[best][0]):
                 best = stage
-        scores = ", ".join(f"{s} {self._stage_best[s][0]:.4f}" for s in self.stages if s in self._stage_best)
+        scores = ", ".join(f"{s} {self.stage_best[s][0]:.4f}" for s in self.stages if s in self.stage_best)
         if best == last:
             self.logger.info(set_color(f"Keeping the {last} stage's weights (best {self.valid_metric} by stage: {scores})", "green"))
             return None
         self.logger.info(set_color(f"Keeping the {best} stage's weights: its {self.valid_metric} beats the {last} stage's "
                                    f"best epoch ({scores})", "yellow"))
-        self._load_model_file(self._stage_file(self.stages.index(best)))  # sets the model to that stage
-        self.best_valid_score, self.best_valid_result = self._stage_best[best]
+        self._load_model_file(self.stage_file(self.stages.index(best)))  # sets the model to that stage
+        self.best_valid_score, self.best_valid_result = self.stage_best[best]
         self._save_checkpoint(-1, verbose=False)
         return self.best_valid_score, self.best_valid_result
 
@@ -156,15 +155,15 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
 
     def _resume_state(self) -> dict:
         state = super()._resume_state()
-        state.update(stage=self.model.stage, final_file=self._final_file, stage_best=self._stage_best)
+        state.update(stage=self.model.stage, final_file=self._final_file, stage_best=self.stage_best)
         return state
 
     def _restore_stage(self, checkpoint: dict) -> None:
         self._final_file = checkpoint.get("final_file")
-        self._stage_best = dict(checkpoint.get("stage_best") or {})
+        self.stage_best = dict(checkpoint.get("stage_best") or {})
         stage = checkpoint.get("stage")
         if stage in self.stages and self.stages.index(stage) > 0:
-            self._enter_stage(self.stages.index(stage))
+            self.enter_stage(self.stages.index(stage))
 
     # --- one epoch ------------------------------------------------------------------------------
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -235,7 +234,7 @@ class LLMTrainer(PluginTrainerMixin, Trainer):
         results = {}
         kept = self.model.stage  # validation may have kept an earlier stage: the run is that stage then
         for at, stage in enumerate(self.stages[:-1]):
-            path = self._stage_file(at)
+            path = self.stage_file(at)
             if stage != kept and os.path.isfile(path):
                 results[stage] = self.evaluate(eval_data, load_best_model=True, model_file=path, show_progress=show_progress)
         if results:

@@ -6,17 +6,18 @@ import difflib
 import numpy as np
 import torch
 
-from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode, unseen_items, user_item_sets
+from recbole_collm.data.dataloader import CANDIDATES_FIELD, eval_mode
+from recbole_collm.data.sampling import unseen_items, user_item_sets
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.alignment import ItemTextAligner, SoftTokenProjector, Standardize
-from recbole_collm.model.llm_recommender.llm.backbone import load_llm
-from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
-from recbole_collm.model.llm_recommender.llm.batching import group_rows
-from recbole_collm.model.llm_recommender.llm.cf_source import NOT_HANDED, CheckpointSource
-from recbole_collm.model.llm_recommender.llm.prompts import leading_special_ids
-from recbole_collm.model.llm_recommender.llm.shared_prefix import SharedPrefixEncoder
-from recbole_collm.model.llm_recommender.llm.soft_prompts import SLOT, embed_soft_prompts
-from recbole_collm.model.llm_recommender.llm.title_embeddings import resolve_text_encoder, title_embeddings
+from recbole_collm.model.abstract_recommender import LLMRecommender
+from recbole_collm.model.cf_source import NOT_HANDED, CheckpointSource
+from recbole_collm.model.llm.alignment import ItemTextAligner, SoftTokenProjector, Standardize
+from recbole_collm.model.llm.backbone import load_llm
+from recbole_collm.model.llm.batching import group_rows
+from recbole_collm.model.llm.prompts import leading_special_ids, pad_id, text_ids
+from recbole_collm.model.llm.shared_prefix import SharedPrefixEncoder
+from recbole_collm.model.llm.soft_prompts import SLOT, embed_soft_prompts
+from recbole_collm.model.llm.title_embeddings import resolve_text_encoder, title_embeddings
 
 
 def title_scores(token_ll: list[torch.Tensor], context_free: torch.Tensor, rank_by: str) -> torch.Tensor:
@@ -71,7 +72,6 @@ class ALLMRec(LLMRecommender):
       scored by the similarity of its title to the generated text (exact match ranks first).
     """
 
-    uses_lora = False
     reads_cf_checkpoint = True  # built with its restored cf_checkpoint (recbole_collm.restore.build_model)
     cf_models = ("SASRecCTR", "SASRec")  # it aligns a SASRec's items and reads its user representation
     tunable_modules = ("aligner", "projector")
@@ -80,9 +80,7 @@ class ALLMRec(LLMRecommender):
     def __init__(self, config, dataset, source: CheckpointSource | None = None):
         """``source``: the restored, aligned SASRec of ``cf_checkpoint`` (the runner's
         :func:`recbole_collm.restore.build_model` hands it over)."""
-        super().__init__()
-        self._init_fields(config, dataset)
-        self.stages = self.stage_plan(config["stage"])
+        super().__init__(config, dataset)
         for phase in ("valid", "test"):
             mode = eval_mode(config, phase)
             if not mode.startswith(("uni", "pop")):
@@ -124,10 +122,9 @@ class ALLMRec(LLMRecommender):
         self.projector = SoftTokenProjector(self.source.dim, latent, hidden, embedding_norm)
         self._context_free = torch.full((self.n_items,), float("nan"))  # per title, computed when first needed
 
-        encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
-        domain = config["domain_item"] or "item"
+        encode, domain = text_ids(tokenizer), self.item_word
         self.tokenizer = tokenizer
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = pad_id(tokenizer)
         self.bos = leading_special_ids(tokenizer)
         self.intro = encode(" is a user representation. This user has interacted with")
         self.between = encode(f" in the previous. Recommend one next {domain} for this user from the following {domain} title set,")
@@ -138,7 +135,6 @@ class ALLMRec(LLMRecommender):
         # False: rank with no soft token in the prompt (the frozen LLM on the titles alone: the
         # reference the soft tokens must improve on); an evaluation switch, never trained
         self.soft_tokens = True
-        self.stage = None
         self.set_stage(self.stages[0])
 
     def _trainable_in(self, stage: str) -> list:
@@ -146,7 +142,7 @@ class ALLMRec(LLMRecommender):
         return [self.aligner if stage == "align" else self.projector]
 
     # --- pieces ---------------------------------------------------------------------------------
-    def _item_tokens(self, items: torch.Tensor) -> torch.Tensor:
+    def item_tokens(self, items: torch.Tensor) -> torch.Tensor:
         """Item soft tokens: SASRec embedding → joint latent (frozen aligner) → projector."""
         return self.projector.items(self.item_latents(items))
 
@@ -158,7 +154,7 @@ class ALLMRec(LLMRecommender):
         """The joint latent of ``items`` from their titles' text vectors (stage 1's text encoder)."""
         return self.aligner.text(self.text_vectors[items])[0]
 
-    def _prompt(self, history: list[int], candidates: list[int], slots: bool = True) -> list[int]:
+    def prompt(self, history: list[int], candidates: list[int], slots: bool = True) -> list[int]:
         """Token ids with a ``SLOT`` for the user token and after each title (none when not
         ``slots``: the same text with no soft token); without the cue's last token, which every
         candidate's suffix starts with (so its first title token is scored)."""
@@ -171,14 +167,14 @@ class ALLMRec(LLMRecommender):
             ids += (self.comma if k else []) + self.quoted[item] + slot
         return ids + self.cue[:-1]
 
-    def _prompt_vectors(self, interaction, rows: list[int], histories: list[list[int]], candidates: list[list[int]],
+    def prompt_vectors(self, interaction, rows: list[int], histories: list[list[int]], candidates: list[list[int]],
                         token_items: list[list[int]] | None = None) -> list[torch.Tensor]:
         """The user token, then one item token per listed title (``token_items``: the items whose
         tokens follow the candidates' titles, when not the candidates themselves)."""
         users = self.projector.users(self.source(interaction[rows])[0])
         device = users.device
         token_items = candidates if token_items is None else token_items
-        return [torch.cat([users[k : k + 1], self._item_tokens(torch.tensor(h + c, dtype=torch.long, device=device))])
+        return [torch.cat([users[k : k + 1], self.item_tokens(torch.tensor(h + c, dtype=torch.long, device=device))])
                 for k, (h, c) in enumerate(zip(histories, token_items))]
 
     def _title_token_ll(self, interaction, rows: list[int], histories, candidates, group: np.ndarray, targets: list[int],
@@ -186,8 +182,8 @@ class ALLMRec(LLMRecommender):
         """Each target title's token log-likelihoods after its query's prompt (``group``: row → query)."""
         engine = SharedPrefixEncoder(self.llm.get_decoder(), self.llm.get_input_embeddings(), self.pad_id,
                                      self.prefix_batch_size, self.llm_batch_size)
-        seqs = [self._prompt(h, c, slots) for h, c in zip(histories, candidates)]
-        vectors = self._prompt_vectors(interaction, rows, histories, candidates, token_items) if slots else []
+        seqs = [self.prompt(h, c, slots) for h, c in zip(histories, candidates)]
+        vectors = self.prompt_vectors(interaction, rows, histories, candidates, token_items) if slots else []
         embeds, mask, _ = embed_soft_prompts(self.llm.get_input_embeddings(), seqs, vectors, self.pad_id, left=False)
         suffixes = [self.cue[-1:] + self.quoted[t] for t in targets]
         with self.precision.autocast():
@@ -222,7 +218,7 @@ class ALLMRec(LLMRecommender):
         return self._context_free[items]
 
     # --- training -------------------------------------------------------------------------------
-    def _negatives(self, users: torch.Tensor, items: torch.Tensor, num: int) -> list[list[int]]:
+    def negatives(self, users: torch.Tensor, items: torch.Tensor, num: int) -> list[list[int]]:
         """``num`` distinct random items per row, none the target or one of the user's train items
         (torch's generator: a resumed run draws the same)."""
         draw = lambda k: torch.randint(1, self.n_items, (k,)).tolist()  # noqa: E731
@@ -231,7 +227,7 @@ class ALLMRec(LLMRecommender):
 
     def calculate_loss(self, interaction) -> torch.Tensor:
         positive = (interaction[self.LABEL] > 0.5).nonzero().view(-1).tolist()
-        zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0  # a batch without positives
+        zero = self.zero_loss()  # a batch without positives
         if not positive:
             return zero
         rows = interaction[positive]
@@ -239,13 +235,13 @@ class ALLMRec(LLMRecommender):
         if self.stage == "align":
             with torch.no_grad():
                 user = self.source(rows)[0]
-                negatives = torch.tensor(self._negatives(users, items, 1), device=items.device).view(-1)
+                negatives = torch.tensor(self.negatives(users, items, 1), device=items.device).view(-1)
                 pos = (self.source.item_vectors(items), self.text_vectors[items])
                 neg = (self.source.item_vectors(negatives), self.text_vectors[negatives])
             return self.aligner.loss(user, pos, neg) + zero
-        histories = self._histories(rows, self.history_length)
+        histories = self.histories(rows, self.history_length)
         candidates = []
-        for item, negatives in zip(items.tolist(), self._negatives(users, items, self.candidate_num - 1)):
+        for item, negatives in zip(items.tolist(), self.negatives(users, items, self.candidate_num - 1)):
             listed = [item, *negatives]
             candidates.append([listed[k] for k in torch.randperm(len(listed)).tolist()])
         index = list(range(len(positive)))
@@ -253,7 +249,7 @@ class ALLMRec(LLMRecommender):
         return -torch.stack([t.mean() for t in token_ll]).mean() + zero  # the title's likelihood (teacher forcing)
 
     # --- ranking --------------------------------------------------------------------------------
-    def _queries(self, interaction) -> tuple[list[int], np.ndarray, list[list[int]]]:
+    def queries(self, interaction) -> tuple[list[int], np.ndarray, list[list[int]]]:
         """The batch's queries: one representative row each, the row → query map, and each query's
         candidate set in the loader's order (seeded random per query: the same for every model and
         run, and the target's place in it tells nothing)."""
@@ -269,8 +265,8 @@ class ALLMRec(LLMRecommender):
         if self.stage == "align":  # stage 1 alone ranks by its own score: no LLM yet
             return self.align_scores(interaction)
         if self.rank_by == "generate":
-            first, group, candidates = self._queries(interaction)
-            every = self._histories(interaction, self.history_length)
+            first, group, candidates = self.queries(interaction)
+            every = self.histories(interaction, self.history_length)
             return self._generate_and_match(interaction, first, group, [every[r] for r in first], candidates)
         token_ll = self.candidate_title_ll(interaction, soft_tokens=self.soft_tokens)
         return self.rank_scores(token_ll, interaction[self.ITEM_ID].tolist(), self.rank_by)
@@ -288,8 +284,8 @@ class ALLMRec(LLMRecommender):
         (the titles stay in place): a model that reads its soft tokens then ranks differently.
         ``soft_tokens=False``: the same prompt with no soft token at all — the frozen LLM alone
         on the titles, the reference the soft tokens must improve on."""
-        first, group, candidates = self._queries(interaction)
-        every = self._histories(interaction, self.history_length)
+        first, group, candidates = self.queries(interaction)
+        every = self.histories(interaction, self.history_length)
         token_items = None
         if shuffle_tokens is not None:
             token_items = [[c[k] for k in torch.randperm(len(c), generator=shuffle_tokens).tolist()] for c in candidates]
@@ -301,9 +297,9 @@ class ALLMRec(LLMRecommender):
     def candidate_token_cosine(self, interaction) -> torch.Tensor:
         """Per query of the batch, the mean pairwise cosine of its candidates' item soft tokens
         (a collapsed stage 1 gives ~1: the LLM sees one vector after every title)."""
-        _, _, candidates = self._queries(interaction)
+        _, _, candidates = self.queries(interaction)
         device = self.text_vectors.device
-        return torch.stack([mean_pairwise_cosine(self._item_tokens(torch.tensor(c, device=device))) for c in candidates])
+        return torch.stack([mean_pairwise_cosine(self.item_tokens(torch.tensor(c, device=device))) for c in candidates])
 
     @torch.no_grad()
     def own_title_rank(self) -> torch.Tensor:
@@ -324,9 +320,9 @@ class ALLMRec(LLMRecommender):
     def _generate_and_match(self, interaction, first, group, histories, candidates) -> torch.Tensor:
         """Greedy generation from each query's prompt; a candidate scores the similarity of its
         title to the text (difflib ratio, case-folded, quotes stripped)."""
-        seqs = [self._prompt(h, c) + self.cue[-1:] for h, c in zip(histories, candidates)]
+        seqs = [self.prompt(h, c) + self.cue[-1:] for h, c in zip(histories, candidates)]
         embeds, mask, _ = embed_soft_prompts(self.llm.get_input_embeddings(), seqs,
-                                             self._prompt_vectors(interaction, first, histories, candidates), self.pad_id)
+                                             self.prompt_vectors(interaction, first, histories, candidates), self.pad_id)
         with self.precision.autocast():
             generated = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=self.max_new_tokens,
                                           do_sample=False, pad_token_id=self.pad_id)

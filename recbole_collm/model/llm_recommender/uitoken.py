@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from recbole_collm.model.llm.projector import IDTokenEmbedding
 from recbole_collm.model.llm_recommender.collm import CoLLM
-from recbole_collm.model.llm_recommender.llm.projector import IDTokenEmbedding
 
 
 class UIToken(CoLLM):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recbole_collm.model.llm_recommender.llm.prompts import PromptBuilder
+from recbole_collm.model.llm.prompts import PromptBuilder
 
 
 def group_rows(keys: list) -> tuple[np.ndarray, list[int], list]:

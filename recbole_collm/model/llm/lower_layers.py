@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.prefix_store import PrefixStore
+from recbole_collm.model.llm.prefix_store import PrefixStore
 
 
 @contextlib.contextmanager

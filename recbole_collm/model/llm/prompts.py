@@ -6,7 +6,9 @@ are known exactly. Titles are tokenized once per dataset; a batch only concatena
 """
 from __future__ import annotations
 
+import functools
 import re
+from typing import Callable
 
 import numpy as np
 import torch
@@ -15,6 +17,32 @@ from recbole_collm.errors import InputError
 
 HISTORY, USER, TARGET, ITEM = "<HisItemTitleList>", "<UserID>", "<TargetItemTitle>", "<TargetItemID>"
 SLOT_PATTERN = re.compile(r"(<HisItemTitleList>|<UserID>|<TargetItemTitle>|<TargetItemID>)")
+
+
+def text_ids(tokenizer) -> Callable[[str], list[int]]:
+    """A prompt piece's token ids, with no special token: pieces are joined by the models, which put
+    the BOS first themselves where the LLM has one (:func:`leading_special_ids`)."""
+    return functools.partial(tokenizer.encode, add_special_tokens=False)
+
+
+def pad_id(tokenizer) -> int:
+    """The id in padded positions: the pad token (``load_llm`` sets it to EOS where the tokenizer
+    has none), else 0. Masks come from lengths, never from ids, so any id serves."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def pad_ids(seqs: list[list[int]], pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists as one ``(ids, attention_mask)`` pair, padded with ``pad`` on the left (the
+    last position is each row's last token: scoring) or on the right (prefixes that are extended,
+    mean pooling)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for b, seq in enumerate(seqs):
+        span = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[b, span] = torch.tensor(seq, dtype=torch.long)
+        mask[b, span] = 1
+    return ids, mask
 
 
 def answer_token_ids(tokenizer, cue: str) -> tuple[int, int]:
@@ -72,7 +100,7 @@ class PromptBuilder:
         self.with_ids = with_ids
         self.max_tokens = max_tokens
         self.history_length = history_length  # the most recent N history titles (None: all given)
-        self.placeholder_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.placeholder_id = pad_id(tokenizer)
         pieces = [p for p in SLOT_PATTERN.split(template) if p]
         # a space before a slot belongs to the slot's first token (as joint tokenization would do)
         self.pieces = [leading_special_ids(tokenizer)]  # BOS once, before everything, where the model expects it
@@ -83,7 +111,7 @@ class PromptBuilder:
                 nxt = pieces[i + 1] if i + 1 < len(pieces) else None
                 text = piece.rstrip(" ") if nxt is not None else piece
                 self.pieces.append(tokenizer.encode(text, add_special_tokens=False))
-        encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+        encode = text_ids(tokenizer)
         self.history_title_ids = [encode(f' "{t}"') for t in item_titles]
         self.target_title_ids = [encode(f" {t}") for t in item_titles]
         self.comma_ids = encode(",")
@@ -158,16 +186,12 @@ class PromptBuilder:
         in padded coordinates. Masks come from lengths, never from ``ids != pad_id``."""
         history, length, target = history.cpu().numpy(), length.cpu().numpy(), target.cpu().numpy()
         rows = [self.row(h[:n], t) for h, n, t in zip(history, length, target)]
-        width = max(len(r[0]) for r in rows)
-        batch = len(rows)
-        input_ids = torch.full((batch, width), self.placeholder_id, dtype=torch.long)
-        attention_mask = torch.zeros((batch, width), dtype=torch.long)
+        input_ids, attention_mask = pad_ids([r[0] for r in rows], self.placeholder_id, left=True)
+        width, batch = input_ids.shape[1], len(rows)
         user_pos = torch.full((batch,), -1, dtype=torch.long)
         item_pos = torch.full((batch,), -1, dtype=torch.long)
         for b, (ids, upos, ipos) in enumerate(rows):
             pad = width - len(ids)
-            input_ids[b, pad:] = torch.tensor(ids)
-            attention_mask[b, pad:] = 1
             if upos >= 0:
                 user_pos[b], item_pos[b] = upos + pad, ipos + pad
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from recbole_collm.model.llm.prompts import pad_ids
+
 SLOT = -1
 
 
@@ -17,14 +19,8 @@ def embed_soft_prompts(
     row per ``SLOT`` of ``seqs[b]``; the result is differentiable with respect to them. Masks come
     from lengths, never from ``ids != pad_id``."""
     device = embedding.weight.device
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for b, seq in enumerate(seqs):
-        span = slice(width - len(seq), width) if left else slice(0, len(seq))
-        ids[b, span] = torch.tensor(seq, dtype=torch.long)
-        mask[b, span] = 1
-    ids, mask = ids.to(device), mask.to(device)
+    ids, mask = (t.to(device) for t in pad_ids(seqs, pad_id, left))
+    width = ids.shape[1]
     slots = ids == SLOT
     embeds = embedding(ids.masked_fill(slots, pad_id))
     rows = [v for v in vectors if v is not None and len(v)]

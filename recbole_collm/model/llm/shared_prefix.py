@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from recbole_collm.compat import cache_kwargs, output_cache
-from recbole_collm.model.llm_recommender.llm.batching import SplitBatch, splice
-from recbole_collm.model.llm_recommender.llm.prefix_store import PrefixStore
+from recbole_collm.model.llm.batching import SplitBatch, splice
+from recbole_collm.model.llm.prefix_store import PrefixStore
+from recbole_collm.model.llm.prompts import pad_ids
 
 # The most suffix tokens packed into one sequence against a prefix: a pack's 4D mask is dense, so
 # every suffix token is scored against the whole pack (masked); a prefix with more rows gets several
@@ -100,19 +101,9 @@ class SharedPrefixEncoder:
             user = (torch.as_tensor(split.user_pos[rows], device=device), user_vec[torch.as_tensor(rows, device=device)])
         return self._encode_ids([split.prefixes[g] for g in chunk], device, user)
 
-    def _right_padded(self, seqs: list) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token id lists as one right-padded ``(ids, mask)`` pair (pads: the placeholder id)."""
-        width = max(len(x) for x in seqs)
-        ids = torch.full((len(seqs), width), self.placeholder_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for b, x in enumerate(seqs):
-            ids[b, : len(x)] = torch.tensor(x, dtype=torch.long)
-            mask[b, : len(x)] = 1
-        return ids, mask
-
     def _encode_ids(self, prefixes: list[tuple[int, ...]], device, user: tuple | None = None) -> tuple[list, torch.Tensor]:
         """One right-padded forward over ``prefixes``; ``user`` = (slot positions, vectors)."""
-        ids, mask = (t.to(device) for t in self._right_padded(prefixes))
+        ids, mask = (t.to(device) for t in pad_ids(prefixes, self.placeholder_id, left=False))
         positions = torch.arange(ids.shape[1], device=device).expand(len(prefixes), -1)
         embeds = self.embedding(ids)
         if user is not None:
@@ -152,7 +143,7 @@ class SharedPrefixEncoder:
         cuts = split.user_pos[rows]
         kv, head_mask = self._stored_prefixes([split.prefixes[g][:c] for g, c in zip(chunk, cuts)], device)
         tails = [split.prefixes[g][c:] for g, c in zip(chunk, cuts)]
-        ids, tail_mask = self._right_padded(tails)
+        ids, tail_mask = pad_ids(tails, self.placeholder_id, left=False)
         width = ids.shape[1]
         embeds = self.embedding(ids.to(device))
         if user_vec is not None:
@@ -160,7 +151,7 @@ class SharedPrefixEncoder:
                             user_vec[torch.as_tensor(rows, device=device)].to(embeds.dtype))
         positions = torch.as_tensor(cuts, device=device).unsqueeze(1) + torch.arange(width, device=device)
         mask = torch.cat([head_mask, tail_mask.to(device)], dim=1)
-        cache = _cache(kv)  # fresh tensors (built above): the store's own are never extended
+        cache = kv_cache(kv)  # fresh tensors (built above): the store's own are never extended
         out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
                            **cache_kwargs(self.decoder, cache))
         assert np.array_equal(cuts + np.array([len(t) for t in tails]), lengths)
@@ -248,7 +239,7 @@ class SharedPrefixEncoder:
         mask = mask.masked_fill(~allowed, torch.finfo(embeds.dtype).min).unsqueeze(1)
         # each prefix once, in order: the prefix cache as it is, no copy
         in_order = n_packs == len(kv[0][0]) and bool((slots == torch.arange(n_packs, device=device)).all())
-        cache = _cache(kv if in_order else [(keys[slots], values[slots]) for keys, values in kv])
+        cache = kv_cache(kv if in_order else [(keys[slots], values[slots]) for keys, values in kv])
         out = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
                            **cache_kwargs(self.decoder, cache))
         if spans:
@@ -258,7 +249,7 @@ class SharedPrefixEncoder:
         return out.last_hidden_state[b_idx, t_idx]
 
 
-def _cache(layers: list[tuple[torch.Tensor, torch.Tensor]]):
+def kv_cache(layers: list[tuple[torch.Tensor, torch.Tensor]]):
     """A transformers ``DynamicCache`` holding ``layers``' keys/values as they are (no copy). The
     cache object grows with the forward run against it (build one per forward); the tensors handed
     in are replaced by concatenations, not written to."""

@@ -10,25 +10,31 @@ from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.utils import InputType, ModelType
 
 from recbole_collm.errors import InputError
-from recbole_collm.model.llm_recommender.llm.adapters import AdaptersMixin
-from recbole_collm.model.llm_recommender.llm.precision import Precision
+from recbole_collm.model.llm.adapters import AdaptersMixin
+from recbole_collm.model.llm.precision import Precision
 
 
 class LLMRecommender(AdaptersMixin, AbstractRecommender):
-    """Labeled (context-type) rows with their per-row history; subclasses call :meth:`_init_fields`
-    first in ``__init__``, set ``stages = self.stage_plan(config["stage"])`` (the run's plan) and
-    enter the first with :meth:`set_stage`; a stage's trainable parts are named by
-    :meth:`_trainable_in` (CoLLM overrides :meth:`_unfreeze`). A model declares its stages once,
+    """Labeled (context-type) rows with their per-row history; subclasses call
+    ``super().__init__(config, dataset)`` first (which decodes the run's ``stages`` with
+    :meth:`stage_plan`) and, once their parts are built, enter the first with :meth:`set_stage`; a
+    stage's trainable parts are named by :meth:`_trainable_in` (CoLLM overrides :meth:`_unfreeze`). A model declares its stages once,
     here: the Config checks ``stage`` with :meth:`stage_plan` before anything is built."""
 
     stage_sequence: tuple[str, ...] = ()  # what ``stage: all`` trains, in order
     alone_stages: tuple[str, ...] = ()  # stages that only run alone, never part of ``all`` (CoLLM's one_step)
+    uses_lora = False  # CoLLM and its ablations tune LoRA adapters (saved with the tunable parts)
+    reads_cf_checkpoint = False  # built with its restored cf_checkpoint (recbole_collm.restore.build_model)
     trainer_name = "LLMTrainer"  # runs ``stages`` in order (recbole_collm.utils.get_trainer reads the name)
 
     type = ModelType.CONTEXT
     input_type = InputType.POINTWISE
 
-    def _init_fields(self, config, dataset) -> None:
+    def __init__(self, config, dataset):
+        """The fields and settings every LLM model reads, once, as RecBole's models take
+        ``super().__init__(config, dataset)``; the subclass then builds its parts and enters
+        ``stages[0]`` with :meth:`set_stage`."""
+        super().__init__()
         self.device = config["device"]
         self.USER_ID, self.ITEM_ID = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
         self.LABEL = config["LABEL_FIELD"]
@@ -39,6 +45,9 @@ class LLMRecommender(AdaptersMixin, AbstractRecommender):
         # to its LLM forward passes and keeps its scores and losses in float32, so training,
         # evaluation and the score/recommend commands all run in the same precision
         self.precision = Precision(config["llm_compute_dtype"], self.device, logging.getLogger(), config["llm_dtype"])
+        self.item_word = config["domain_item"] or "item"  # what the prompts call an item
+        self.stages = self.stage_plan(config["stage"])  # what LLMTrainer trains, in order
+        self.stage = None  # the subclass enters ``stages[0]`` once its parts are built
 
     @staticmethod
     def _item_titles(dataset, need: str):
@@ -49,7 +58,7 @@ class LLMRecommender(AdaptersMixin, AbstractRecommender):
             raise InputError(f"title_field: the dataset has no item titles; {need} (load_col)")
         return titles
 
-    def _histories(self, interaction, last: int | None = None) -> list[list[int]]:
+    def histories(self, interaction, last: int | None = None) -> list[list[int]]:
         """Each row's history items, oldest first (the most recent ``last`` of them when given)."""
         seq, length = interaction[self.ITEM_SEQ].tolist(), interaction[self.ITEM_SEQ_LEN].tolist()
         return [s[max(0, n - last) : n] if last else s[:n] for s, n in zip(seq, length)]
@@ -93,6 +102,12 @@ class LLMRecommender(AdaptersMixin, AbstractRecommender):
 
     def _trainable_in(self, stage: str) -> list:
         raise NotImplementedError
+
+    def zero_loss(self) -> torch.Tensor:
+        """0 tied to every trainable parameter: the loss of a batch that holds nothing for the
+        stage's objective (no positive row, no in-batch negative) still has a graph, so backward,
+        gradient accumulation and DDP's all-reduce run alike on every batch."""
+        return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
 
     def __str__(self) -> str:
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)

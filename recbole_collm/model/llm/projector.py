@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recbole_collm.model.llm_recommender.llm.cf_source import ScratchMFSource
+from recbole_collm.model.cf_source import ScratchMFSource
 
 
 class CollaborativeEncoder(nn.Module):

@@ -1,22 +1,13 @@
 """The precision the LLM computes in (``llm_compute_dtype``) and the dtype its frozen weights are
 held in (``llm_dtype``): bf16 where the hardware computes bf16 natively, float32 elsewhere.
 
-The mechanism, chosen by measurement (``python benchmarks/compute_dtype.py``: SmolLM2-135M, LoRA
-r 8 on q/v, 2 threads of an AMD EPYC with ``avx512_bf16``). Autocast over float32 weights re-casts
-every frozen weight at every use (12 % of a stage-1 step); holding the whole model in bf16 avoids
-that but puts the residual stream in bf16, where SmolLM2's large activations drown the small
-contributions of the CIE's two tokens: the CIE's gradient on 8 ml-1m-collm rows then points
-elsewhere (cosine 0.40 to float32's, against 0.97 with a float32 residual stream). So
 ``llm_dtype: auto`` holds the decoder's linear layers in the compute dtype and the embeddings and
-norms in float32: the linear layers run in bf16 without a cast, the residual stream stays float32,
-and autocast runs what is float32 and trains (LoRA, the CIE, projectors, token rows — all kept
-float32 with their gradients and optimizer state) in bf16 inside the LLM. Scores and losses are
-computed outside autocast, in float32 (the model's own business). The CPU's flash-attention
-backward is slower in bf16 than in float32, so a bf16 attention under autograd runs in float32
-(:func:`recbole_collm.model.llm_recommender.llm.backbone._cpu_attention`).
-
-A CPU without native bf16 (no ``avx512_bf16``/``amx_bf16`` on x86, no ``bf16`` on ARM) emulates it
-slower than float32, so ``auto`` picks float32 there and says so in one log line.
+norms in float32: the linear layers run in bf16 without a per-use cast, while the residual stream
+stays float32, where the small contributions of the CIE's two tokens are not drowned by SmolLM2's
+large activations. Everything that trains (LoRA, the CIE, projectors, token rows) stays float32
+and autocast runs it in bf16 inside the LLM; scores and losses are computed in float32. The
+measurements behind this choice: docs/performance.md, "Precision". A CPU without native bf16
+emulates it slower than float32, so ``auto`` picks float32 there and says so in one log line.
 """
 from __future__ import annotations
 
@@ -28,7 +19,6 @@ import torch
 
 from recbole_collm.errors import InputError
 
-COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 (AVX-512 BF16, AMX), ARMv8.6 (/proc/cpuinfo "Features")
 

