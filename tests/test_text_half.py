@@ -158,8 +158,8 @@ def test_eval_rows_sample_users_takes_users_with_both_labels_three_rows_each(tmp
     from recbole_collm.data import CollmDataset
 
     config = tiny_config("MF", tmp_path, eval_rows_limit=30, eval_rows_sample="users")
-    full = CollmDataset(tiny_config("MF", tmp_path)).build_llm_run()
-    _, valid, test = CollmDataset(config).build_llm_run()
+    full = CollmDataset(tiny_config("MF", tmp_path)).build()
+    _, valid, test = CollmDataset(config).build()
     for sampled, whole in ((valid, full[1]), (test, full[2])):
         users, labels = sampled.inter_feat["user_id"].numpy(), sampled.inter_feat["label"].numpy()
         assert len(users) == 30
