@@ -103,7 +103,7 @@ def llm_train_rows(records: dict) -> str:
     return f"LLM train rows: {', '.join(parts)} ({how})"
 
 
-def write_outputs(results: dict, out_dir: str) -> None:
+def write_outputs(results: dict, out_dir: str, resamples: int = 1000) -> None:
     os.makedirs(out_dir, exist_ok=True)
     md, rows = [], []
     for dataset, records in results.items():
@@ -129,7 +129,7 @@ def write_outputs(results: dict, out_dir: str) -> None:
             result = record["test_result"]
             values = [fmt(result.get(key)) for key, _ in METRICS]
             extra = [fmt(PAPER_ML1M[name][0]), fmt(PAPER_ML1M[name][1])] if paper and name in PAPER_ML1M else (["", ""] if paper else [])
-            against = [versus_anchor(records, name, metric) for metric in ("auc", "uauc")] if versus else []
+            against = [versus_anchor(records, name, metric, resamples) for metric in ("auc", "uauc")] if versus else []
             cells = ([record.get("group", ""), name] + values + against + extra
                      + [f"{record['train_seconds']:.0f}", f"{record['test_seconds']:.0f}"])
             md.append("| " + " | ".join(cells) + " |")
@@ -141,7 +141,7 @@ def write_outputs(results: dict, out_dir: str) -> None:
         if eff:
             md += ["", "Efficiency (paper Table 6: CoLLM ≈ 1.125x TALLRec at inference): " + ", ".join(
                 f"{k} {v:.2f}" if "ratio" in k else f"{k} {v:.0f}" for k, v in eff.items())]
-        checks = quality_checks(records)
+        checks = quality_checks(records, resamples)
         if checks:
             md += ["", "The paper's claims on these rows, then each LLM model against ItemRate (95% paired bootstrap "
                    "over users):"] + [f"- {line}" for line in checks]

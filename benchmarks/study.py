@@ -93,6 +93,7 @@ def run_study(
     only: list[str] | None = None,
     report_only: bool = False,
     per_run: dict[str, dict] | None = None,
+    resamples: int = 1000,
 ) -> dict[str, dict]:
     """Run (or reuse) every row on every dataset, then write ``table.md``, ``table.csv`` and
     ``warm_cold_<dataset>.png`` into ``out_dir``. ``report_only`` writes them from the finished
@@ -152,7 +153,7 @@ def run_study(
                 context = context or evaluation_context(dataset, common, config_files)
                 records[name] = ensemble(records[first], records[second], context)
                 records[name]["group"] = "Ensemble"
-    write_outputs(results, out_dir)
+    write_outputs(results, out_dir, resamples)  # the bootstrap's user resamples per comparison
     return results
 
 

@@ -22,7 +22,7 @@ def tiny_study(tiny_llm_dir, tmp_path_factory):
     common = {"eval_rows_limit": 30, "epochs": 2, "state": "WARNING", "show_progress": False, "seed": 2023}
     llm = {"llm_path": str(tiny_llm_dir), "train_rows_limit": 32, "epochs": 1, "eval_step": 0, "lora_dropout": 0.0,
            "warmup_steps": 0, "learning_rate": 0.01, "cie_epochs": None, "cie_learning_rate": None}
-    results = study.run_study(["tiny"], common, llm, str(out), config_files={"tiny": [TINY_YAML]})
+    results = study.run_study(["tiny"], common, llm, str(out), config_files={"tiny": [TINY_YAML]}, resamples=50)
     return out, results["tiny"], (common, llm)
 
 
@@ -41,7 +41,7 @@ def test_every_row_of_the_paper_table_is_produced(tiny_study):
     from recbole_collm.evaluator.compare import paired_bootstrap
 
     mine, theirs = records["CoLLM-MF"]["test_rows"], records["MF"]["test_rows"]
-    c = paired_bootstrap(np.asarray(mine["user"]), np.asarray(mine["label"]), np.asarray(mine["score"]), np.asarray(theirs["score"]), "auc")
+    c = paired_bootstrap(np.asarray(mine["user"]), np.asarray(mine["label"]), np.asarray(mine["score"]), np.asarray(theirs["score"]), "auc", resamples=50)
     assert (f"- CoLLM-MF > MF on AUC: {c.verdict} ({c.a:.4f} vs {c.b:.4f}, {c.difference:+.4f}, "
             f"95% interval [{c.low:+.4f}, {c.high:+.4f}], {c.users} users)") in table
     assert (out / "table.csv").read_text().count("\n") == len(expected) + 1
@@ -113,7 +113,7 @@ def test_a_second_call_recomputes_nothing(tiny_study, monkeypatch):
         raise AssertionError(f"run recomputed: {kwargs.get('model')}")
 
     monkeypatch.setattr("recbole_collm.quick_start.run_recbole_collm", refuse)
-    again = study.run_study(["tiny"], common, llm, str(out), config_files={"tiny": [TINY_YAML]})["tiny"]
+    again = study.run_study(["tiny"], common, llm, str(out), config_files={"tiny": [TINY_YAML]}, resamples=50)["tiny"]
     assert again["CoLLM-MF"]["test_result"] == records["CoLLM-MF"]["test_result"]
     saved = json.loads((out / "runs" / "tiny" / "CoLLM_MF.json").read_text())
     assert np.allclose(saved["test_rows"]["score"], records["CoLLM-MF"]["test_rows"]["score"])
@@ -126,6 +126,6 @@ def test_report_only_writes_the_table_from_finished_runs(tiny_study, tmp_path, m
     (partial / "runs" / "tiny").mkdir(parents=True)
     for name in ("MF", "TALLRec"):
         (partial / "runs" / "tiny" / f"{study.slug(name)}.json").write_text((out / "runs" / "tiny" / f"{study.slug(name)}.json").read_text())
-    report = study.run_study(["tiny"], common, llm, str(partial), config_files={"tiny": [TINY_YAML]}, report_only=True)["tiny"]
+    report = study.run_study(["tiny"], common, llm, str(partial), config_files={"tiny": [TINY_YAML]}, report_only=True, resamples=50)["tiny"]
     assert list(report) == ["MF", "TALLRec", "MF + TALLRec"]
     assert "| CoLLM-MF |" not in (partial / "table.md").read_text()
