@@ -47,10 +47,11 @@ def pad_ids(seqs: list[list[int]], pad: int, left: bool) -> tuple[torch.Tensor, 
 
 def answer_token_ids(tokenizer, cue: str) -> tuple[int, int]:
     """The ids of " Yes" / " No" as they follow ``cue`` in this tokenizer (never hard-coded)."""
-    base = tokenizer.encode(cue, add_special_tokens=False)
+    encode = text_ids(tokenizer)
+    base = encode(cue)
     ids = []
     for word in ("Yes", "No"):
-        full = tokenizer.encode(f"{cue} {word}", add_special_tokens=False)
+        full = encode(f"{cue} {word}")
         if full[: len(base)] != base or len(full) <= len(base):
             raise InputError(f"prompt_template: cannot derive the '{word}' token after '{cue[-20:]}'")
         ids.append(full[len(base)])
@@ -67,7 +68,7 @@ def leading_special_ids(tokenizer) -> list[int]:
     if bos is None:
         return []
     with_special = tokenizer.encode("a", add_special_tokens=True)
-    plain = tokenizer.encode("a", add_special_tokens=False)
+    plain = text_ids(tokenizer)("a")
     return [bos] if with_special[:1] == [bos] and plain[:1] != [bos] else []
 
 
@@ -102,6 +103,7 @@ class PromptBuilder:
         self.history_length = history_length  # the most recent N history titles (None: all given)
         self.placeholder_id = pad_id(tokenizer)
         pieces = [p for p in SLOT_PATTERN.split(template) if p]
+        encode = text_ids(tokenizer)
         # a space before a slot belongs to the slot's first token (as joint tokenization would do)
         self.pieces = [leading_special_ids(tokenizer)]  # BOS once, before everything, where the model expects it
         for i, piece in enumerate(pieces):
@@ -110,8 +112,7 @@ class PromptBuilder:
             else:
                 nxt = pieces[i + 1] if i + 1 < len(pieces) else None
                 text = piece.rstrip(" ") if nxt is not None else piece
-                self.pieces.append(tokenizer.encode(text, add_special_tokens=False))
-        encode = text_ids(tokenizer)
+                self.pieces.append(encode(text))
         self.history_title_ids = [encode(f' "{t}"') for t in item_titles]
         self.target_title_ids = [encode(f" {t}") for t in item_titles]
         self.comma_ids = encode(",")
